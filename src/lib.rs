@@ -1,0 +1,7 @@
+//! fastly-exporter: a Prometheus exporter for the Fastly Real-time Analytics API.
+//!
+//! Data flows one way: api.fastly.com / rt.fastly.com → parse → metric table → render.
+//! See `ARCHITECTURE.md` for the map of modules and threads.
+
+pub mod config;
+pub mod fake;
