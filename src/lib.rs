@@ -3,5 +3,11 @@
 //! Data flows one way: api.fastly.com / rt.fastly.com → parse → metric table → render.
 //! See `ARCHITECTURE.md` for the map of modules and threads.
 
+pub mod catalog;
 pub mod config;
+pub mod exposition;
 pub mod fake;
+pub mod filter;
+pub mod http;
+pub mod realtime;
+pub mod table;

@@ -1,0 +1,514 @@
+//! Parsing `families.tsv` into the structures that drive ingest and render.
+
+use std::collections::HashMap;
+use std::fmt;
+
+/// One of the three rt.fastly.com streams. Each has its own JSON field set and row layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stream {
+    /// `/v1/channel/{id}/ts/{ts}`: the real-time stats, one row per datacenter.
+    Realtime = 0,
+    /// `/v1/origins/{id}/ts/{ts}`: Origin Inspector, one row per (datacenter, origin).
+    Origin = 1,
+    /// `/v1/domains/{id}/ts/{ts}`: Domain Inspector, one row per (datacenter, domain).
+    Domain = 2,
+}
+
+impl Stream {
+    /// All streams, in row-table order.
+    pub const ALL: [Stream; 3] = [Stream::Realtime, Stream::Origin, Stream::Domain];
+
+    /// Position in per-service arrays of stream tables.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The subsystem the Go exporter uses for this stream's family names: the configured
+    /// `-subsystem` for real-time stats, fixed `origin` / `domain` for the inspectors.
+    pub fn subsystem<'a>(self, configured: &'a str) -> &'a str {
+        match self {
+            Stream::Realtime => configured,
+            Stream::Origin => "origin",
+            Stream::Domain => "domain",
+        }
+    }
+
+    /// The label naming the second row key (origin or domain), if the stream has one.
+    pub fn entity_label(self) -> Option<&'static str> {
+        match self {
+            Stream::Realtime => None,
+            Stream::Origin => Some("origin"),
+            Stream::Domain => Some("domain"),
+        }
+    }
+
+    /// The path segment of the stream on rt.fastly.com.
+    pub fn path(self) -> &'static str {
+        match self {
+            Stream::Realtime => "channel",
+            Stream::Origin => "origins",
+            Stream::Domain => "domains",
+        }
+    }
+
+    /// Short name for logs, metrics and the catalog's scope column.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Realtime => "rt",
+            Stream::Origin => "origin",
+            Stream::Domain => "domain",
+        }
+    }
+}
+
+/// Where a family's values come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Rows of one stream, per (service, datacenter[, origin|domain]).
+    Stream(Stream),
+    /// Per-service values that are not stream rows (`service_info`, poll outcomes).
+    Service,
+    /// Account-wide metadata (datacenters, token, certificates, dictionaries, build).
+    Account,
+}
+
+/// Prometheus metric type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Monotonic; we only ever add to it.
+    Counter,
+    /// Set, not added.
+    Gauge,
+    /// Bucket counts plus a sum; `_count` is derived from the buckets.
+    Histogram,
+}
+
+impl Kind {
+    /// The word used on `# TYPE` lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// How one series is computed from a record, as written in the catalog.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    /// Sum of fields, each multiplied by `scale` (1 or 1/1000).
+    Sum {
+        fields: Vec<&'static str>,
+        scale: f64,
+    },
+    /// `plus - sum(minus)` per record, floored at 0.
+    GuardedDiff {
+        plus: &'static str,
+        minus: Vec<&'static str>,
+    },
+    /// An object of `"<key>": count` observed at `key * scale`.
+    Map { field: &'static str, scale: f64 },
+    /// Each field's count observed at a fixed value.
+    Observe(Vec<(&'static str, f64)>),
+    /// Not fed from a stream (service and account scopes).
+    External,
+}
+
+/// One series of a family: its fixed extra label values and where its slots start.
+#[derive(Clone, Debug)]
+pub struct Series {
+    /// Fixed label pairs beyond the row's own labels, in the family's label order.
+    pub labels: Vec<(&'static str, &'static str)>,
+    /// First slot in the row; a histogram uses `buckets.len() + 1` bucket slots then the sum.
+    pub slot: usize,
+    /// The expression feeding this series.
+    pub source: Source,
+}
+
+/// One metric family.
+#[derive(Clone, Debug)]
+pub struct Family {
+    /// Which table or metadata source feeds it.
+    pub scope: Scope,
+    /// Name without namespace and subsystem, e.g. `requests_total`.
+    pub name: &'static str,
+    /// Metric type.
+    pub kind: Kind,
+    /// For stream scopes: the fixed extra labels (e.g. `status_code`); for other scopes: all
+    /// labels, in the order the Go exporter declares them.
+    pub labels: Vec<&'static str>,
+    /// Upper bounds of a histogram's buckets, without `+Inf`.
+    pub buckets: Vec<f64>,
+    /// The series per row (stream scopes) or a single placeholder (other scopes).
+    pub series: Vec<Series>,
+    /// The exact help text of the Go exporter, so `# HELP` lines match.
+    pub help: &'static str,
+}
+
+impl Family {
+    /// Slots a single series of this family occupies in a row.
+    pub fn slots_per_series(&self) -> usize {
+        match self.kind {
+            Kind::Histogram => self.buckets.len() + 2,
+            _ => 1,
+        }
+    }
+}
+
+/// What to do with one JSON field's value when a record is merged into a row.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    /// `row[slot] += value * scale`.
+    Add { slot: usize, scale: f64 },
+    /// A fixed-value histogram observation repeated `value` times.
+    Observe { bucket: usize, sum: usize, at: f64 },
+    /// A map field: each entry lands in the bucket of `key * scale`.
+    ObserveMap {
+        first: usize,
+        sum: usize,
+        scale: f64,
+        bounds: Vec<f64>,
+    },
+}
+
+/// Per-record operations that need more than one field or must run even when a field is
+/// absent (a gauge is set to 0 when a record omits it, as the Go exporter does).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RecordOp {
+    /// `row[slot] = record[field]`.
+    Set { slot: usize, field: u16 },
+    /// `row[slot] += max(record[plus] - sum(record[minus]), 0)`.
+    GuardedDiff {
+        slot: usize,
+        plus: u16,
+        minus: Vec<u16>,
+    },
+}
+
+/// Whether a JSON field is a number or an object of counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldKind {
+    /// A JSON number (integer or float).
+    Number,
+    /// An object `{"<number>": count}` (the miss-latency histogram).
+    Map,
+}
+
+/// Everything ingest needs for one stream: which JSON keys to read and what each one feeds.
+#[derive(Clone, Debug, Default)]
+pub struct StreamDef {
+    /// JSON keys that feed at least one family, indexed by field number.
+    pub fields: Vec<&'static str>,
+    /// Kind of each field.
+    pub field_kinds: Vec<FieldKind>,
+    /// What each field feeds.
+    pub targets: Vec<Vec<Target>>,
+    /// Operations run once per record.
+    pub record_ops: Vec<RecordOp>,
+    /// Length of a row's value array.
+    pub slots: usize,
+    index: HashMap<&'static str, u16>,
+}
+
+impl StreamDef {
+    /// Field number of a JSON key, or `None` for keys no family reads (skipped by the parser).
+    pub fn field(&self, key: &str) -> Option<u16> {
+        self.index.get(key).copied()
+    }
+
+    fn intern_field(&mut self, name: &'static str, kind: FieldKind) -> Result<u16, String> {
+        if let Some(&i) = self.index.get(name) {
+            if self.field_kinds[i as usize] != kind {
+                return Err(format!("field {name} used both as number and map"));
+            }
+            return Ok(i);
+        }
+        let i = u16::try_from(self.fields.len()).map_err(|_| "too many fields".to_string())?;
+        self.fields.push(name);
+        self.field_kinds.push(kind);
+        self.targets.push(Vec::new());
+        self.index.insert(name, i);
+        Ok(i)
+    }
+}
+
+/// The parsed catalog.
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    /// Every family, in file order.
+    pub families: Vec<Family>,
+    /// Ingest plans, indexed by `Stream::index()`.
+    pub streams: [StreamDef; 3],
+}
+
+impl Catalog {
+    /// The ingest plan of one stream.
+    pub fn stream(&self, s: Stream) -> &StreamDef {
+        &self.streams[s.index()]
+    }
+
+    /// Looks a family up by its short name within a scope.
+    pub fn family(&self, scope: Scope, name: &str) -> Option<&Family> {
+        self.families
+            .iter()
+            .find(|f| f.scope == scope && f.name == name)
+    }
+}
+
+/// A catalog line that does not parse, with its line number.
+#[derive(Debug)]
+pub struct CatalogError {
+    line: usize,
+    msg: String,
+}
+
+impl fmt::Display for CatalogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.msg)
+    }
+}
+
+impl std::error::Error for CatalogError {}
+
+/// Parses the catalog text (tab-separated: scope, name, type, labels, source, buckets, help).
+pub fn parse_catalog(text: &'static str) -> Result<Catalog, CatalogError> {
+    let mut families = Vec::new();
+    let mut streams: [StreamDef; 3] = Default::default();
+    for (i, line) in text.lines().enumerate() {
+        let lineno = i + 1;
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fam =
+            parse_family(line, &mut streams).map_err(|msg| CatalogError { line: lineno, msg })?;
+        families.push(fam);
+    }
+    Ok(Catalog { families, streams })
+}
+
+fn parse_family(line: &'static str, streams: &mut [StreamDef; 3]) -> Result<Family, String> {
+    let cols: Vec<&'static str> = line.split('\t').collect();
+    if cols.len() != 7 {
+        return Err(format!("want 7 tab-separated columns, got {}", cols.len()));
+    }
+    let scope = match cols[0] {
+        "rt" => Scope::Stream(Stream::Realtime),
+        "origin" => Scope::Stream(Stream::Origin),
+        "domain" => Scope::Stream(Stream::Domain),
+        "service" => Scope::Service,
+        "account" => Scope::Account,
+        other => return Err(format!("unknown scope {other:?}")),
+    };
+    let name = cols[1];
+    let kind = match cols[2] {
+        "counter" => Kind::Counter,
+        "gauge" => Kind::Gauge,
+        "histogram" => Kind::Histogram,
+        other => return Err(format!("unknown type {other:?}")),
+    };
+    let labels: Vec<&'static str> = split_nonempty(cols[3], ',');
+    let buckets = split_nonempty(cols[5], ',')
+        .into_iter()
+        .map(|b| {
+            b.parse::<f64>()
+                .map_err(|_| format!("bad bucket bound {b:?}"))
+        })
+        .collect::<Result<Vec<f64>, String>>()?;
+    if buckets.windows(2).any(|w| w[0] >= w[1]) {
+        return Err("bucket bounds must increase".into());
+    }
+    if (kind == Kind::Histogram) != !buckets.is_empty() {
+        return Err("buckets are required for histograms and only for them".into());
+    }
+    let mut family = Family {
+        scope,
+        name,
+        kind,
+        labels,
+        buckets,
+        series: Vec::new(),
+        help: cols[6],
+    };
+    let Scope::Stream(stream) = scope else {
+        if cols[4] != "-" {
+            return Err("service and account families take source '-'".into());
+        }
+        family.series.push(Series {
+            labels: Vec::new(),
+            slot: 0,
+            source: Source::External,
+        });
+        return Ok(family);
+    };
+    let def = &mut streams[stream.index()];
+    for part in cols[4].split(';') {
+        let (label_text, expr) = split_labels(part);
+        let pairs = parse_pairs(label_text)?;
+        let names: Vec<&str> = pairs.iter().map(|p| p.0).collect();
+        if names != family.labels {
+            return Err(format!(
+                "series labels {names:?} differ from declared {:?}",
+                family.labels
+            ));
+        }
+        let source = parse_source(expr)?;
+        let slot = def.slots;
+        def.slots += family.slots_per_series();
+        wire_series(def, &family, &source, slot)?;
+        family.series.push(Series {
+            labels: pairs,
+            slot,
+            source,
+        });
+    }
+    if family.series.is_empty() {
+        return Err("no series".into());
+    }
+    Ok(family)
+}
+
+fn split_nonempty(s: &'static str, sep: char) -> Vec<&'static str> {
+    s.split(sep)
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// Splits `label=value,…:expr` into its label part and expression; a part without labels is
+/// all expression. Expressions never contain `:` or `=`, so the first `:` after a `=` decides.
+fn split_labels(part: &'static str) -> (&'static str, &'static str) {
+    match part.find(':') {
+        Some(i) if part[..i].contains('=') => (&part[..i], &part[i + 1..]),
+        _ => ("", part),
+    }
+}
+
+fn parse_pairs(text: &'static str) -> Result<Vec<(&'static str, &'static str)>, String> {
+    split_nonempty(text, ',')
+        .into_iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .ok_or_else(|| format!("bad label pair {kv:?}"))
+        })
+        .collect()
+}
+
+fn parse_source(expr: &'static str) -> Result<Source, String> {
+    let expr = expr.trim();
+    if let Some(inner) = expr.strip_prefix("map(").and_then(|s| s.strip_suffix(')')) {
+        let (field, scale) = inner
+            .split_once(',')
+            .ok_or("map(field,scale) needs a scale")?;
+        let scale = scale
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("bad scale in {expr:?}"))?;
+        return Ok(Source::Map {
+            field: field.trim(),
+            scale,
+        });
+    }
+    if let Some(inner) = expr.strip_prefix("obs(").and_then(|s| s.strip_suffix(')')) {
+        let mut obs = Vec::new();
+        for item in split_nonempty(inner, ',') {
+            let (field, at) = item
+                .split_once('@')
+                .ok_or_else(|| format!("bad observation {item:?}"))?;
+            let at = at
+                .parse::<f64>()
+                .map_err(|_| format!("bad observation value {item:?}"))?;
+            obs.push((field, at));
+        }
+        return Ok(Source::Observe(obs));
+    }
+    if expr.contains('-') {
+        let mut parts = split_nonempty(expr, '-').into_iter();
+        let plus = parts.next().ok_or("empty difference")?;
+        return Ok(Source::GuardedDiff {
+            plus,
+            minus: parts.collect(),
+        });
+    }
+    let (fields, scale) = match expr.split_once('/') {
+        Some((f, div)) => {
+            let div = div
+                .parse::<f64>()
+                .map_err(|_| format!("bad divisor in {expr:?}"))?;
+            (f, 1.0 / div)
+        }
+        None => (expr, 1.0),
+    };
+    let fields = split_nonempty(fields, '+');
+    if fields.is_empty() || fields.iter().any(|f| !is_field_name(f)) {
+        return Err(format!("bad source expression {expr:?}"));
+    }
+    Ok(Source::Sum { fields, scale })
+}
+
+fn is_field_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Registers what each field of `source` feeds, starting at `slot`.
+fn wire_series(
+    def: &mut StreamDef,
+    fam: &Family,
+    source: &Source,
+    slot: usize,
+) -> Result<(), String> {
+    let nb = fam.buckets.len();
+    match (fam.kind, source) {
+        (Kind::Counter, Source::Sum { fields, scale }) => {
+            for f in fields {
+                let i = def.intern_field(f, FieldKind::Number)?;
+                def.targets[i as usize].push(Target::Add {
+                    slot,
+                    scale: *scale,
+                });
+            }
+        }
+        (Kind::Counter, Source::GuardedDiff { plus, minus }) => {
+            let plus = def.intern_field(plus, FieldKind::Number)?;
+            let minus = minus
+                .iter()
+                .map(|m| def.intern_field(m, FieldKind::Number))
+                .collect::<Result<Vec<u16>, String>>()?;
+            def.record_ops
+                .push(RecordOp::GuardedDiff { slot, plus, minus });
+        }
+        (Kind::Gauge, Source::Sum { fields, scale }) if fields.len() == 1 && *scale == 1.0 => {
+            let field = def.intern_field(fields[0], FieldKind::Number)?;
+            def.record_ops.push(RecordOp::Set { slot, field });
+        }
+        (Kind::Histogram, Source::Map { field, scale }) => {
+            let i = def.intern_field(field, FieldKind::Map)?;
+            let target = Target::ObserveMap {
+                first: slot,
+                sum: slot + nb + 1,
+                scale: *scale,
+                bounds: fam.buckets.clone(),
+            };
+            def.targets[i as usize].push(target);
+        }
+        (Kind::Histogram, Source::Observe(obs)) => {
+            for (f, at) in obs {
+                let i = def.intern_field(f, FieldKind::Number)?;
+                let bucket = slot + bucket_index(&fam.buckets, *at);
+                def.targets[i as usize].push(Target::Observe {
+                    bucket,
+                    sum: slot + nb + 1,
+                    at: *at,
+                });
+            }
+        }
+        (kind, source) => return Err(format!("{source:?} cannot feed a {}", kind.as_str())),
+    }
+    Ok(())
+}
+
+/// Index of the bucket an observation lands in: the first bound `>= v` (Prometheus' `le`),
+/// or `bounds.len()` for `+Inf`.
+pub fn bucket_index(bounds: &[f64], v: f64) -> usize {
+    bounds.partition_point(|&b| b < v)
+}

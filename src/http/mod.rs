@@ -1,0 +1,3 @@
+//! The HTTP side: a bounded pool of tiny_http workers serving `/metrics`, `/sd` and `/`.
+
+pub mod render;

@@ -1,0 +1,464 @@
+//! Streaming Prometheus text rendering of the metric table.
+//!
+//! A [`Scrape`] is a `Read`: tiny_http pulls bytes from it, and it formats the next
+//! (family, service) unit into a small buffer only when asked. A 300 MB scrape therefore never
+//! exists in memory at once, and each service's table lock is held only while that service's
+//! rows of one family are formatted. Families are contiguous and sorted by name (as
+//! client_golang sorts them); label blocks are pre-rendered per row, per service and per
+//! series, so the hot loop is memcpy plus number formatting.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+
+use crate::catalog::{Family, Kind, Scope, Stream, catalog, fq_name};
+use crate::exposition::{escape_help, push_label, write_f64};
+use crate::filter::Filter;
+use crate::table::{AccountSnapshot, PollResult, Service, ServiceMeta};
+
+/// How much text a `read` call formats before handing it over.
+const CHUNK: usize = 64 * 1024;
+
+/// Everything about the output that depends only on configuration, computed once at start.
+#[derive(Debug)]
+pub struct Plan {
+    families: Vec<PlannedFamily>,
+}
+
+#[derive(Debug)]
+struct PlannedFamily {
+    fam: &'static Family,
+    /// Full name, then `_bucket{`-style prefixes for histograms.
+    name: String,
+    header: Vec<u8>,
+    series: Vec<PlannedSeries>,
+    /// Pre-rendered `,le="…"} ` suffixes, one per bucket incl. `+Inf` (histograms only).
+    le: Vec<Vec<u8>>,
+}
+
+#[derive(Debug)]
+struct PlannedSeries {
+    slot: usize,
+    /// Extra labels that sort between the row's labels and `service_id` (`,http_version="1"`).
+    mid: Vec<u8>,
+    /// Extra labels that sort after `service_name` (`,status_code="200"`).
+    end: Vec<u8>,
+}
+
+impl Plan {
+    /// Builds the plan for a namespace/subsystem and metric filter. Families the filter rejects
+    /// are left out entirely, as the Go exporter never registers them.
+    pub fn new(namespace: &str, subsystem: &str, metrics: &Filter) -> Plan {
+        let mut families = Vec::new();
+        for fam in &catalog().families {
+            let sub = match fam.scope {
+                Scope::Stream(s) => s.subsystem(subsystem),
+                _ => subsystem,
+            };
+            let name = fq_name(namespace, sub, fam.name);
+            let keep = match fam.name {
+                // Not subject to the metric filters at all (upstream registers it always).
+                "build_info" if fam.scope == Scope::Account => true,
+                // Upstream ignores the allowlist for these two; only the blocklist applies.
+                "service_info" | "last_successful_response" if fam.scope == Scope::Service => {
+                    !metrics.blocked(&name)
+                }
+                _ => metrics.permits(&name),
+            };
+            if !keep {
+                continue;
+            }
+            let program = fq_name(namespace, subsystem, "");
+            let help = escape_help(&fam.help.replace("{program}", program.trim_end_matches('_')));
+            let header = format!(
+                "# HELP {name} {help}\n# TYPE {name} {}\n",
+                fam.kind.as_str()
+            )
+            .into_bytes();
+            let series = match fam.scope {
+                Scope::Stream(stream) => {
+                    fam.series.iter().map(|s| plan_series(stream, s)).collect()
+                }
+                _ => Vec::new(),
+            };
+            let le = fam
+                .buckets
+                .iter()
+                .map(|b| {
+                    let mut v = b",le=\"".to_vec();
+                    write_f64(&mut v, *b);
+                    v.extend_from_slice(b"\"} ");
+                    v
+                })
+                .chain(std::iter::once(b",le=\"+Inf\"} ".to_vec()))
+                .collect();
+            families.push(PlannedFamily {
+                fam,
+                name,
+                header,
+                series,
+                le,
+            });
+        }
+        families.sort_by(|a, b| a.name.cmp(&b.name));
+        Plan { families }
+    }
+
+    /// True when the plan renders the given family (used to skip fetching what nobody exports).
+    pub fn exports(&self, scope: Scope, name: &str) -> bool {
+        self.families
+            .iter()
+            .any(|f| f.fam.scope == scope && f.fam.name == name)
+    }
+
+    /// True when any family of the stream survives the metric filters.
+    pub fn exports_stream(&self, stream: Stream) -> bool {
+        self.families
+            .iter()
+            .any(|f| f.fam.scope == Scope::Stream(stream))
+    }
+}
+
+fn plan_series(stream: Stream, s: &crate::catalog::Series) -> PlannedSeries {
+    let last_row_label = stream.entity_label().unwrap_or("datacenter");
+    let mut mid = String::new();
+    let mut end = String::new();
+    for (k, v) in &s.labels {
+        let out = if *k > last_row_label && *k < "service_id" {
+            &mut mid
+        } else {
+            &mut end
+        };
+        out.push(',');
+        push_label(out, k, v);
+    }
+    PlannedSeries {
+        slot: s.slot,
+        mid: mid.into_bytes(),
+        end: end.into_bytes(),
+    }
+}
+
+/// A scrape in progress: a reader producing the exposition for a set of services.
+pub struct Scrape {
+    plan: Arc<Plan>,
+    services: Vec<(Arc<Service>, Arc<ServiceMeta>)>,
+    account: Option<Arc<AccountSnapshot>>,
+    targeted: bool,
+    tail: Vec<u8>,
+    fam: usize,
+    svc: usize,
+    header_done: bool,
+    buf: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl Scrape {
+    /// Starts a scrape over `services` (all of them, or one for `?target=`). `account` carries
+    /// the account-wide families; a `targeted` scrape keeps only the per-service ones
+    /// (dictionaries) and `build_info`. `tail` is appended verbatim at the end (the exporter's
+    /// own metrics, plain `/metrics` only).
+    pub fn new(
+        plan: Arc<Plan>,
+        services: Vec<Arc<Service>>,
+        account: Option<Arc<AccountSnapshot>>,
+        targeted: bool,
+        tail: Vec<u8>,
+    ) -> Scrape {
+        let services = services
+            .into_iter()
+            .map(|s| {
+                let meta = s.meta();
+                (s, meta)
+            })
+            .collect();
+        Scrape {
+            plan,
+            services,
+            account,
+            targeted,
+            tail,
+            fam: 0,
+            svc: 0,
+            header_done: false,
+            buf: Vec::with_capacity(CHUNK + 16 * 1024),
+            pos: 0,
+            done: false,
+        }
+    }
+
+    /// Renders the whole scrape into memory (tests and small outputs).
+    pub fn into_string(mut self) -> String {
+        let mut out = Vec::new();
+        // Reading from an in-memory renderer cannot fail.
+        let _ = self.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Formats units until the buffer holds at least `CHUNK` bytes or the scrape is complete.
+    fn fill(&mut self) {
+        self.buf.clear();
+        self.pos = 0;
+        while self.buf.len() < CHUNK {
+            let Some(pf) = self.plan.families.get(self.fam) else {
+                if !self.done {
+                    self.buf.extend_from_slice(&self.tail);
+                    self.done = true;
+                }
+                return;
+            };
+            match pf.fam.scope {
+                Scope::Account => {
+                    if let Some(acc) = &self.account {
+                        let start = self.buf.len();
+                        render_account(pf, acc, &self.services, self.targeted, &mut self.buf);
+                        if self.buf.len() > start {
+                            self.buf.splice(start..start, pf.header.iter().copied());
+                        }
+                    }
+                    self.next_family();
+                }
+                _ => {
+                    if let Some((svc, meta)) = self.services.get(self.svc) {
+                        let start = self.buf.len();
+                        render_unit(pf, svc, meta, &mut self.buf);
+                        if self.buf.len() > start && !self.header_done {
+                            self.buf.splice(start..start, pf.header.iter().copied());
+                            self.header_done = true;
+                        }
+                        self.svc += 1;
+                    } else {
+                        self.next_family();
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_family(&mut self) {
+        self.fam += 1;
+        self.svc = 0;
+        self.header_done = false;
+    }
+}
+
+impl Read for Scrape {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.buf.len() {
+            if self.done {
+                return Ok(0);
+            }
+            self.fill();
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Formats one family for one service.
+fn render_unit(pf: &PlannedFamily, svc: &Service, meta: &ServiceMeta, out: &mut Vec<u8>) {
+    let name = pf.name.as_bytes();
+    match pf.fam.scope {
+        Scope::Stream(stream) => {
+            let table = svc.table(stream);
+            for row in table.rows() {
+                for s in &pf.series {
+                    if pf.fam.kind == Kind::Histogram {
+                        render_histogram(pf, s, row.labels.as_bytes(), meta, &row.values, out);
+                        continue;
+                    }
+                    out.extend_from_slice(name);
+                    out.push(b'{');
+                    out.extend_from_slice(row.labels.as_bytes());
+                    out.extend_from_slice(&s.mid);
+                    out.push(b',');
+                    out.extend_from_slice(meta.labels.as_bytes());
+                    out.extend_from_slice(&s.end);
+                    out.extend_from_slice(b"} ");
+                    write_f64(out, row.values[s.slot]);
+                    out.push(b'\n');
+                }
+            }
+        }
+        Scope::Service => render_service_family(pf, svc, meta, out),
+        Scope::Account => {}
+    }
+}
+
+fn render_histogram(
+    pf: &PlannedFamily,
+    s: &PlannedSeries,
+    row_labels: &[u8],
+    meta: &ServiceMeta,
+    values: &[f64],
+    out: &mut Vec<u8>,
+) {
+    let name = pf.name.as_bytes();
+    let nb = pf.le.len();
+    let labels = |out: &mut Vec<u8>| {
+        out.push(b'{');
+        out.extend_from_slice(row_labels);
+        out.extend_from_slice(&s.mid);
+        out.push(b',');
+        out.extend_from_slice(meta.labels.as_bytes());
+        out.extend_from_slice(&s.end);
+    };
+    let mut cumulative = 0.0;
+    for (i, le) in pf.le.iter().enumerate() {
+        cumulative += values[s.slot + i];
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"_bucket");
+        labels(out);
+        out.extend_from_slice(le);
+        write_f64(out, cumulative);
+        out.push(b'\n');
+    }
+    out.extend_from_slice(name);
+    out.extend_from_slice(b"_sum");
+    labels(out);
+    out.extend_from_slice(b"} ");
+    write_f64(out, values[s.slot + nb]);
+    out.push(b'\n');
+    out.extend_from_slice(name);
+    out.extend_from_slice(b"_count");
+    labels(out);
+    out.extend_from_slice(b"} ");
+    write_f64(out, cumulative);
+    out.push(b'\n');
+}
+
+fn render_service_family(pf: &PlannedFamily, svc: &Service, meta: &ServiceMeta, out: &mut Vec<u8>) {
+    let name = pf.name.as_bytes();
+    let labels = meta.labels.as_bytes();
+    match pf.fam.name {
+        "service_info" => {
+            out.extend_from_slice(name);
+            out.push(b'{');
+            out.extend_from_slice(labels);
+            let mut version = String::from(",");
+            push_label(&mut version, "service_version", &meta.version);
+            out.extend_from_slice(version.as_bytes());
+            out.extend_from_slice(b"} 1\n");
+        }
+        "last_successful_response" => {
+            let t = svc.last_success();
+            if t > 0 {
+                out.extend_from_slice(name);
+                out.push(b'{');
+                out.extend_from_slice(labels);
+                out.extend_from_slice(b"} ");
+                write_f64(out, t as f64);
+                out.push(b'\n');
+            }
+        }
+        "realtime_api_requests_total" => {
+            for r in PollResult::ALL {
+                let n = svc.result_count(r);
+                if n == 0 {
+                    continue;
+                }
+                out.extend_from_slice(name);
+                out.extend_from_slice(b"{result=\"");
+                out.extend_from_slice(r.label().as_bytes());
+                out.extend_from_slice(b"\",");
+                out.extend_from_slice(labels);
+                out.extend_from_slice(b"} ");
+                write_f64(out, n as f64);
+                out.push(b'\n');
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Formats one account-scoped family. Label pairs are written in name order, as client_golang
+/// sorts them.
+fn render_account(
+    pf: &PlannedFamily,
+    acc: &AccountSnapshot,
+    services: &[(Arc<Service>, Arc<ServiceMeta>)],
+    targeted: bool,
+    out: &mut Vec<u8>,
+) {
+    let mut line = |labels: &[(&str, &str)], value: f64| {
+        out.extend_from_slice(pf.name.as_bytes());
+        let mut text = String::from("{");
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            push_label(&mut text, k, v);
+        }
+        text.push_str("} ");
+        out.extend_from_slice(text.as_bytes());
+        write_f64(out, value);
+        out.push(b'\n');
+    };
+    match pf.fam.name {
+        "build_info" => {
+            let b = &acc.build;
+            line(
+                &[
+                    ("arch", &b.arch),
+                    ("branch", &b.branch),
+                    ("os", &b.os),
+                    ("revision", &b.revision),
+                    ("rustversion", &b.rustversion),
+                    ("tags", &b.tags),
+                    ("version", &b.version),
+                ],
+                1.0,
+            );
+        }
+        "dictionary_item_count" | "dictionary_last_updated_timestamp_seconds" => {
+            let count = pf.fam.name == "dictionary_item_count";
+            for (svc, meta) in services {
+                for d in acc.dictionaries.get(&*svc.id).into_iter().flatten() {
+                    let labels = [
+                        ("dictionary_id", d.id.as_str()),
+                        ("dictionary_name", &d.name),
+                        ("service_id", &svc.id),
+                        ("service_name", &meta.name),
+                        ("version", &d.version),
+                    ];
+                    line(&labels, if count { d.item_count } else { d.last_updated });
+                }
+            }
+        }
+        _ if targeted => {}
+        "datacenter_info" => {
+            for d in &acc.datacenters {
+                let labels = [
+                    ("datacenter", d.code.as_str()),
+                    ("group", &d.group),
+                    ("latitude", &d.latitude),
+                    ("longitude", &d.longitude),
+                    ("name", &d.name),
+                ];
+                line(&labels, 1.0);
+            }
+        }
+        "token_expiration" => {
+            if let Some(t) = &acc.token
+                && let Some(exp) = t.expires_at
+            {
+                line(&[("token_id", &t.id), ("user_id", &t.user_id)], exp);
+            }
+        }
+        "cert_expiry_timestamp_seconds" => {
+            for c in &acc.certificates {
+                let labels = [
+                    ("cn", c.cn.as_str()),
+                    ("id", &c.id),
+                    ("issuer", &c.issuer),
+                    ("name", &c.name),
+                    ("sn", &c.sn),
+                ];
+                line(&labels, c.not_after);
+            }
+        }
+        _ => {}
+    }
+}
