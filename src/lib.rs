@@ -3,6 +3,8 @@
 //! Data flows one way: api.fastly.com / rt.fastly.com → parse → metric table → render.
 //! See `ARCHITECTURE.md` for the map of modules and threads.
 
+pub mod api;
+pub mod app;
 pub mod catalog;
 pub mod config;
 pub mod exposition;
@@ -10,4 +12,5 @@ pub mod fake;
 pub mod filter;
 pub mod http;
 pub mod realtime;
+pub mod statelog;
 pub mod table;

@@ -1,1 +1,69 @@
-fn main() {}
+//! `fastly-exporter`: parse the configuration, set up logging and signals, run.
+//! Exit codes: 0 after a clean shutdown, 1 when start-up fails, 2 for configuration errors.
+
+use std::process::ExitCode;
+
+use fastly_exporter::app::{self, Signals};
+use fastly_exporter::config::{self, Command};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cfg = match config::load(&args, &|k| std::env::var(k).ok()) {
+        Ok(Command::Run(cfg)) => cfg,
+        Ok(Command::Help) => {
+            print!("{}", config::usage());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            let b = app::build_info();
+            println!(
+                "fastly-exporter v{} (revision {}, branch {}, {})",
+                b.version, b.revision, b.branch, b.rustversion
+            );
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::ConfigFileExample) => {
+            print!("{}", config::example_config_file());
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("fastly-exporter: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let level = if cfg.debug {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Info
+    };
+    let logger = simple_logger::SimpleLogger::new()
+        .with_level(level)
+        // Dependencies stay quiet even with -debug: our own per-request lines say what matters.
+        .with_module_level("ureq", log::LevelFilter::Warn)
+        .with_module_level("ureq_proto", log::LevelFilter::Warn)
+        .with_module_level("rustls", log::LevelFilter::Warn)
+        .with_module_level("tiny_http", log::LevelFilter::Warn);
+    if let Err(e) = logger.init() {
+        eprintln!("fastly-exporter: cannot start logging: {e}");
+    }
+    for w in &cfg.warnings {
+        log::warn!("{w}");
+    }
+    let signals = Signals::default();
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, signals.terminate.clone()) {
+            log::warn!("cannot handle signal {sig}: {e}");
+        }
+    }
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, signals.reload.clone())
+    {
+        log::warn!("cannot handle SIGHUP: {e}");
+    }
+    match app::run(*cfg, &signals) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}

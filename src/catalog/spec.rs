@@ -25,7 +25,7 @@ impl Stream {
 
     /// The subsystem the Go exporter uses for this stream's family names: the configured
     /// `-subsystem` for real-time stats, fixed `origin` / `domain` for the inspectors.
-    pub fn subsystem<'a>(self, configured: &'a str) -> &'a str {
+    pub fn subsystem(self, configured: &str) -> &str {
         match self {
             Stream::Realtime => configured,
             Stream::Origin => "origin",
@@ -318,7 +318,7 @@ fn parse_family(line: &'static str, streams: &mut [StreamDef; 3]) -> Result<Fami
     if buckets.windows(2).any(|w| w[0] >= w[1]) {
         return Err("bucket bounds must increase".into());
     }
-    if (kind == Kind::Histogram) != !buckets.is_empty() {
+    if (kind == Kind::Histogram) == buckets.is_empty() {
         return Err("buckets are required for histograms and only for them".into());
     }
     let mut family = Family {

@@ -42,9 +42,14 @@ fn row_slots_cover_every_series_exactly_once() {
             .filter(|f| f.scope == Scope::Stream(stream))
         {
             for s in &f.series {
-                for slot in s.slot..s.slot + f.slots_per_series() {
-                    assert!(!used[slot], "slot {slot} used twice ({})", f.name);
-                    used[slot] = true;
+                for (slot, u) in used
+                    .iter_mut()
+                    .enumerate()
+                    .skip(s.slot)
+                    .take(f.slots_per_series())
+                {
+                    assert!(!*u, "slot {slot} used twice ({})", f.name);
+                    *u = true;
                 }
             }
         }

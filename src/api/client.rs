@@ -1,0 +1,157 @@
+//! The HTTP client for api.fastly.com and rt.fastly.com, built on ureq.
+//!
+//! One `Client` per host kind, each with its own timeout and connection pool: the API client
+//! makes a few requests a minute, the rt client keeps one idle connection per poller. Non-2xx
+//! statuses are returned as values (callers decide: 401 backs off, 404 drops a service…),
+//! bodies are capped, and nothing here ever formats the token: it only travels in a header.
+
+use std::fmt;
+use std::io::Read;
+use std::time::Duration;
+
+/// Version string sent in `User-Agent` and reported by `-version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A received response: status, the few headers callers use, and the body.
+#[derive(Debug, Default)]
+pub struct Reply {
+    /// HTTP status code.
+    pub status: u16,
+    /// `Link` header (service-list pagination).
+    pub link: Option<String>,
+    /// `Retry-After` header.
+    pub retry_after: Option<String>,
+    /// `Fastly-RateLimit-Remaining` header.
+    pub rate_limit_remaining: Option<String>,
+}
+
+/// Why a request produced no usable reply.
+#[derive(Debug)]
+pub enum ApiError {
+    /// Connect, TLS, DNS, reset or timeout: the request may be retried soon.
+    Transport(String),
+    /// The body was larger than the configured cap.
+    TooLarge(u64),
+    /// The body could not be read completely (truncated).
+    Body(String),
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::Transport(e) => write!(f, "request failed: {e}"),
+            ApiError::TooLarge(n) => write!(f, "response body exceeds the {n}-byte limit"),
+            ApiError::Body(e) => write!(f, "reading response body failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// A configured HTTP client bound to one base URL and the token.
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    token: String,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Client {
+    /// A client for `base` (e.g. `https://api.fastly.com`) with a per-request timeout and room
+    /// for `idle` pooled connections (one per poller for the rt client).
+    pub fn new(base: &str, token: &str, timeout: Duration, idle: usize) -> Client {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .max_idle_connections(idle.max(4))
+            .max_idle_connections_per_host(idle.max(4))
+            .max_idle_age(Duration::from_secs(150))
+            .user_agent(format!("Fastly-Exporter ({VERSION})"))
+            .accept("application/json")
+            // Headers of Fastly answers are small; the default 128 KiB per connection would
+            // cost 128 MiB with a thousand pollers.
+            .input_buffer_size(16 * 1024)
+            .output_buffer_size(4 * 1024)
+            .max_response_header_size(16 * 1024)
+            .build();
+        Client {
+            agent: config.new_agent(),
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+        }
+    }
+
+    /// The base URL requests are relative to.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// GETs `url` (absolute, or a path starting with `/` relative to the base) and reads at
+    /// most `max_body` bytes of body into `body` (cleared first).
+    pub fn get_into(
+        &self,
+        url: &str,
+        max_body: u64,
+        body: &mut Vec<u8>,
+    ) -> Result<Reply, ApiError> {
+        body.clear();
+        let full = if url.starts_with('/') {
+            format!("{}{url}", self.base)
+        } else {
+            url.to_string()
+        };
+        let mut resp = self
+            .agent
+            .get(&full)
+            .header("Fastly-Key", &self.token)
+            .call()
+            .map_err(|e| ApiError::Transport(describe(&e)))?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let reply = Reply {
+            status: resp.status().as_u16(),
+            link: header("link"),
+            retry_after: header("retry-after"),
+            rate_limit_remaining: header("fastly-ratelimit-remaining"),
+        };
+        let mut reader = resp
+            .body_mut()
+            .with_config()
+            .limit(max_body.saturating_add(1))
+            .reader();
+        match reader.read_to_end(body) {
+            Ok(_) if body.len() as u64 > max_body => Err(ApiError::TooLarge(max_body)),
+            Ok(_) => Ok(reply),
+            Err(e) if e.to_string().contains("limit") => Err(ApiError::TooLarge(max_body)),
+            Err(e) => Err(ApiError::Body(e.to_string())),
+        }
+    }
+
+    /// GETs a small API document (at most 64 MiB) and returns status and body.
+    pub fn get(&self, url: &str) -> Result<(Reply, Vec<u8>), ApiError> {
+        let mut body = Vec::new();
+        let reply = self.get_into(url, 64 << 20, &mut body)?;
+        Ok((reply, body))
+    }
+}
+
+/// One line describing a ureq error, without anything from request headers.
+fn describe(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(t) => format!("timed out ({t})"),
+        ureq::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
+    }
+}

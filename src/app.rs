@@ -1,0 +1,260 @@
+//! The main thread: schedules refreshes, reconciles pollers with the service list, and owns
+//! shutdown. Nothing here blocks on rt.fastly.com; api.fastly.com calls are bounded by
+//! `-api-timeout`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::api::client::Client;
+use crate::api::select::{Selected, Selector};
+use crate::api::services::{ServiceInfo, fetch_services};
+use crate::catalog::Stream;
+use crate::config::Config;
+use crate::filter::Filter;
+use crate::http::render::Plan;
+use crate::http::server::{Health, HttpServer, HttpState};
+use crate::realtime::parse::Mode;
+use crate::realtime::poller::{Poller, PollerSpec, PollerStats};
+use crate::statelog::StateLog;
+use crate::table::{AccountSnapshot, BuildInfo, Registry};
+
+/// Worker threads serving HTTP; scrapes are streamed, so a few suffice.
+const HTTP_WORKERS: usize = 4;
+
+/// Consecutive failed service-list refreshes after which `/readyz` reports not ready.
+const UNREADY_AFTER_FAILURES: u32 = 3;
+
+/// Flags set by signal handlers and read by the main loop.
+#[derive(Debug, Default)]
+pub struct Signals {
+    /// SIGTERM / SIGINT: shut down.
+    pub terminate: Arc<AtomicBool>,
+    /// SIGHUP: reload the config file's filters.
+    pub reload: Arc<AtomicBool>,
+}
+
+/// The build as `-version` and `build_info` report it.
+pub fn build_info() -> BuildInfo {
+    BuildInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        revision: env!("FE_GIT_REVISION").to_string(),
+        branch: env!("FE_GIT_BRANCH").to_string(),
+        tags: env!("FE_GIT_TAGS").to_string(),
+        rustversion: env!("FE_RUSTC_VERSION").to_string(),
+        os: std::env::consts::OS.to_string(),
+        arch: std::env::consts::ARCH.to_string(),
+    }
+}
+
+/// The running exporter, minus its HTTP server.
+pub struct App {
+    cfg: Config,
+    selector: Selector,
+    registry: Arc<Registry>,
+    plan: Arc<Plan>,
+    api: Client,
+    rt: Arc<Client>,
+    stats: Arc<PollerStats>,
+    pollers: HashMap<(Arc<str>, Stream), Poller>,
+    entitled: [bool; 3],
+    listed: Option<Vec<ServiceInfo>>,
+    list_log: StateLog,
+    list_failures: u32,
+    state: Arc<HttpState>,
+}
+
+impl App {
+    /// Builds the exporter from a validated config.
+    pub fn new(cfg: Config) -> App {
+        let registry = Arc::new(Registry::new());
+        let metrics = Filter::new(cfg.metric_allowlist.clone(), cfg.metric_blocklist.clone());
+        let plan = Arc::new(Plan::new(&cfg.namespace, &cfg.subsystem, &metrics));
+        let account = AccountSnapshot {
+            build: build_info(),
+            ..Default::default()
+        };
+        let state = Arc::new(HttpState {
+            registry: registry.clone(),
+            plan: plan.clone(),
+            account: RwLock::new(Arc::new(account)),
+            health: Health::default(),
+            self_metrics: Box::new(|_| {}),
+            in_flight: Default::default(),
+        });
+        state
+            .health
+            .set(false, "the service list has not been fetched yet");
+        let api = Client::new(&cfg.api_endpoint, &cfg.token, cfg.api_timeout, 4);
+        let rt = Arc::new(Client::new(
+            &cfg.rt_endpoint,
+            &cfg.token,
+            cfg.rt_timeout,
+            1024,
+        ));
+        App {
+            selector: selector(&cfg),
+            registry,
+            plan,
+            api,
+            rt,
+            stats: Arc::default(),
+            pollers: HashMap::new(),
+            entitled: [true, false, false],
+            listed: None,
+            list_log: StateLog::default(),
+            list_failures: 0,
+            state,
+            cfg,
+        }
+    }
+
+    /// State shared with the HTTP server.
+    pub fn http_state(&self) -> Arc<HttpState> {
+        self.state.clone()
+    }
+
+    /// Fetches the service list; on failure keeps the previous one (or none yet).
+    pub fn refresh_services(&mut self) {
+        match fetch_services(&self.api) {
+            Ok(list) => {
+                self.list_log.ok("service list refresh");
+                log::debug!("service list: {} services", list.len());
+                self.listed = Some(list);
+                self.list_failures = 0;
+                self.state.health.set(true, "");
+            }
+            Err(e) => {
+                self.list_failures += 1;
+                let keeping = match &self.listed {
+                    Some(l) => format!("keeping the previous list of {} services", l.len()),
+                    None => "no service list yet".to_string(),
+                };
+                self.list_log
+                    .fail("service list refresh", &format!("failed: {e}; {keeping}"));
+                if self.listed.is_none() || self.list_failures >= UNREADY_AFTER_FAILURES {
+                    let reason = format!(
+                        "{} consecutive service list refreshes failed, last: {e}",
+                        self.list_failures
+                    );
+                    self.state.health.set(false, &reason);
+                }
+            }
+        }
+    }
+
+    /// Makes the registry and the poller set match the selected services.
+    pub fn reconcile(&mut self) {
+        let listed = self.listed.as_deref().unwrap_or(&[]);
+        if self.listed.is_none() && self.selector.ids.is_empty() {
+            return;
+        }
+        let selected: Vec<Selected> = self.selector.select(listed);
+        for s in &selected {
+            let (_, new) = self.registry.upsert(&s.id, &s.name, &s.version);
+            if new {
+                log::info!("service {} ({}): exporting", s.id, s.name);
+            }
+        }
+        let removed = self
+            .registry
+            .retain(|id| selected.iter().any(|s| s.id == id));
+        for svc in &removed {
+            log::info!(
+                "service {}: no longer selected; removing its series",
+                svc.id
+            );
+        }
+        let mut wanted: Vec<(Arc<str>, Stream)> = Vec::new();
+        for svc in self.registry.snapshot() {
+            for stream in Stream::ALL {
+                if self.entitled[stream.index()] && self.plan.exports_stream(stream) {
+                    wanted.push((svc.id.clone(), stream));
+                }
+            }
+        }
+        let stale: Vec<(Arc<str>, Stream)> = self
+            .pollers
+            .keys()
+            .filter(|k| !wanted.contains(k))
+            .cloned()
+            .collect();
+        for key in stale {
+            if let Some(p) = self.pollers.remove(&key) {
+                p.stop();
+                if let Some(svc) = self.registry.get(&key.0) {
+                    svc.table_mut(key.1).clear();
+                }
+            }
+        }
+        let mode = if self.cfg.aggregate_only {
+            Mode::Aggregate
+        } else {
+            Mode::PerDatacenter
+        };
+        for key in wanted {
+            if self.pollers.contains_key(&key) {
+                continue;
+            }
+            let Some(service) = self.registry.get(&key.0) else {
+                continue;
+            };
+            let spec = PollerSpec {
+                service,
+                stream: key.1,
+                client: self.rt.clone(),
+                mode,
+                max_body: self.cfg.rt_max_body,
+                stats: self.stats.clone(),
+            };
+            match Poller::spawn(spec) {
+                Ok(p) => {
+                    self.pollers.insert(key, p);
+                }
+                Err(e) => log::error!(
+                    "service {}: cannot start {} poller: {e}",
+                    key.0,
+                    key.1.name()
+                ),
+            }
+        }
+    }
+
+    /// Runs the scheduler until `signals.terminate` is set.
+    pub fn run(mut self, server: HttpServer, signals: &Signals) {
+        let mut next_services = Instant::now();
+        while !signals.terminate.load(Ordering::SeqCst) {
+            let now = Instant::now();
+            if now >= next_services {
+                self.refresh_services();
+                self.reconcile();
+                next_services = Instant::now() + self.cfg.service_refresh;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        log::info!("shutting down");
+        server.shutdown(Duration::from_millis(1500));
+        for p in self.pollers.values() {
+            p.stop();
+        }
+    }
+}
+
+fn selector(cfg: &Config) -> Selector {
+    Selector {
+        ids: cfg.service_ids.clone(),
+        names: Filter::new(cfg.service_allowlist.clone(), cfg.service_blocklist.clone()),
+        shard: cfg.service_shard,
+    }
+}
+
+/// Starts everything and blocks until shutdown. Errors are start-up failures (port taken).
+pub fn run(cfg: Config, signals: &Signals) -> Result<(), String> {
+    let listen = cfg.listen.clone();
+    let app = App::new(cfg);
+    let server = HttpServer::start(&listen, app.http_state(), HTTP_WORKERS)?;
+    log::info!("listening on http://{}", server.addr());
+    app.run(server, signals);
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! Request routing: `/metrics[?target=id]`, `/sd`, `/`, `/healthz`, `/readyz`.
+
+use std::io::Read;
+
+use flate2::Compression;
+use flate2::read::GzEncoder;
+use tiny_http::{Header, Method, Request, Response, StatusCode};
+
+use super::render::Scrape;
+use super::server::HttpState;
+
+/// Content type of the Prometheus text format, version 0.0.4.
+pub const EXPOSITION_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Answers one request. Errors writing to the client are only logged: the client left.
+pub fn handle(req: Request, state: &HttpState) {
+    let url = req.url().to_string();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let method_ok = matches!(req.method(), Method::Get | Method::Head);
+    let result = match path {
+        _ if !method_ok => {
+            req.respond(text(405, "method not allowed\n").with_header(header("Allow", "GET, HEAD")))
+        }
+        "/metrics" => metrics(req, state, query),
+        "/sd" => {
+            let ids: Vec<String> = state
+                .registry
+                .snapshot()
+                .iter()
+                .map(|s| s.id.to_string())
+                .collect();
+            let body = serde_json::json!([{ "targets": ids }]).to_string();
+            req.respond(
+                Response::from_string(body).with_header(header("Content-Type", "application/json")),
+            )
+        }
+        "/" => index(req, state),
+        "/healthz" => req.respond(text(200, "ok\n")),
+        "/readyz" => match state.health.get() {
+            (true, _) => req.respond(text(200, "ready\n")),
+            (false, reason) => req.respond(text(503, &format!("not ready: {reason}\n"))),
+        },
+        _ => req.respond(text(404, "not found\n")),
+    };
+    if let Err(e) = result {
+        log::debug!("http: {path}: client went away: {e}");
+    }
+}
+
+fn metrics(req: Request, state: &HttpState, query: &str) -> std::io::Result<()> {
+    let target = query_param(query, "target");
+    let (services, targeted) = match &target {
+        Some(id) => match state.registry.get(id) {
+            Some(s) => (vec![s], true),
+            None => {
+                return req.respond(text(
+                    404,
+                    &format!("unknown target {id:?}: not an exported service\n"),
+                ));
+            }
+        },
+        None => (state.registry.snapshot(), false),
+    };
+    let mut tail = Vec::new();
+    if !targeted {
+        (state.self_metrics)(&mut tail);
+    }
+    let scrape = Scrape::new(
+        state.plan.clone(),
+        services,
+        Some(state.account()),
+        targeted,
+        tail,
+    );
+    let gzip = req.headers().iter().any(|h| {
+        h.field.equiv("Accept-Encoding")
+            && h.value
+                .as_str()
+                .split(',')
+                .any(|e| e.trim().starts_with("gzip"))
+    });
+    let mut headers = vec![header("Content-Type", EXPOSITION_TYPE)];
+    let body: Box<dyn Read + Send> = if gzip {
+        headers.push(header("Content-Encoding", "gzip"));
+        Box::new(GzEncoder::new(scrape, Compression::fast()))
+    } else {
+        Box::new(scrape)
+    };
+    req.respond(Response::new(StatusCode(200), headers, body, None, None))
+}
+
+fn index(req: Request, state: &HttpState) -> std::io::Result<()> {
+    let services = state.registry.snapshot();
+    let wants_json = req
+        .headers()
+        .iter()
+        .any(|h| h.field.equiv("Accept") && h.value.as_str().contains("application/json"));
+    if wants_json {
+        let list: Vec<serde_json::Value> = services
+            .iter()
+            .map(|s| {
+                let m = s.meta();
+                serde_json::json!({"id": &*s.id, "name": m.name, "version": m.version,
+                    "metrics": format!("/metrics?target={}", url_escape(&s.id))})
+            })
+            .collect();
+        let body = serde_json::json!({"metrics": "/metrics", "sd": "/sd", "healthz": "/healthz",
+            "readyz": "/readyz", "services": list});
+        return req.respond(
+            Response::from_string(body.to_string())
+                .with_header(header("Content-Type", "application/json")),
+        );
+    }
+    let mut html = String::from(concat!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>fastly-exporter</title></head><body>",
+        "<h1>fastly-exporter</h1><ul><li><a href=\"/metrics\">/metrics</a> (all services)</li>",
+        "<li><a href=\"/sd\">/sd</a> (Prometheus HTTP service discovery)</li>",
+        "<li><a href=\"/healthz\">/healthz</a>, <a href=\"/readyz\">/readyz</a></li></ul>"
+    ));
+    html.push_str(&format!("<h2>Services ({})</h2><ul>", services.len()));
+    for s in &services {
+        let m = s.meta();
+        html.push_str(&format!(
+            "<li><a href=\"/metrics?target={}\">{}</a> {} (version {})</li>",
+            html_escape(&url_escape(&s.id)),
+            html_escape(&s.id),
+            html_escape(&m.name),
+            html_escape(&m.version)
+        ));
+    }
+    html.push_str("</ul></body></html>\n");
+    req.respond(
+        Response::from_string(html).with_header(header("Content-Type", "text/html; charset=utf-8")),
+    )
+}
+
+fn text(status: u16, body: &str) -> Response<std::io::Cursor<Vec<u8>>> {
+    Response::from_string(body)
+        .with_status_code(status)
+        .with_header(header("Content-Type", "text/plain; charset=utf-8"))
+}
+
+fn header(name: &'static str, value: &'static str) -> Header {
+    // Only ever called with ASCII constants, which tiny_http always accepts.
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("constant ASCII header")
+}
+
+/// The decoded value of `name` in a query string.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then(|| crate::api::services::percent_decode(&v.replace('+', " ")))
+    })
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

@@ -1,0 +1,259 @@
+//! One blocking thread per (service, stream): long-poll, parse, merge, wait, repeat.
+//!
+//! The thread owns its stream position (`ts`), backoff and reusable buffers. It advances `ts`
+//! only after a complete, parsed HTTP 200 answer; every failure re-asks the same `ts`, so a
+//! second of data is counted exactly once. It stops when its flag is set: at once if waiting,
+//! after the current request if one is in flight (that request's answer is then discarded).
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::api::client::{ApiError, Client};
+use crate::catalog::{Stream, catalog};
+use crate::statelog::StateLog;
+use crate::table::{Batch, PollResult, Scratch, Service};
+
+use super::backoff::{Backoff, Outcome, parse_retry_after};
+use super::parse::{Mode, parse_response};
+
+/// Stack size of poller threads: they parse and do HTTP, nothing recursive beyond serde's
+/// few levels; small stacks keep a thousand idle pollers cheap.
+const STACK_SIZE: usize = 256 * 1024;
+
+/// Counters shared by all pollers, exported as the exporter's own metrics.
+#[derive(Debug, Default)]
+pub struct PollerStats {
+    /// Poller threads restarted after a panic.
+    pub restarts: AtomicU64,
+}
+
+/// What a poller needs, fixed for its lifetime.
+#[derive(Clone)]
+pub struct PollerSpec {
+    /// The service whose table it writes.
+    pub service: Arc<Service>,
+    /// Which stream it polls.
+    pub stream: Stream,
+    /// Client for rt.fastly.com.
+    pub client: Arc<Client>,
+    /// Per-datacenter or aggregate rows.
+    pub mode: Mode,
+    /// Body size cap.
+    pub max_body: u64,
+    /// Shared counters.
+    pub stats: Arc<PollerStats>,
+}
+
+/// Handle to a running poller.
+#[derive(Debug)]
+pub struct Poller {
+    stop: Arc<AtomicBool>,
+    thread: Thread,
+}
+
+impl Poller {
+    /// Starts the poller thread.
+    pub fn spawn(spec: PollerSpec) -> std::io::Result<Poller> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let name = format!("poll-{}-{}", spec.stream.name(), spec.service.id);
+        let handle = thread::Builder::new()
+            .name(name)
+            .stack_size(STACK_SIZE)
+            .spawn(move || run(spec, &flag))?;
+        Ok(Poller {
+            stop,
+            thread: handle.thread().clone(),
+        })
+    }
+
+    /// Asks the poller to stop; returns at once. The caller may clear the poller's table right
+    /// after: the poller checks the flag under the table lock before merging.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.unpark();
+    }
+
+    /// The stop flag (shared with the thread).
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+struct State {
+    ts: u64,
+    backoff: Backoff,
+    log: StateLog,
+    body: Vec<u8>,
+    batch: Batch,
+    scratch: Scratch,
+}
+
+fn run(spec: PollerSpec, stop: &AtomicBool) {
+    let seed = spec
+        .service
+        .id
+        .bytes()
+        .fold(spec.stream as u64 + 1, |h, b| {
+            h.wrapping_mul(31).wrapping_add(b.into())
+        });
+    let mut st = State {
+        ts: 0,
+        backoff: Backoff::new(spec.stream, seed ^ now_unix()),
+        log: StateLog::default(),
+        body: Vec::new(),
+        batch: Batch::default(),
+        scratch: Scratch::default(),
+    };
+    while !stop.load(Ordering::SeqCst) {
+        let delay = match catch_unwind(AssertUnwindSafe(|| poll_once(&spec, stop, &mut st))) {
+            Ok(d) => d,
+            Err(_) => {
+                log::error!(
+                    "service {}: {} poller panicked; restarting in 5s",
+                    spec.service.id,
+                    spec.stream.name()
+                );
+                spec.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                st.batch.clear();
+                Duration::from_secs(5)
+            }
+        };
+        sleep_unless_stopped(delay, stop);
+    }
+    log::debug!(
+        "service {}: {} poller stopped",
+        spec.service.id,
+        spec.stream.name()
+    );
+}
+
+/// One request and its consequences; returns the wait before the next one.
+fn poll_once(spec: &PollerSpec, stop: &AtomicBool, st: &mut State) -> Duration {
+    let svc = &spec.service;
+    let subject = format!("service {}: {} poll", svc.id, spec.stream.name());
+    let url = format!(
+        "/v1/{}/{}/ts/{}",
+        spec.stream.path(),
+        escape_path(&svc.id),
+        st.ts
+    );
+    let started = Instant::now();
+    let reply = spec.client.get_into(&url, spec.max_body, &mut st.body);
+    if st.body.capacity() > 4 << 20 && st.body.len() < 1 << 20 {
+        st.body = Vec::new(); // give back the memory of an unusually large answer
+    }
+    let (outcome, result) = match reply {
+        Err(e) => {
+            log::debug!("{subject}: GET {url}: {e}");
+            st.log.fail(&subject, &format!("failing: {e}"));
+            match e {
+                ApiError::TooLarge(_) => (Outcome::TooLarge, PollResult::Error),
+                _ => (Outcome::Transport, PollResult::Error),
+            }
+        }
+        Ok(r) => {
+            log::debug!(
+                "{subject}: GET {url} -> {} ({} bytes, {:?})",
+                r.status,
+                st.body.len(),
+                started.elapsed()
+            );
+            match r.status {
+                200 => handle_ok(spec, stop, st, &subject),
+                401 | 403 => {
+                    st.log.fail(
+                        &subject,
+                        &format!("failing: HTTP {} (token may be invalid)", r.status),
+                    );
+                    (Outcome::Unauthorized, PollResult::Error)
+                }
+                429 => {
+                    st.log.fail(&subject, "failing: HTTP 429 (rate limited)");
+                    (
+                        Outcome::RateLimited(r.retry_after.as_deref().and_then(parse_retry_after)),
+                        PollResult::Unknown,
+                    )
+                }
+                s => {
+                    st.log.fail(&subject, &format!("failing: HTTP {s}"));
+                    (Outcome::Status, PollResult::Unknown)
+                }
+            }
+        }
+    };
+    if spec.stream == Stream::Realtime && !stop.load(Ordering::SeqCst) {
+        svc.count_result(result);
+    }
+    st.backoff.next(outcome)
+}
+
+fn handle_ok(
+    spec: &PollerSpec,
+    stop: &AtomicBool,
+    st: &mut State,
+    subject: &str,
+) -> (Outcome, PollResult) {
+    if let Err(e) = parse_response(&st.body, spec.stream, spec.mode, &mut st.batch) {
+        st.log.fail(subject, &format!("failing: {e}"));
+        return (Outcome::Transport, PollResult::Error);
+    }
+    st.log.ok(subject);
+    let no_data = st
+        .batch
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains("No data available"));
+    if !st.batch.is_empty() {
+        let mut table = spec.service.table_mut(spec.stream);
+        if stop.load(Ordering::SeqCst) {
+            return (Outcome::Data, PollResult::Success);
+        }
+        let def = catalog().stream(spec.stream);
+        table.merge(def, spec.stream.entity_label(), &st.batch, &mut st.scratch);
+    }
+    spec.service.mark_success(now_unix());
+    if let Some(ts) = st.batch.timestamp.filter(|t| *t > 0) {
+        st.ts = ts;
+    }
+    if no_data {
+        (Outcome::NoData, PollResult::NoData)
+    } else {
+        (Outcome::Data, PollResult::Success)
+    }
+}
+
+fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
+    let deadline = Instant::now() + d;
+    while !stop.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        thread::park_timeout(deadline - now);
+    }
+}
+
+/// Unix time in seconds.
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Escapes a service ID for use as a path segment (IDs are alphanumeric in practice).
+fn escape_path(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
