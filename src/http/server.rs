@@ -41,6 +41,9 @@ impl Health {
     }
 }
 
+/// Writes the exporter's own metrics (appended to plain `/metrics` scrapes).
+pub type SelfMetricsFn = Box<dyn Fn(&mut Vec<u8>) + Send + Sync>;
+
 /// What request handlers read: the table, the render plan and the account snapshot.
 pub struct HttpState {
     /// The metric table.
@@ -52,7 +55,7 @@ pub struct HttpState {
     /// Readiness.
     pub health: Health,
     /// Appends the exporter's own metrics to plain `/metrics` scrapes.
-    pub self_metrics: Box<dyn Fn(&mut Vec<u8>) + Send + Sync>,
+    pub self_metrics: SelfMetricsFn,
     /// Scrapes being answered right now (shutdown waits for them).
     pub in_flight: AtomicUsize,
 }
