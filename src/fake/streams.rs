@@ -1,0 +1,174 @@
+//! rt.fastly.com: `/v1/{channel,origins,domains}/{service}/ts/{ts}` long-polls.
+//!
+//! Every answer is decided here but delivered by the server: either at once or at a due
+//! instant through the delay queue, so a held poll costs a heap entry, not a thread.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::payload::GenPool;
+use super::server::{Outcome, Resp};
+use super::{FakeState, Reply, Stream, StreamMode};
+
+/// Longest a generated poll is held; a `ts` further in the future gets "No data" then.
+const MAX_HOLD: Duration = Duration::from_secs(30);
+
+/// "Held until shutdown" for scripts that ran out of replies.
+const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A [`StreamMode`] turned into what serving needs (shared bodies, pre-built payloads).
+pub(super) enum ModeRt {
+    /// [`StreamMode::NotFound`].
+    NotFound,
+    /// [`StreamMode::FixtureThenHold`], body shared between answers.
+    Hold { body: Arc<[u8]>, hold: Duration },
+    /// [`StreamMode::Generated`] with its payloads already rendered.
+    Generated(GenPool),
+    /// [`StreamMode::Script`].
+    Script(Vec<Reply>),
+}
+
+impl ModeRt {
+    /// Prepares `mode` for `stream`; for `Generated` this renders all payloads.
+    pub(super) fn build(stream: Stream, mode: StreamMode) -> ModeRt {
+        match mode {
+            StreamMode::NotFound => ModeRt::NotFound,
+            StreamMode::FixtureThenHold { body, hold } => ModeRt::Hold {
+                body: Arc::from(body),
+                hold,
+            },
+            StreamMode::Generated(spec) => ModeRt::Generated(GenPool::build(stream, &spec)),
+            StreamMode::Script(replies) => ModeRt::Script(replies),
+        }
+    }
+
+    /// Bytes of pre-built generated payloads (0 for other modes).
+    pub(super) fn heap_bytes(&self) -> usize {
+        match self {
+            ModeRt::Generated(pool) => pool.heap_bytes(),
+            _ => 0,
+        }
+    }
+}
+
+/// Splits a stream path into (stream, service id, ts text).
+pub(super) fn parse_path(path: &str) -> Option<(Stream, &str, &str)> {
+    let rest = path.strip_prefix("/v1/")?;
+    let mut parts = rest.split('/');
+    let stream = match parts.next()? {
+        "channel" => Stream::Realtime,
+        "origins" => Stream::Origins,
+        "domains" => Stream::Domains,
+        _ => return None,
+    };
+    let id = parts.next()?;
+    if parts.next()? != "ts" {
+        return None;
+    }
+    let ts = parts.next()?;
+    if parts.next().is_some() || id.is_empty() {
+        return None;
+    }
+    Some((stream, id, ts))
+}
+
+/// FNV-1a of the service id: spreads services over the payload variants.
+fn service_hash(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Fastly's empty answer when a poll times out without data; echoes the polled `ts`.
+fn no_data(ts: u64) -> Resp {
+    let body = format!(
+        r#"{{"Data":[],"Timestamp":{ts},"AggregateDelay":0,"Error":"No data available, please retry"}}"#
+    );
+    Resp::json(200, body.into_bytes())
+}
+
+fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+}
+
+/// Decides the answer to one poll.
+pub(super) fn answer(state: &FakeState, stream: Stream, id: &str, ts: &str) -> Outcome {
+    let mode = state.mode(stream);
+    if let ModeRt::NotFound = *mode {
+        return Outcome::Now(Resp::json(404, br#"{"Error":"Not Found"}"#.to_vec()));
+    }
+    if !state.service_set().contains(id) {
+        return Outcome::Now(Resp::json(
+            404,
+            br#"{"Error":"Service not found"}"#.to_vec(),
+        ));
+    }
+    let Ok(ts) = ts.parse::<u64>() else {
+        return Outcome::Now(Resp::json(
+            400,
+            br#"{"Error":"invalid timestamp"}"#.to_vec(),
+        ));
+    };
+    match &*mode {
+        ModeRt::NotFound => unreachable!("handled above"),
+        ModeRt::Hold { body, hold } => {
+            if ts == 0 {
+                Outcome::Now(Resp::shared(200, Arc::clone(body)))
+            } else {
+                Outcome::At(Instant::now() + *hold, no_data(ts))
+            }
+        }
+        ModeRt::Generated(pool) => {
+            let now = unix_now();
+            let now_s = now.as_secs();
+            let hash = service_hash(id);
+            if ts < now_s {
+                let (head, tail) = pool.body(hash, now_s - 1);
+                return Outcome::Now(Resp::spliced(200, head, tail));
+            }
+            let wait = Duration::from_secs(ts + 1).saturating_sub(now);
+            if wait > MAX_HOLD {
+                return Outcome::At(Instant::now() + MAX_HOLD, no_data(ts));
+            }
+            let (head, tail) = pool.body(hash, ts);
+            // A few ms of slack so the client never sees the answer before the second ends.
+            let due = Instant::now() + wait + Duration::from_millis(2);
+            Outcome::At(due, Resp::spliced(200, head, tail))
+        }
+        ModeRt::Script(replies) => {
+            let n = state.next_script_index(stream, id);
+            match replies.get(n) {
+                Some(r) => {
+                    let mut resp = Resp::json(r.status, r.body.clone());
+                    for (k, v) in &r.headers {
+                        resp.set_header(k, v);
+                    }
+                    Outcome::At(Instant::now() + r.delay, resp)
+                }
+                None => Outcome::At(Instant::now() + FOREVER, no_data(ts)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(
+            parse_path("/v1/channel/abc/ts/0"),
+            Some((Stream::Realtime, "abc", "0"))
+        );
+        assert_eq!(
+            parse_path("/v1/domains/abc/ts/17"),
+            Some((Stream::Domains, "abc", "17"))
+        );
+        assert_eq!(parse_path("/v1/origins/abc/ts"), None);
+        assert_eq!(parse_path("/v1/other/abc/ts/1"), None);
+        assert_eq!(parse_path("/v1/channel/abc/ts/1/x"), None);
+    }
+}

@@ -1,0 +1,393 @@
+//! End-to-end checks of the fake over real sockets, with a hand-rolled HTTP/1.1 client so
+//! the fake's tests depend on no HTTP client the exporter also uses.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// A parsed HTTP answer.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("body is JSON")
+    }
+}
+
+/// One GET over a fresh connection (`Connection: close`, so the body ends at EOF).
+fn get_with(fake: &FakeFastly, path: &str, extra: &[(&str, &str)]) -> Answer {
+    let addr = fake.addr();
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in extra {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read answer");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+fn get(fake: &FakeFastly, path: &str) -> Answer {
+    get_with(fake, path, &[])
+}
+
+fn services(n: usize) -> Vec<FakeService> {
+    (0..n)
+        .map(|i| FakeService::new(format!("svc{i:04}"), format!("service-{i}"), i as i64 + 1))
+        .collect()
+}
+
+fn start(cfg: FakeConfig) -> FakeFastly {
+    FakeFastly::start(cfg).expect("fake starts")
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn service_list_paginates_with_link_header() {
+    let fake = start(FakeConfig {
+        services: services(10),
+        page_size: 4,
+        ..FakeConfig::default()
+    });
+    let mut path = "/service?page=1&per_page=1000&filter%5Binclude_versions%5D=false".to_string();
+    let mut sizes = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let a = get(&fake, &path);
+        assert_eq!(a.status, 200);
+        assert_eq!(a.header("Content-Type"), Some("application/json"));
+        let list = a.json();
+        let list = list.as_array().unwrap();
+        sizes.push(list.len());
+        ids.extend(list.iter().map(|s| s["id"].as_str().unwrap().to_string()));
+        assert!(list[0]["versions"].is_array(), "extra keys present");
+        match a.header("Link") {
+            Some(link) => {
+                let url = link
+                    .strip_prefix('<')
+                    .and_then(|l| l.strip_suffix(">; rel=\"next\""))
+                    .expect("Link format");
+                let rest = url.strip_prefix(&fake.url()).expect("absolute own URL");
+                assert!(rest.starts_with("/service?filter%5Binclude_versions%5D=false&page="));
+                // Follow it the way the exporter does: percent-decoded.
+                path = services::percent_decode(rest);
+            }
+            None => path.clear(),
+        }
+    }
+    assert_eq!(sizes, vec![4, 4, 2]);
+    assert!(path.is_empty(), "no Link on the last page");
+    assert_eq!(ids.len(), 10);
+    assert_eq!(ids[9], "svc0009");
+    let beyond = get(&fake, "/service?page=4&per_page=1000");
+    assert_eq!(beyond.status, 400);
+    // page missing → 1, per_page missing → configured page size.
+    let first = get(&fake, "/service");
+    assert_eq!(first.json().as_array().unwrap().len(), 4);
+    assert_eq!(fake.state().count("/service"), 5);
+}
+
+#[test]
+fn set_services_changes_the_list() {
+    let fake = start(FakeConfig {
+        services: services(3),
+        ..FakeConfig::default()
+    });
+    fake.state()
+        .set_services(vec![FakeService::new("svc0001", "renamed", 9)]);
+    let list = get(&fake, "/service?page=1&per_page=1000").json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["name"], "renamed");
+    assert_eq!(list[0]["version"], 9);
+    assert_eq!(get(&fake, "/v1/channel/svc0000/ts/0").status, 404);
+}
+
+#[test]
+fn token_is_enforced() {
+    let fake = start(FakeConfig {
+        token: Some("secret".to_string()),
+        services: services(1),
+        ..FakeConfig::default()
+    });
+    let denied = get(&fake, "/service");
+    assert_eq!(denied.status, 401);
+    assert!(denied.body.is_empty());
+    let wrong = get_with(&fake, "/v1/channel/svc0000/ts/0", &[("Fastly-Key", "nope")]);
+    assert_eq!(wrong.status, 401);
+    let ok = get_with(&fake, "/service", &[("fastly-key", "secret")]);
+    assert_eq!(ok.status, 200);
+    let reqs = fake.state().requests();
+    assert_eq!(reqs.len(), 3);
+    assert_eq!(reqs[2].header("Fastly-Key"), Some("secret"));
+    assert_eq!(reqs[1].path_and_query, "/v1/channel/svc0000/ts/0");
+}
+
+#[test]
+fn fixture_then_hold() {
+    let body = include_bytes!("../../tests/fixtures/realtime.json").to_vec();
+    let hold = Duration::from_millis(300);
+    let fake = start(FakeConfig {
+        services: services(1),
+        realtime: StreamMode::FixtureThenHold {
+            body: body.clone(),
+            hold,
+        },
+        ..FakeConfig::default()
+    });
+    let first = get(&fake, "/v1/channel/svc0000/ts/0");
+    assert_eq!(first.status, 200);
+    assert_eq!(first.body, body);
+    let ts = first.json()["Timestamp"].as_u64().unwrap();
+    let t0 = Instant::now();
+    let second = get(&fake, &format!("/v1/channel/svc0000/ts/{ts}"));
+    let waited = t0.elapsed();
+    assert!(waited >= hold, "held {waited:?}");
+    assert!(waited < hold + Duration::from_secs(2), "held {waited:?}");
+    assert_eq!(second.status, 200);
+    assert_eq!(second.header("Content-Type"), Some("application/json"));
+    let v = second.json();
+    assert_eq!(v["Timestamp"].as_u64(), Some(ts));
+    assert_eq!(v["Data"].as_array().unwrap().len(), 0);
+    assert_eq!(v["Error"], "No data available, please retry");
+}
+
+#[test]
+fn generated_streams_advance() {
+    let spec = GenSpec {
+        datacenters: 7,
+        entities: 3,
+        seed: 42,
+    };
+    let fake = start(FakeConfig {
+        services: services(2),
+        realtime: StreamMode::Generated(spec.clone()),
+        origins: StreamMode::Generated(spec.clone()),
+        domains: StreamMode::Generated(spec),
+        ..FakeConfig::default()
+    });
+    let first = get(&fake, "/v1/channel/svc0001/ts/0");
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("Content-Type"), Some("application/json"));
+    let v = first.json();
+    let ts = v["Timestamp"].as_u64().unwrap();
+    let now = unix_now();
+    assert!(ts + 2 >= now && ts <= now + 1, "ts {ts} vs now {now}");
+    let rec = &v["Data"][0];
+    assert_eq!(rec["recorded"].as_u64(), Some(ts - 1));
+    assert_eq!(rec["datacenter"].as_object().unwrap().len(), 7);
+    assert!(rec["aggregated"].as_object().unwrap().len() > 50);
+
+    // The next poll waits for the second `ts` to end, then moves on by one.
+    let second = get(&fake, &format!("/v1/channel/svc0001/ts/{ts}"));
+    let v2 = second.json();
+    assert_eq!(v2["Timestamp"].as_u64(), Some(ts + 1));
+    assert_eq!(v2["Data"][0]["recorded"].as_u64(), Some(ts));
+    assert!(unix_now() > ts, "answered only after second {ts} passed");
+
+    // A stale ts catches up to the last complete second at once.
+    let t0 = Instant::now();
+    let stale = get(&fake, "/v1/channel/svc0001/ts/1000").json();
+    assert!(t0.elapsed() < Duration::from_millis(500));
+    assert!(stale["Timestamp"].as_u64().unwrap() > ts);
+
+    let origins = get(&fake, "/v1/origins/svc0000/ts/0").json();
+    let dcs = origins["Data"][0]["datacenter"].as_object().unwrap();
+    assert_eq!(dcs.len(), 7);
+    let (_, first_dc) = dcs.iter().next().unwrap();
+    assert!(first_dc["origin_2"].is_object());
+    assert!(origins["Data"][0]["aggregated"]["origin_0"].is_object());
+
+    let domains = get(&fake, "/v1/domains/svc0000/ts/0").json();
+    let agg = &domains["Data"][0]["aggregated"];
+    assert_eq!(agg.as_object().unwrap().len(), 3);
+    assert!(agg["domain_1.example.com"].is_object());
+    assert!(fake.state().generated_payload_bytes() > 0);
+}
+
+#[test]
+fn script_replies_in_order_per_service() {
+    let fake = start(FakeConfig {
+        services: services(2),
+        realtime: StreamMode::Script(vec![
+            Reply::new(500, "boom"),
+            Reply::new(429, "{}").with_header("Retry-After", "1"),
+            Reply::new(200, r#"{"Data":[],"Timestamp":7}"#).with_delay(Duration::from_millis(200)),
+        ]),
+        origins: StreamMode::NotFound,
+        ..FakeConfig::default()
+    });
+    let a = get(&fake, "/v1/channel/svc0000/ts/0");
+    assert_eq!((a.status, a.body.as_slice()), (500, &b"boom"[..]));
+    // Another service has its own position.
+    assert_eq!(get(&fake, "/v1/channel/svc0001/ts/0").status, 500);
+    let b = get(&fake, "/v1/channel/svc0000/ts/0");
+    assert_eq!(b.status, 429);
+    assert_eq!(b.header("Retry-After"), Some("1"));
+    let t0 = Instant::now();
+    let c = get(&fake, "/v1/channel/svc0000/ts/0");
+    assert!(t0.elapsed() >= Duration::from_millis(200));
+    assert_eq!(c.json()["Timestamp"], 7);
+    assert_eq!(get(&fake, "/v1/origins/svc0000/ts/0").status, 404);
+
+    // Past the end the poll is held (until shutdown): check it does not answer soon.
+    let addr = fake.addr();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    write!(
+        s,
+        "GET /v1/channel/svc0000/ts/7 HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = [0u8; 16];
+    assert!(s.read(&mut buf).is_err(), "held past the end of the script");
+
+    // Switching mode resets positions.
+    fake.state().set_stream_mode(
+        Stream::Realtime,
+        StreamMode::Script(vec![Reply::new(503, "")]),
+    );
+    assert_eq!(get(&fake, "/v1/channel/svc0000/ts/0").status, 503);
+    drop(fake); // must not hang on the held request
+}
+
+#[test]
+fn canned_routes_and_404s() {
+    let fake = start(FakeConfig {
+        services: services(1),
+        ..FakeConfig::default()
+    });
+    let state = fake.state();
+    state.set_route(
+        "/datacenters",
+        200,
+        include_bytes!("../../tests/fixtures/api/datacenters.json").to_vec(),
+    );
+    state.set_route("/tokens/self", 403, Vec::new());
+    let tpl = br#"{"data":[{"id":"c"}],"links":{"next":"{{NEXT}}"}}"#.to_vec();
+    state.set_route_pages("/tls/certificates", vec![tpl.clone(), tpl]);
+
+    let dc = get(&fake, "/datacenters");
+    assert_eq!(dc.status, 200);
+    assert_eq!(dc.json()[1]["code"], "WLG");
+    let tok = get(&fake, "/tokens/self");
+    assert_eq!((tok.status, tok.body.len()), (403, 0));
+
+    let p1 = get(
+        &fake,
+        "/tls/certificates?page%5Bnumber%5D=1&page%5Bsize%5D=200&sort=created_at",
+    );
+    let next = p1.json()["links"]["next"].as_str().unwrap().to_string();
+    assert_eq!(
+        next,
+        format!(
+            "{}/tls/certificates?page%5Bnumber%5D=2&page%5Bsize%5D=200&sort=created_at",
+            fake.url()
+        )
+    );
+    let p2 = get(&fake, next.strip_prefix(&fake.url()).unwrap());
+    assert!(p2.json()["links"]["next"].is_null());
+
+    // Canned routes override built-ins; removing falls back.
+    state.set_route("/service", 500, Vec::new());
+    assert_eq!(get(&fake, "/service").status, 500);
+    state.remove_route("/service");
+    assert_eq!(get(&fake, "/service").status, 200);
+
+    assert_eq!(get(&fake, "/nope").status, 404);
+    let unknown = get(&fake, "/v1/channel/unknown/ts/0");
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json()["Error"], "Service not found");
+    assert_eq!(get(&fake, "/v1/channel/svc0000/ts/abc").status, 400);
+    assert_eq!(state.count("/tls/"), 2);
+}
+
+#[test]
+fn many_held_polls_use_no_extra_threads() {
+    let fake = start(FakeConfig {
+        services: services(1),
+        workers: 2,
+        realtime: StreamMode::FixtureThenHold {
+            body: b"{}".to_vec(),
+            hold: Duration::from_millis(400),
+        },
+        ..FakeConfig::default()
+    });
+    let addr = fake.addr();
+    let t0 = Instant::now();
+    let mut conns: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            write!(
+                s,
+                "GET /v1/channel/svc0000/ts/5 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    for s in &mut conns {
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        assert!(raw.starts_with(b"HTTP/1.1 200"));
+    }
+    // 50 polls held 400 ms each by 2 workers: they overlapped instead of queueing.
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+}
+
+#[test]
+fn prebuild_cost_is_small() {
+    let t0 = Instant::now();
+    let fake = start(FakeConfig {
+        services: services(1000),
+        ..FakeConfig::default()
+    });
+    let took = t0.elapsed();
+    let bytes = fake.state().generated_payload_bytes();
+    eprintln!("pre-built payloads for 1000 services: {took:?}, {bytes} bytes");
+    assert!(bytes < 64 << 20);
+}

@@ -1,0 +1,268 @@
+//! Shared harness for the end-to-end tests: the real `fastly-exporter` binary, started against
+//! the in-process fake Fastly API, scraped over HTTP, and its exposition parsed into numbers.
+
+#![allow(dead_code)]
+
+pub mod expo;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub use fastly_exporter::fake::{FakeConfig, FakeFastly, FakeService, Reply, StreamMode};
+
+/// Path of the binary under test, built by cargo for integration tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_fastly-exporter");
+
+/// A fixture file from `tests/fixtures/`.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The acceptance scenario's fake: one service, the fixture on the first poll, then 40 s holds.
+pub fn fixture_fake(realtime: &str) -> FakeFastly {
+    FakeFastly::start(FakeConfig {
+        token: Some("T".into()),
+        services: vec![FakeService::new("my-service-id", "my-service-name", 123)],
+        realtime: StreamMode::FixtureThenHold {
+            body: fixture(realtime),
+            hold: Duration::from_secs(40),
+        },
+        origins: StreamMode::NotFound,
+        domains: StreamMode::NotFound,
+        ..FakeConfig::default()
+    })
+    .expect("fake starts")
+}
+
+/// A running exporter process whose stdout and stderr are captured.
+pub struct Exporter {
+    child: Child,
+    /// `host:port` it listens on.
+    pub addr: String,
+    output: Arc<Mutex<String>>,
+}
+
+impl Exporter {
+    /// Starts the binary with `args` (plus `-listen 127.0.0.1:0` unless given) and waits until
+    /// it logs its address.
+    pub fn start(args: &[&str]) -> Exporter {
+        Exporter::start_env(args, &[])
+    }
+
+    /// Like [`Exporter::start`] with extra environment variables (the environment is otherwise
+    /// cleared of `FASTLY_*` variables so the host cannot leak into tests).
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Exporter {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        if !args.contains(&"-listen") {
+            all.extend(["-listen".to_string(), "127.0.0.1:0".to_string()]);
+        }
+        let mut cmd = Command::new(BIN);
+        cmd.args(&all)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        scrub_env(&mut cmd);
+        cmd.envs(env.iter().copied());
+        let mut child = cmd.spawn().expect("exporter starts");
+        let output = Arc::new(Mutex::new(String::new()));
+        pump(child.stdout.take().expect("stdout"), output.clone());
+        pump(child.stderr.take().expect("stderr"), output.clone());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = output.lock().unwrap().clone();
+            if let Some(i) = text.find("listening on http://") {
+                let rest = &text[i + "listening on http://".len()..];
+                let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                return Exporter {
+                    child,
+                    addr,
+                    output,
+                };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("exporter exited early ({status}):\n{text}");
+            }
+            assert!(Instant::now() < deadline, "exporter did not start:\n{text}");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `http://addr/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// GET `path`: status and body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        get(&self.url(path), &[])
+    }
+
+    /// The full `/metrics` scrape, parsed.
+    pub fn metrics(&self) -> expo::Scrape {
+        let (status, body) = self.get("/metrics");
+        assert_eq!(status, 200, "{body}");
+        expo::parse(&body)
+    }
+
+    /// Scrapes until `pred` holds, or panics after `timeout` showing the last scrape.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&expo::Scrape) -> bool,
+    ) -> expo::Scrape {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.metrics();
+            if pred(&m) {
+                return m;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; log:\n{}", self.output());
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Everything the process wrote so far (stdout and stderr interleaved).
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, …).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{name} failed");
+    }
+
+    /// Process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `timeout` for the process to exit; its exit code (None if killed).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<Option<i32>> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s.code());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn scrub_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FASTLY_") || k.ends_with("_PROXY") || k.ends_with("_proxy") {
+            cmd.env_remove(k);
+        }
+    }
+}
+
+fn pump(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
+    thread::spawn(move || {
+        let mut r = BufReader::new(stream);
+        let mut line = String::new();
+        while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            into.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+}
+
+/// Runs the binary to completion (for flags that exit): exit code, stdout, stderr.
+pub fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).stdin(Stdio::null());
+    scrub_env(&mut cmd);
+    cmd.envs(env.iter().copied());
+    let out = cmd.output().expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// GET with extra headers; status and body (gzip is not requested unless a header asks).
+pub fn get(url: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let (status, _, body) = get_raw(url, headers);
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// GET returning status, response headers and the raw (undecoded) body.
+pub fn get_raw(url: &str, headers: &[(&str, &str)]) -> (u16, BTreeMap<String, String>, Vec<u8>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .accept_encoding("identity")
+        .proxy(None)
+        .build()
+        .into();
+    let mut req = agent.get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut resp = req.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = resp.status().as_u16();
+    let hdrs = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_lowercase(),
+                v.to_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(4 << 30)
+        .read_to_vec()
+        .expect("body");
+    (status, hdrs, body)
+}
+
+/// Runs the shared exposition linter (`tests/expo.py`) on a text; returns its report.
+pub fn lint(text: &str, strict: bool) -> (bool, String) {
+    let dir =
+        std::env::temp_dir().join(format!("fe-lint-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::write(&dir, text).unwrap();
+    let script = format!("{}/tests/expo.py", env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).arg("lint").arg(&dir);
+    if strict {
+        cmd.arg("--strict");
+    }
+    let out = cmd.output().expect("python3 runs tests/expo.py");
+    let _ = std::fs::remove_file(&dir);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
