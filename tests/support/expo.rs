@@ -3,6 +3,9 @@
 
 use std::collections::BTreeMap;
 
+/// One sample line: metric name, labels in written order, value.
+pub type Sample = (String, Vec<(String, String)>, f64);
+
 /// A parsed scrape.
 #[derive(Debug, Default, Clone)]
 pub struct Scrape {
@@ -13,7 +16,7 @@ pub struct Scrape {
     /// Family → help text.
     pub help: BTreeMap<String, String>,
     /// Sample lines in order (name, labels).
-    pub samples: Vec<(String, Vec<(String, String)>, f64)>,
+    pub samples: Vec<Sample>,
 }
 
 impl Scrape {
@@ -83,7 +86,7 @@ pub fn parse(text: &str) -> Scrape {
     s
 }
 
-fn parse_sample(line: &str) -> (String, Vec<(String, String)>, f64) {
+fn parse_sample(line: &str) -> Sample {
     let (head, value) = line
         .rsplit_once(' ')
         .unwrap_or_else(|| panic!("bad sample {line:?}"));

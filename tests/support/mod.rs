@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub use fastly_exporter::fake::{FakeConfig, FakeFastly, FakeService, Reply, StreamMode};
+pub use fastly_exporter::fake::{FakeConfig, FakeFastly, FakeService, StreamMode};
 
 /// Path of the binary under test, built by cargo for integration tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_fastly-exporter");
@@ -207,38 +207,68 @@ pub fn get(url: &str, headers: &[(&str, &str)]) -> (u16, String) {
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
-/// GET returning status, response headers and the raw (undecoded) body.
+/// GET over a plain socket (HTTP/1.1, `Connection: close`), returning status, response
+/// headers (lower-case names) and the body exactly as sent (de-chunked, never decompressed).
 pub fn get_raw(url: &str, headers: &[(&str, &str)]) -> (u16, BTreeMap<String, String>, Vec<u8>) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .accept_encoding("identity")
-        .proxy(None)
-        .build()
-        .into();
-    let mut req = agent.get(url);
+    use std::io::Write;
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let mut sock =
+        std::net::TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (k, v) in headers {
-        req = req.header(*k, *v);
+        req.push_str(&format!("{k}: {v}\r\n"));
     }
-    let mut resp = req.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let status = resp.status().as_u16();
-    let hdrs = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_lowercase(),
-                v.to_str().unwrap_or("").to_string(),
-            )
-        })
+    req.push_str("\r\n");
+    sock.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    sock.read_to_end(&mut raw)
+        .unwrap_or_else(|e| panic!("read {url}: {e}"));
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let hdrs: BTreeMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
         .collect();
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(4 << 30)
-        .read_to_vec()
-        .expect("body");
+    let mut body = raw[split + 4..].to_vec();
+    if hdrs
+        .get("transfer-encoding")
+        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
+    {
+        body = dechunk(&body);
+    }
     (status, hdrs, body)
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
+        let size_text = String::from_utf8_lossy(&data[..eol]).into_owned();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .expect("chunk size");
+        data = &data[eol + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
 }
 
 /// Runs the shared exposition linter (`tests/expo.py`) on a text; returns its report.
