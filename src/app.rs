@@ -221,17 +221,47 @@ impl App {
         }
     }
 
-    /// Runs the scheduler until `signals.terminate` is set.
-    pub fn run(mut self, server: HttpServer, signals: &Signals) {
+    /// Applies a reloaded configuration's service filters (SIGHUP). Services still selected
+    /// keep their pollers and series; only the difference is started or removed.
+    pub fn reload(&mut self, cfg: Config) {
+        let new = selector(&cfg);
+        log::info!(
+            "reloaded configuration: {} service IDs, {} allowlist and {} blocklist entries, shard {:?}",
+            new.ids.len(),
+            cfg.service_allowlist.len(),
+            cfg.service_blocklist.len(),
+            new.shard
+        );
+        self.selector = new;
+    }
+
+    /// Runs the scheduler until `signals.terminate` is set. SIGHUP re-reads the configuration
+    /// through `reload` and refreshes the service list at once.
+    pub fn run(
+        mut self,
+        server: HttpServer,
+        signals: &Signals,
+        reload: &dyn Fn() -> Result<Config, String>,
+    ) {
         let mut next_services = Instant::now();
         while !signals.terminate.load(Ordering::SeqCst) {
-            let now = Instant::now();
+            let mut now = Instant::now();
+            if signals.reload.swap(false, Ordering::SeqCst) {
+                match reload() {
+                    Ok(cfg) => self.reload(cfg),
+                    Err(e) => log::error!("SIGHUP: configuration not reloaded: {e}"),
+                }
+                next_services = now;
+            }
             if now >= next_services {
                 self.refresh_services();
                 self.reconcile();
                 next_services = Instant::now() + self.cfg.service_refresh;
             }
-            std::thread::sleep(Duration::from_millis(100));
+            now = Instant::now();
+            if now < next_services {
+                std::thread::sleep((next_services - now).min(Duration::from_millis(100)));
+            }
         }
         log::info!("shutting down");
         server.shutdown(Duration::from_millis(1500));
@@ -250,11 +280,16 @@ fn selector(cfg: &Config) -> Selector {
 }
 
 /// Starts everything and blocks until shutdown. Errors are start-up failures (port taken).
-pub fn run(cfg: Config, signals: &Signals) -> Result<(), String> {
+/// `reload` re-reads the configuration on SIGHUP.
+pub fn run(
+    cfg: Config,
+    signals: &Signals,
+    reload: &dyn Fn() -> Result<Config, String>,
+) -> Result<(), String> {
     let listen = cfg.listen.clone();
     let app = App::new(cfg);
     let server = HttpServer::start(&listen, app.http_state(), HTTP_WORKERS)?;
     log::info!("listening on http://{}", server.addr());
-    app.run(server, signals);
+    app.run(server, signals, reload);
     Ok(())
 }

@@ -59,7 +59,12 @@ fn main() -> ExitCode {
     {
         log::warn!("cannot handle SIGHUP: {e}");
     }
-    match app::run(*cfg, &signals) {
+    let reload = || match config::load(&args, &|k| std::env::var(k).ok()) {
+        Ok(Command::Run(cfg)) => Ok(*cfg),
+        Ok(_) => Err("unexpected command on reload".to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match app::run(*cfg, &signals, &reload) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
