@@ -202,3 +202,26 @@ pub fn oracle(name: &str) -> BTreeMap<String, f64> {
         })
         .collect()
 }
+
+/// Applies an oracle patch file (`{"set": {key: value}, "delete": [keys]}`) to a map.
+pub fn patched(mut base: BTreeMap<String, f64>, patch_name: &str) -> BTreeMap<String, f64> {
+    let bytes = super::fixture(&format!("oracle/{patch_name}"));
+    let v: serde_json::Value = serde_json::from_slice(&bytes).expect("patch JSON");
+    for k in v
+        .get("delete")
+        .and_then(|d| d.as_array())
+        .into_iter()
+        .flatten()
+    {
+        base.remove(k.as_str().expect("key"));
+    }
+    for (k, val) in v
+        .get("set")
+        .and_then(|s| s.as_object())
+        .into_iter()
+        .flatten()
+    {
+        base.insert(k.clone(), val.as_f64().expect("number"));
+    }
+    base
+}

@@ -296,3 +296,267 @@ fn rand_suffix() -> u128 {
         .map(|d| d.as_nanos())
         .unwrap_or(0)
 }
+
+// ---- Helpers added for the discovery / polling / CLI / HTTP end-to-end tests. ----
+
+use fastly_exporter::fake::RecordedRequest;
+
+/// Starts the exporter with `-token token` and both endpoints pointed at `fake`, plus `extra`.
+pub fn start_against(fake: &FakeFastly, token: &str, extra: &[&str]) -> Exporter {
+    start_against_env(fake, Some(token), extra, &[])
+}
+
+/// Like [`start_against`], with the token optional (e.g. given by the environment) and extra
+/// environment variables.
+pub fn start_against_env(
+    fake: &FakeFastly,
+    token: Option<&str>,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Exporter {
+    let url = fake.url();
+    let mut args: Vec<&str> = Vec::new();
+    if let Some(t) = token {
+        args.extend(["-token", t]);
+    }
+    args.extend(["-api-endpoint", &url, "-rt-endpoint", &url]);
+    args.extend_from_slice(extra);
+    Exporter::start_env(&args, env)
+}
+
+/// A fake with `services`, a real-time stream in `realtime` mode and no other product.
+pub fn fake_with(services: Vec<FakeService>, realtime: StreamMode) -> FakeFastly {
+    FakeFastly::start(FakeConfig {
+        services,
+        realtime,
+        origins: StreamMode::NotFound,
+        domains: StreamMode::NotFound,
+        ..FakeConfig::default()
+    })
+    .expect("fake starts")
+}
+
+/// Polls `cond` every 50 ms until it holds; panics after `timeout` with `what` and `detail()`.
+pub fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut cond: impl FnMut() -> bool,
+    detail: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}\n{}", detail());
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Exporter {
+    /// The IDs `/sd` lists, in the order given (asserting the documented JSON shape).
+    pub fn sd(&self) -> Vec<String> {
+        let (status, body) = self.get("/sd");
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("/sd is not JSON ({e}): {body}"));
+        let groups = v.as_array().unwrap_or_else(|| panic!("/sd: {body}"));
+        assert_eq!(groups.len(), 1, "/sd: {body}");
+        groups[0]["targets"]
+            .as_array()
+            .unwrap_or_else(|| panic!("/sd: {body}"))
+            .iter()
+            .map(|t| t.as_str().expect("target is a string").to_string())
+            .collect()
+    }
+
+    /// Waits until `/sd` lists exactly `want` (in this order).
+    pub fn wait_sd(&self, want: &[&str], timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let last = loop {
+            let now = self.sd();
+            if now == want {
+                return;
+            }
+            if Instant::now() > deadline {
+                break now;
+            }
+            thread::sleep(Duration::from_millis(50));
+        };
+        panic!(
+            "/sd never became {want:?}; last {last:?}; log:\n{}",
+            self.output()
+        );
+    }
+
+    /// Status of `/readyz`.
+    pub fn readyz(&self) -> u16 {
+        self.get("/readyz").0
+    }
+}
+
+/// Requests the fake received for the real-time stream of service `id`, oldest first.
+pub fn rt_polls(fake: &FakeFastly, id: &str) -> Vec<RecordedRequest> {
+    let prefix = format!("/v1/channel/{id}/ts/");
+    fake.state()
+        .requests()
+        .into_iter()
+        .filter(|r| r.path_and_query.starts_with(&prefix))
+        .collect()
+}
+
+/// The `ts` a real-time poll asked for.
+pub fn ts_of(r: &RecordedRequest) -> u64 {
+    r.path_and_query
+        .rsplit('/')
+        .next()
+        .and_then(|t| t.split('?').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no ts in {}", r.path_and_query))
+}
+
+/// A real-time answer carrying one record: `requests` per datacenter, `Timestamp` = `ts`.
+pub fn rt_data(ts: u64, datacenters: &[(&str, u64)]) -> Vec<u8> {
+    let dcs: serde_json::Map<String, serde_json::Value> = datacenters
+        .iter()
+        .map(|(dc, n)| {
+            (
+                dc.to_string(),
+                serde_json::json!({"requests": n, "hits": n}),
+            )
+        })
+        .collect();
+    let total: u64 = datacenters.iter().map(|(_, n)| n).sum();
+    serde_json::json!({
+        "Data": [{
+            "datacenter": dcs,
+            "aggregated": {"requests": total, "hits": total},
+            "recorded": ts - 1,
+        }],
+        "Timestamp": ts,
+        "AggregateDelay": 0,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Fastly's "No data available" envelope.
+pub fn rt_no_data(ts: u64) -> Vec<u8> {
+    format!(
+        r#"{{"Data":[],"Timestamp":{ts},"AggregateDelay":0,"Error":"No data available, please retry"}}"#
+    )
+    .into_bytes()
+}
+
+/// A fresh path in the temp directory (not created).
+pub fn temp_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "fe-test-{}-{}-{name}",
+        std::process::id(),
+        rand_suffix()
+    ))
+}
+
+/// Like [`run_to_exit`], but kills the process after `timeout`: exit code (None if it had to
+/// be killed), stdout, stderr.
+pub fn run_to_exit_timeout(
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    scrub_env(&mut cmd);
+    cmd.envs(env.iter().copied());
+    let mut child = cmd.spawn().expect("runs");
+    let out = Arc::new(Mutex::new(String::new()));
+    let err = Arc::new(Mutex::new(String::new()));
+    let t1 = pump_joinable(child.stdout.take().expect("stdout"), out.clone());
+    let t2 = pump_joinable(child.stderr.take().expect("stderr"), err.clone());
+    let deadline = Instant::now() + timeout;
+    let code = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break s.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let _ = t1.join();
+    let _ = t2.join();
+    let out = out.lock().unwrap().clone();
+    let err = err.lock().unwrap().clone();
+    (code, out, err)
+}
+
+fn pump_joinable(
+    mut stream: impl Read + Send + 'static,
+    into: Arc<Mutex<String>>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stream.read_to_end(&mut buf);
+        into.lock()
+            .unwrap()
+            .push_str(&String::from_utf8_lossy(&buf));
+    })
+}
+
+/// Any HTTP/1.1 request over a plain socket (`Connection: close`): status, headers
+/// (lower-case names), body as sent (chunked bodies are de-chunked).
+pub fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, BTreeMap<String, String>, Vec<u8>) {
+    use std::io::Write;
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let mut sock =
+        std::net::TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    sock.write_all(req.as_bytes()).unwrap();
+    sock.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    sock.read_to_end(&mut raw)
+        .unwrap_or_else(|e| panic!("read {url}: {e}"));
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let hdrs: BTreeMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if hdrs
+        .get("transfer-encoding")
+        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    (status, hdrs, body)
+}

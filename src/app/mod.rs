@@ -20,6 +20,10 @@ use crate::realtime::poller::{Poller, PollerSpec, PollerStats};
 use crate::statelog::StateLog;
 use crate::table::{AccountSnapshot, BuildInfo, Registry};
 
+mod metadata;
+
+use metadata::Metadata;
+
 /// Worker threads serving HTTP; scrapes are streamed, so a few suffice.
 const HTTP_WORKERS: usize = 4;
 
@@ -58,7 +62,7 @@ pub struct App {
     rt: Arc<Client>,
     stats: Arc<PollerStats>,
     pollers: HashMap<(Arc<str>, Stream), Poller>,
-    entitled: [bool; 3],
+    metadata: Metadata,
     listed: Option<Vec<ServiceInfo>>,
     list_log: StateLog,
     list_failures: u32,
@@ -75,6 +79,7 @@ impl App {
             build: build_info(),
             ..Default::default()
         };
+        let metadata = Metadata::new(account.clone());
         let state = Arc::new(HttpState {
             registry: registry.clone(),
             plan: plan.clone(),
@@ -101,7 +106,7 @@ impl App {
             rt,
             stats: Arc::default(),
             pollers: HashMap::new(),
-            entitled: [true, false, false],
+            metadata,
             listed: None,
             list_log: StateLog::default(),
             list_failures: 0,
@@ -169,7 +174,7 @@ impl App {
         let mut wanted: Vec<(Arc<str>, Stream)> = Vec::new();
         for svc in self.registry.snapshot() {
             for stream in Stream::ALL {
-                if self.entitled[stream.index()] && self.plan.exports_stream(stream) {
+                if self.metadata.entitled(stream) && self.plan.exports_stream(stream) {
                     wanted.push((svc.id.clone(), stream));
                 }
             }
@@ -252,14 +257,24 @@ impl App {
                     Err(e) => log::error!("SIGHUP: configuration not reloaded: {e}"),
                 }
                 next_services = now;
+                self.metadata.due_now();
             }
             if now >= next_services {
                 self.refresh_services();
                 self.reconcile();
                 next_services = Instant::now() + self.cfg.service_refresh;
             }
+            if self.metadata.tick(
+                &self.api,
+                &self.cfg,
+                &self.plan,
+                &self.registry,
+                &self.state,
+            ) {
+                self.reconcile();
+            }
             now = Instant::now();
-            if now < next_services {
+            if now < next_services && !self.metadata.busy() {
                 std::thread::sleep((next_services - now).min(Duration::from_millis(100)));
             }
         }

@@ -1,0 +1,272 @@
+//! Account metadata on the main thread's schedules: product entitlements, datacenters, the
+//! token, certificates and dictionaries.
+//!
+//! Every source keeps its last good value when a refresh fails (logged once per state change),
+//! and a source whose families the metric filters block is never fetched. Dictionaries, which
+//! cost one request per service plus one per dictionary, are fetched one service per tick so a
+//! large account never stalls the service-list refresh.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::api::account::{self, FetchError};
+use crate::api::client::Client;
+use crate::catalog::{Scope, Stream};
+use crate::config::Config;
+use crate::http::render::Plan;
+use crate::http::server::HttpState;
+use crate::statelog::StateLog;
+use crate::table::{AccountSnapshot, Registry};
+
+/// How often the token's expiry is re-read once known, and retried while unknown.
+const TOKEN_REFRESH: Duration = Duration::from_secs(3600);
+const TOKEN_RETRY: Duration = Duration::from_secs(60);
+
+/// The two products whose streams need an entitlement.
+const PRODUCTS: [(Stream, &str); 2] = [
+    (Stream::Origin, "origin_inspector"),
+    (Stream::Domain, "domain_inspector"),
+];
+
+/// State of the metadata sources.
+pub struct Metadata {
+    snapshot: AccountSnapshot,
+    products: [Option<bool>; 2],
+    next_products: Instant,
+    next_datacenters: Instant,
+    next_token: Instant,
+    next_certificates: Instant,
+    certificates_disabled: bool,
+    next_dictionaries: Instant,
+    dictionary_queue: VecDeque<(String, String)>,
+    logs: Logs,
+}
+
+#[derive(Default)]
+struct Logs {
+    products: StateLog,
+    datacenters: StateLog,
+    token: StateLog,
+    certificates: StateLog,
+    dictionaries: StateLog,
+}
+
+impl Metadata {
+    /// Starts with every source due now.
+    pub fn new(initial: AccountSnapshot) -> Metadata {
+        let now = Instant::now();
+        Metadata {
+            snapshot: initial,
+            products: [None, None],
+            next_products: now,
+            next_datacenters: now,
+            next_token: now,
+            next_certificates: now,
+            certificates_disabled: false,
+            next_dictionaries: now,
+            dictionary_queue: VecDeque::new(),
+            logs: Logs::default(),
+        }
+    }
+
+    /// Makes every source due at once (SIGHUP: "refresh everything now").
+    pub fn due_now(&mut self) {
+        let now = Instant::now();
+        self.next_products = now;
+        self.next_datacenters = now;
+        self.next_token = now;
+        self.next_certificates = now;
+        self.next_dictionaries = now;
+    }
+
+    /// Whether the account is entitled to a stream's product (real-time: always). Unknown
+    /// until the first successful check, and then the last known answer.
+    pub fn entitled(&self, stream: Stream) -> bool {
+        match PRODUCTS.iter().position(|(s, _)| *s == stream) {
+            Some(i) => self.products[i].unwrap_or(false),
+            None => true,
+        }
+    }
+
+    /// Refreshes whatever is due. Returns true when an entitlement changed (pollers must be
+    /// reconciled).
+    pub fn tick(
+        &mut self,
+        api: &Client,
+        cfg: &Config,
+        plan: &Plan,
+        registry: &Registry,
+        state: &HttpState,
+    ) -> bool {
+        let now = Instant::now();
+        let mut changed_entitlement = false;
+        let mut changed = false;
+        if now >= self.next_products {
+            self.next_products = now + cfg.product_refresh;
+            changed_entitlement = self.refresh_products(api, plan);
+        }
+        if now >= self.next_datacenters {
+            self.next_datacenters = now + cfg.datacenter_refresh;
+            if plan.exports(Scope::Account, "datacenter_info") {
+                match account::datacenters(api) {
+                    Ok(d) => {
+                        self.logs.datacenters.ok("datacenter refresh");
+                        changed |= self.snapshot.datacenters != d;
+                        self.snapshot.datacenters = d;
+                    }
+                    Err(e) => self
+                        .logs
+                        .datacenters
+                        .fail("datacenter refresh", &keeping(&e)),
+                }
+            }
+        }
+        if now >= self.next_token {
+            self.next_token = now + TOKEN_REFRESH;
+            if plan.exports(Scope::Account, "token_expiration") {
+                match account::token(api) {
+                    Ok(t) => {
+                        self.logs.token.ok("token refresh");
+                        changed |= self.snapshot.token.as_ref() != Some(&t);
+                        self.snapshot.token = Some(t);
+                    }
+                    Err(e) => {
+                        self.next_token = now + TOKEN_RETRY;
+                        self.logs.token.fail("token refresh", &keeping(&e));
+                    }
+                }
+            }
+        }
+        if let Some(every) = cfg.certificate_refresh
+            && now >= self.next_certificates
+            && !self.certificates_disabled
+        {
+            self.next_certificates = now + every;
+            if plan.exports(Scope::Account, "cert_expiry_timestamp_seconds") {
+                changed |= self.refresh_certificates(api);
+            }
+        }
+        changed |= self.refresh_dictionaries(api, cfg, plan, registry, now);
+        if changed {
+            self.publish(registry, state);
+        }
+        changed_entitlement
+    }
+
+    fn refresh_products(&mut self, api: &Client, plan: &Plan) -> bool {
+        let mut changed = false;
+        for (i, (stream, product)) in PRODUCTS.iter().enumerate() {
+            if !plan.exports_stream(*stream) {
+                continue;
+            }
+            match account::entitled(api, product) {
+                Ok(has) => {
+                    self.logs.products.ok("product entitlement refresh");
+                    if self.products[i] != Some(has) {
+                        log::info!(
+                            "product {product}: {}",
+                            if has {
+                                "entitled; polling its stream"
+                            } else {
+                                "not entitled"
+                            }
+                        );
+                        changed |= self.products[i].unwrap_or(false) != has;
+                        self.products[i] = Some(has);
+                    }
+                }
+                Err(e) => self
+                    .logs
+                    .products
+                    .fail("product entitlement refresh", &keeping(&e)),
+            }
+        }
+        changed
+    }
+
+    fn refresh_certificates(&mut self, api: &Client) -> bool {
+        match account::certificates(api) {
+            Ok(c) => {
+                self.logs.certificates.ok("certificate refresh");
+                let changed = self.snapshot.certificates != c;
+                self.snapshot.certificates = c;
+                changed
+            }
+            Err(FetchError::Status(403)) => {
+                log::warn!(
+                    "certificate refresh: HTTP 403, the token lacks the TLS scope; certificate metrics disabled"
+                );
+                self.certificates_disabled = true;
+                false
+            }
+            Err(e) => {
+                self.logs
+                    .certificates
+                    .fail("certificate refresh", &keeping(&e));
+                false
+            }
+        }
+    }
+
+    /// Starts a dictionary cycle when due, then fetches one service's dictionaries per tick.
+    fn refresh_dictionaries(
+        &mut self,
+        api: &Client,
+        cfg: &Config,
+        plan: &Plan,
+        registry: &Registry,
+        now: Instant,
+    ) -> bool {
+        let wanted = plan.exports(Scope::Account, "dictionary_item_count")
+            || plan.exports(Scope::Account, "dictionary_last_updated_timestamp_seconds");
+        if !wanted {
+            return false;
+        }
+        if self.dictionary_queue.is_empty() && now >= self.next_dictionaries {
+            self.next_dictionaries = now + cfg.dictionary_refresh;
+            for svc in registry.snapshot() {
+                let version = svc.meta().version.clone();
+                if version.parse::<i64>().is_ok_and(|v| v > 0) {
+                    self.dictionary_queue
+                        .push_back((svc.id.to_string(), version));
+                }
+            }
+        }
+        let Some((id, version)) = self.dictionary_queue.pop_front() else {
+            return false;
+        };
+        match account::dictionaries(api, &id, &version) {
+            Ok(d) => {
+                self.logs.dictionaries.ok("dictionary refresh");
+                let changed = self.snapshot.dictionaries.get(&id) != Some(&d);
+                self.snapshot.dictionaries.insert(id, d);
+                changed
+            }
+            Err(e) => {
+                self.logs
+                    .dictionaries
+                    .fail("dictionary refresh", &keeping(&e));
+                false
+            }
+        }
+    }
+
+    /// True while a dictionary cycle still has services to fetch (the main loop then ticks
+    /// faster).
+    pub fn busy(&self) -> bool {
+        !self.dictionary_queue.is_empty()
+    }
+
+    /// Drops metadata of services no longer exported and publishes the snapshot.
+    pub fn publish(&mut self, registry: &Registry, state: &HttpState) {
+        self.snapshot
+            .dictionaries
+            .retain(|id, _| registry.get(id).is_some());
+        *state.account.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(self.snapshot.clone());
+    }
+}
+
+fn keeping(e: &FetchError) -> String {
+    format!("failed: {e}; keeping the previous values")
+}
