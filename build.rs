@@ -9,19 +9,14 @@ fn run(cmd: &str, args: &[&str]) -> Option<String> {
     if !out.status.success() {
         return None;
     }
-    let s = String::from_utf8(out.stdout)
-        .ok()?
-        .trim()
-        .replace('\n', ",");
+    let s = String::from_utf8(out.stdout).ok()?.trim().replace('\n', ",");
     Some(s)
 }
 
 fn main() {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let revision =
-        run("git", &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let branch =
-        run("git", &["rev-parse", "--abbrev-ref", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let revision = run("git", &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let branch = run("git", &["rev-parse", "--abbrev-ref", "HEAD"]).unwrap_or_else(|| "unknown".into());
     let tags = run("git", &["tag", "--points-at", "HEAD"]).unwrap_or_default();
     let rustc_version = run(&rustc, &["--version"]).unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=FE_GIT_REVISION={revision}");

@@ -21,8 +21,7 @@ impl Filter {
 
     /// True when `name` passes both lists.
     pub fn permits(&self, name: &str) -> bool {
-        (self.allow.is_empty() || self.allow.iter().any(|r| r.is_match(name)))
-            && !self.blocked(name)
+        (self.allow.is_empty() || self.allow.iter().any(|r| r.is_match(name))) && !self.blocked(name)
     }
 
     /// True when a blocklist entry matches (for families the Go exporter filters by

@@ -31,11 +31,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let level = if cfg.debug {
-        log::LevelFilter::Debug
-    } else {
-        log::LevelFilter::Info
-    };
+    let level = if cfg.debug { log::LevelFilter::Debug } else { log::LevelFilter::Info };
     let logger = simple_logger::SimpleLogger::new()
         .with_level(level)
         // Dependencies stay quiet even with -debug: our own per-request lines say what matters.
@@ -55,8 +51,7 @@ fn main() -> ExitCode {
             log::warn!("cannot handle signal {sig}: {e}");
         }
     }
-    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, signals.reload.clone())
-    {
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, signals.reload.clone()) {
         log::warn!("cannot handle SIGHUP: {e}");
     }
     let reload = || match config::load(&args, &|k| std::env::var(k).ok()) {

@@ -22,11 +22,7 @@ impl StateLog {
             return;
         }
         if let Some(prev) = self.current.take() {
-            log::warn!(
-                "{subject}: {prev} ({} times since {}); now: {what}",
-                self.count,
-                clock(self.since)
-            );
+            log::warn!("{subject}: {prev} ({} times since {}); now: {what}", self.count, clock(self.since));
         } else {
             log::warn!("{subject}: {what}");
         }
@@ -38,11 +34,7 @@ impl StateLog {
     /// Records a success; logs the recovery if something was failing.
     pub fn ok(&mut self, subject: &str) {
         if let Some(prev) = self.current.take() {
-            log::info!(
-                "{subject}: recovered after {prev} ({} times since {})",
-                self.count,
-                clock(self.since)
-            );
+            log::info!("{subject}: recovered after {prev} ({} times since {})", self.count, clock(self.since));
         }
     }
 
@@ -53,10 +45,7 @@ impl StateLog {
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// `HH:MM:SS` (UTC) of a unix time, for compact log lines.

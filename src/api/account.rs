@@ -77,10 +77,7 @@ pub fn datacenters(client: &Client) -> Result<Vec<Datacenter>, FetchError> {
     let mut out: Vec<Datacenter> = raw
         .into_iter()
         .map(|r| {
-            let (lat, long) = r
-                .coordinates
-                .map(|c| (c.latitude, c.longitude))
-                .unwrap_or((0.0, 0.0));
+            let (lat, long) = r.coordinates.map(|c| (c.latitude, c.longitude)).unwrap_or((0.0, 0.0));
             // Rust's Display is the shortest round-trip decimal without exponent, like Go's 'f', -1.
             Datacenter {
                 code: r.code,
@@ -106,21 +103,12 @@ pub fn token(client: &Client) -> Result<TokenInfo, FetchError> {
         expires_at: Option<String>,
     }
     let raw: Raw = get_json(client, "/tokens/self")?;
-    let expires_at = raw
-        .expires_at
-        .as_deref()
-        .and_then(parse_timestamp)
-        .map(|t| t as f64);
-    Ok(TokenInfo {
-        id: raw.id,
-        user_id: raw.user_id,
-        expires_at,
-    })
+    let expires_at = raw.expires_at.as_deref().and_then(parse_timestamp).map(|t| t as f64);
+    Ok(TokenInfo { id: raw.id, user_id: raw.user_id, expires_at })
 }
 
 /// First page of the certificate list; later pages come from `links.next`.
-pub const CERTIFICATES_FIRST: &str =
-    "/tls/certificates?page[number]=1&page[size]=200&sort=created_at";
+pub const CERTIFICATES_FIRST: &str = "/tls/certificates?page[number]=1&page[size]=200&sort=created_at";
 
 /// `GET /tls/certificates`, every page.
 pub fn certificates(client: &Client) -> Result<Vec<Certificate>, FetchError> {
@@ -161,25 +149,14 @@ pub fn certificates(client: &Client) -> Result<Vec<Certificate>, FetchError> {
     while let Some(url) = next.take() {
         pages += 1;
         if pages > 1000 {
-            return Err(FetchError::Decode(
-                "more than 1000 certificate pages".into(),
-            ));
+            return Err(FetchError::Decode("more than 1000 certificate pages".into()));
         }
         let page: Page = get_json(client, &url)?;
         for item in page.data {
             let a = item.attributes;
             let sn = decimal_to_hex(&a.serial_number).unwrap_or(a.serial_number);
-            let not_after = parse_timestamp(&a.not_after)
-                .map(|t| t as f64)
-                .unwrap_or(GO_ZERO_TIME);
-            out.push(Certificate {
-                cn: a.issued_to,
-                name: a.name,
-                id: item.id,
-                issuer: a.issuer,
-                sn,
-                not_after,
-            });
+            let not_after = parse_timestamp(&a.not_after).map(|t| t as f64).unwrap_or(GO_ZERO_TIME);
+            out.push(Certificate { cn: a.issued_to, name: a.name, id: item.id, issuer: a.issuer, sn, not_after });
         }
         next = page.links.next.filter(|n| !n.is_empty());
     }
@@ -187,11 +164,7 @@ pub fn certificates(client: &Client) -> Result<Vec<Certificate>, FetchError> {
 }
 
 /// Dictionaries of one service version: `GET …/dictionary` then `GET …/dictionary/{id}/info`.
-pub fn dictionaries(
-    client: &Client,
-    service_id: &str,
-    version: &str,
-) -> Result<Vec<Dictionary>, FetchError> {
+pub fn dictionaries(client: &Client, service_id: &str, version: &str) -> Result<Vec<Dictionary>, FetchError> {
     #[derive(Deserialize)]
     struct Listed {
         id: String,
@@ -211,9 +184,7 @@ pub fn dictionaries(
     for d in listed {
         let info: Info = get_json(client, &format!("{base}/{}/info", d.id))?;
         let last = info.last_updated.as_deref().and_then(parse_timestamp);
-        let last = last
-            .or_else(|| d.updated_at.as_deref().and_then(parse_timestamp))
-            .unwrap_or(0);
+        let last = last.or_else(|| d.updated_at.as_deref().and_then(parse_timestamp)).unwrap_or(0);
         out.push(Dictionary {
             id: d.id,
             name: d.name,

@@ -9,6 +9,8 @@ use std::fmt;
 use std::io::Read;
 use std::time::Duration;
 
+use super::resolver::{CachingResolver, SharedResolver};
+
 /// Version string sent in `User-Agent` and reported by `-version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -48,6 +50,28 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// A response whose headers have arrived and whose body has not been read yet.
+pub struct Pending {
+    /// Status and headers.
+    pub reply: Reply,
+    resp: ureq::http::Response<ureq::Body>,
+}
+
+impl Pending {
+    /// Reads the whole body into `body` (cleared first), failing when it exceeds `max_body`
+    /// bytes or ends early.
+    pub fn read_into(mut self, max_body: u64, body: &mut Vec<u8>) -> Result<Reply, ApiError> {
+        body.clear();
+        let mut reader = self.resp.body_mut().with_config().limit(max_body.saturating_add(1)).reader();
+        match reader.read_to_end(body) {
+            Ok(_) if body.len() as u64 > max_body => Err(ApiError::TooLarge(max_body)),
+            Ok(_) => Ok(self.reply),
+            Err(e) if e.to_string().contains("limit") => Err(ApiError::TooLarge(max_body)),
+            Err(e) => Err(ApiError::Body(e.to_string())),
+        }
+    }
+}
+
 /// A configured HTTP client bound to one base URL and the token.
 pub struct Client {
     agent: ureq::Agent,
@@ -57,10 +81,7 @@ pub struct Client {
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Client")
-            .field("base", &self.base)
-            .field("token", &"<redacted>")
-            .finish()
+        f.debug_struct("Client").field("base", &self.base).field("token", &"<redacted>").finish()
     }
 }
 
@@ -71,22 +92,23 @@ impl Client {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(timeout))
-            .max_idle_connections(idle.max(4))
-            .max_idle_connections_per_host(idle.max(4))
+            .max_idle_connections(idle.max(1))
+            .max_idle_connections_per_host(idle.max(1))
             .max_idle_age(Duration::from_secs(150))
             .user_agent(format!("Fastly-Exporter ({VERSION})"))
             .accept("application/json")
             // Headers of Fastly answers are small; the default 128 KiB per connection would
             // cost 128 MiB with a thousand pollers.
             .input_buffer_size(16 * 1024)
-            .output_buffer_size(4 * 1024)
+            .output_buffer_size(1024)
             .max_response_header_size(16 * 1024)
             .build();
-        Client {
-            agent: config.new_agent(),
-            base: base.trim_end_matches('/').to_string(),
-            token: token.to_string(),
-        }
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::new(),
+            SharedResolver(CachingResolver::shared()),
+        );
+        Client { agent, base: base.trim_end_matches('/').to_string(), token: token.to_string() }
     }
 
     /// The base URL requests are relative to.
@@ -94,49 +116,31 @@ impl Client {
         &self.base
     }
 
-    /// GETs `url` (absolute, or a path starting with `/` relative to the base) and reads at
-    /// most `max_body` bytes of body into `body` (cleared first).
-    pub fn get_into(
-        &self,
-        url: &str,
-        max_body: u64,
-        body: &mut Vec<u8>,
-    ) -> Result<Reply, ApiError> {
-        body.clear();
-        let full = if url.starts_with('/') {
-            format!("{}{url}", self.base)
-        } else {
-            url.to_string()
-        };
-        let mut resp = self
+    /// Sends a GET for `url` (absolute, or a path starting with `/` relative to the base) and
+    /// returns once the response headers have arrived; the body is read separately so a
+    /// poller only needs a body buffer for the moment it actually reads one.
+    pub fn call(&self, url: &str) -> Result<Pending, ApiError> {
+        let full = if url.starts_with('/') { format!("{}{url}", self.base) } else { url.to_string() };
+        let resp = self
             .agent
             .get(&full)
             .header("Fastly-Key", &self.token)
             .call()
             .map_err(|e| ApiError::Transport(describe(&e)))?;
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
+        let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let reply = Reply {
             status: resp.status().as_u16(),
             link: header("link"),
             retry_after: header("retry-after"),
             rate_limit_remaining: header("fastly-ratelimit-remaining"),
         };
-        let mut reader = resp
-            .body_mut()
-            .with_config()
-            .limit(max_body.saturating_add(1))
-            .reader();
-        match reader.read_to_end(body) {
-            Ok(_) if body.len() as u64 > max_body => Err(ApiError::TooLarge(max_body)),
-            Ok(_) => Ok(reply),
-            Err(e) if e.to_string().contains("limit") => Err(ApiError::TooLarge(max_body)),
-            Err(e) => Err(ApiError::Body(e.to_string())),
-        }
+        Ok(Pending { reply, resp })
+    }
+
+    /// GETs `url` and reads at most `max_body` bytes of body into `body` (cleared first).
+    pub fn get_into(&self, url: &str, max_body: u64, body: &mut Vec<u8>) -> Result<Reply, ApiError> {
+        let pending = self.call(url)?;
+        pending.read_into(max_body, body)
     }
 
     /// GETs a small API document (at most 64 MiB) and returns status and body.

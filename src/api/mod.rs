@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod client;
+pub mod resolver;
 pub mod select;
 pub mod services;
 pub mod shard;

@@ -36,11 +36,7 @@ impl Selector {
         let mut push = |id: &str, name: &str, version: String| {
             let sharded = self.shard.is_none_or(|(n, m)| in_shard(id, n, m));
             if self.names.permits(name) && sharded && !out.iter().any(|s| s.id == id) {
-                out.push(Selected {
-                    id: id.to_string(),
-                    name: name.to_string(),
-                    version,
-                });
+                out.push(Selected { id: id.to_string(), name: name.to_string(), version });
             }
         };
         if self.ids.is_empty() {
@@ -66,11 +62,7 @@ mod tests {
     use regex::Regex;
 
     fn svc(id: &str, name: &str, version: i64) -> ServiceInfo {
-        ServiceInfo {
-            id: id.into(),
-            name: name.into(),
-            version,
-        }
+        ServiceInfo { id: id.into(), name: name.into(), version }
     }
 
     fn ids(v: &[Selected]) -> Vec<&str> {
@@ -85,56 +77,24 @@ mod tests {
             svc("c", "staging thing", 2),
         ];
         let all = Selector::default().select(&listed);
-        assert_eq!(
-            ids(&all),
-            ["AbcDef123ghiJKlmnOPsq", "XXXXXXXXXXXXXXXXXXXXXX", "c"]
-        );
-        let names = Filter::new(
-            vec![Regex::new("service").unwrap()],
-            vec![Regex::new("Dummy").unwrap()],
-        );
-        let sel = Selector {
-            names,
-            ..Default::default()
-        };
+        assert_eq!(ids(&all), ["AbcDef123ghiJKlmnOPsq", "XXXXXXXXXXXXXXXXXXXXXX", "c"]);
+        let names = Filter::new(vec![Regex::new("service").unwrap()], vec![Regex::new("Dummy").unwrap()]);
+        let sel = Selector { names, ..Default::default() };
         assert_eq!(ids(&sel.select(&listed)), ["AbcDef123ghiJKlmnOPsq"]);
-        let shard1 = Selector {
-            shard: Some((1, 3)),
-            ..Default::default()
-        };
+        let shard1 = Selector { shard: Some((1, 3)), ..Default::default() };
         assert!(ids(&shard1.select(&listed)).contains(&"AbcDef123ghiJKlmnOPsq"));
         assert!(!ids(&shard1.select(&listed)).contains(&"XXXXXXXXXXXXXXXXXXXXXX"));
-        let shard2 = Selector {
-            shard: Some((2, 3)),
-            ..Default::default()
-        };
+        let shard2 = Selector { shard: Some((2, 3)), ..Default::default() };
         assert!(ids(&shard2.select(&listed)).contains(&"XXXXXXXXXXXXXXXXXXXXXX"));
     }
 
     #[test]
     fn explicit_ids_missing_from_the_list_are_kept() {
         let listed = [svc("a", "A", 3), svc("b", "B", 4)];
-        let sel = Selector {
-            ids: vec!["b".into(), "zz".into(), "b".into()],
-            ..Default::default()
-        };
+        let sel = Selector { ids: vec!["b".into(), "zz".into(), "b".into()], ..Default::default() };
         let got = sel.select(&listed);
-        assert_eq!(
-            got[0],
-            Selected {
-                id: "b".into(),
-                name: "B".into(),
-                version: "4".into()
-            }
-        );
-        assert_eq!(
-            got[1],
-            Selected {
-                id: "zz".into(),
-                name: "zz".into(),
-                version: "unknown".into()
-            }
-        );
+        assert_eq!(got[0], Selected { id: "b".into(), name: "B".into(), version: "4".into() });
+        assert_eq!(got[1], Selected { id: "zz".into(), name: "zz".into(), version: "unknown".into() });
         assert_eq!(got.len(), 2);
     }
 }

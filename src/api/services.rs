@@ -62,24 +62,16 @@ pub fn fetch_services(client: &Client) -> Result<Vec<ServiceInfo>, ListError> {
         }
         // Names may carry invalid UTF-8; replace it rather than lose the whole list.
         let text = String::from_utf8_lossy(&body);
-        let page: Vec<ServiceInfo> =
-            serde_json::from_str(&text).map_err(|e| ListError::Decode(e.to_string()))?;
+        let page: Vec<ServiceInfo> = serde_json::from_str(&text).map_err(|e| ListError::Decode(e.to_string()))?;
         all.extend(page);
-        next = reply
-            .link
-            .as_deref()
-            .and_then(next_link)
-            .map(|u| percent_decode(&u));
+        next = reply.link.as_deref().and_then(next_link).map(|u| percent_decode(&u));
     }
     Ok(all)
 }
 
 fn path_of(url: &str) -> String {
     match url.find("://") {
-        Some(i) => url[i + 3..]
-            .find('/')
-            .map(|j| url[i + 3 + j..].to_string())
-            .unwrap_or_default(),
+        Some(i) => url[i + 3..].find('/').map(|j| url[i + 3 + j..].to_string()).unwrap_or_default(),
         None => url.to_string(),
     }
 }
@@ -94,19 +86,13 @@ pub fn next_link(header: &str) -> Option<String> {
     while let Some(open) = rest.find('<') {
         let close = rest[open..].find('>')? + open;
         let target = &rest[open + 1..close];
-        let params_end = rest[close..]
-            .find('<')
-            .map(|i| close + i)
-            .unwrap_or(rest.len());
+        let params_end = rest[close..].find('<').map(|i| close + i).unwrap_or(rest.len());
         let params = &rest[close + 1..params_end];
         let is_next = params.split(';').any(|p| {
             let p = p.trim().trim_end_matches(',').trim();
             p.split_once('=').is_some_and(|(k, v)| {
                 k.trim().eq_ignore_ascii_case("rel")
-                    && v.trim()
-                        .trim_matches('"')
-                        .split_whitespace()
-                        .any(|r| r.eq_ignore_ascii_case("next"))
+                    && v.trim().trim_matches('"').split_whitespace().any(|r| r.eq_ignore_ascii_case("next"))
             })
         });
         if is_next {
@@ -144,12 +130,11 @@ mod tests {
 
     #[test]
     fn link_header_next() {
-        let h = r#"<https://api.fastly.com/service?filter%5Binclude_versions%5D=false&page=2&per_page=1000>; rel="next""#;
+        let h =
+            r#"<https://api.fastly.com/service?filter%5Binclude_versions%5D=false&page=2&per_page=1000>; rel="next""#;
         assert_eq!(
             next_link(h).map(|u| percent_decode(&u)).as_deref(),
-            Some(
-                "https://api.fastly.com/service?filter[include_versions]=false&page=2&per_page=1000"
-            )
+            Some("https://api.fastly.com/service?filter[include_versions]=false&page=2&per_page=1000")
         );
         let multi = r#"<http://x/?page=1>; rel="prev", <http://x/?page=3>; rel="next""#;
         assert_eq!(next_link(multi).as_deref(), Some("http://x/?page=3"));
@@ -164,18 +149,9 @@ mod tests {
 
     #[test]
     fn service_entries_tolerate_extras_and_nulls() {
-        let v: Vec<ServiceInfo> = serde_json::from_str(
-            r#"[{"id":"a","name":"n","version":null,"versions":[1]},{"id":"b"}]"#,
-        )
-        .unwrap();
-        assert_eq!(
-            v[0],
-            ServiceInfo {
-                id: "a".into(),
-                name: "n".into(),
-                version: 0
-            }
-        );
+        let v: Vec<ServiceInfo> =
+            serde_json::from_str(r#"[{"id":"a","name":"n","version":null,"versions":[1]},{"id":"b"}]"#).unwrap();
+        assert_eq!(v[0], ServiceInfo { id: "a".into(), name: "n".into(), version: 0 });
         assert_eq!(v[1].name, "");
     }
 }

@@ -24,10 +24,7 @@ const TOKEN_REFRESH: Duration = Duration::from_secs(3600);
 const TOKEN_RETRY: Duration = Duration::from_secs(60);
 
 /// The two products whose streams need an entitlement.
-const PRODUCTS: [(Stream, &str); 2] = [
-    (Stream::Origin, "origin_inspector"),
-    (Stream::Domain, "domain_inspector"),
-];
+const PRODUCTS: [(Stream, &str); 2] = [(Stream::Origin, "origin_inspector"), (Stream::Domain, "domain_inspector")];
 
 /// State of the metadata sources.
 pub struct Metadata {
@@ -91,14 +88,7 @@ impl Metadata {
 
     /// Refreshes whatever is due. Returns true when an entitlement changed (pollers must be
     /// reconciled).
-    pub fn tick(
-        &mut self,
-        api: &Client,
-        cfg: &Config,
-        plan: &Plan,
-        registry: &Registry,
-        state: &HttpState,
-    ) -> bool {
+    pub fn tick(&mut self, api: &Client, cfg: &Config, plan: &Plan, registry: &Registry, state: &HttpState) -> bool {
         let now = Instant::now();
         let mut changed_entitlement = false;
         let mut changed = false;
@@ -115,10 +105,7 @@ impl Metadata {
                         changed |= self.snapshot.datacenters != d;
                         self.snapshot.datacenters = d;
                     }
-                    Err(e) => self
-                        .logs
-                        .datacenters
-                        .fail("datacenter refresh", &keeping(&e)),
+                    Err(e) => self.logs.datacenters.fail("datacenter refresh", &keeping(&e)),
                 }
             }
         }
@@ -166,20 +153,13 @@ impl Metadata {
                     if self.products[i] != Some(has) {
                         log::info!(
                             "product {product}: {}",
-                            if has {
-                                "entitled; polling its stream"
-                            } else {
-                                "not entitled"
-                            }
+                            if has { "entitled; polling its stream" } else { "not entitled" }
                         );
                         changed |= self.products[i].unwrap_or(false) != has;
                         self.products[i] = Some(has);
                     }
                 }
-                Err(e) => self
-                    .logs
-                    .products
-                    .fail("product entitlement refresh", &keeping(&e)),
+                Err(e) => self.logs.products.fail("product entitlement refresh", &keeping(&e)),
             }
         }
         changed
@@ -201,9 +181,7 @@ impl Metadata {
                 false
             }
             Err(e) => {
-                self.logs
-                    .certificates
-                    .fail("certificate refresh", &keeping(&e));
+                self.logs.certificates.fail("certificate refresh", &keeping(&e));
                 false
             }
         }
@@ -228,8 +206,7 @@ impl Metadata {
             for svc in registry.snapshot() {
                 let version = svc.meta().version.clone();
                 if version.parse::<i64>().is_ok_and(|v| v > 0) {
-                    self.dictionary_queue
-                        .push_back((svc.id.to_string(), version));
+                    self.dictionary_queue.push_back((svc.id.to_string(), version));
                 }
             }
         }
@@ -244,9 +221,7 @@ impl Metadata {
                 changed
             }
             Err(e) => {
-                self.logs
-                    .dictionaries
-                    .fail("dictionary refresh", &keeping(&e));
+                self.logs.dictionaries.fail("dictionary refresh", &keeping(&e));
                 false
             }
         }
@@ -260,9 +235,7 @@ impl Metadata {
 
     /// Drops metadata of services no longer exported and publishes the snapshot.
     pub fn publish(&mut self, registry: &Registry, state: &HttpState) {
-        self.snapshot
-            .dictionaries
-            .retain(|id, _| registry.get(id).is_some());
+        self.snapshot.dictionaries.retain(|id, _| registry.get(id).is_some());
         *state.account.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(self.snapshot.clone());
     }
 }

@@ -59,7 +59,6 @@ pub struct App {
     registry: Arc<Registry>,
     plan: Arc<Plan>,
     api: Client,
-    rt: Arc<Client>,
     stats: Arc<PollerStats>,
     pollers: HashMap<(Arc<str>, Stream), Poller>,
     metadata: Metadata,
@@ -75,10 +74,7 @@ impl App {
         let registry = Arc::new(Registry::new());
         let metrics = Filter::new(cfg.metric_allowlist.clone(), cfg.metric_blocklist.clone());
         let plan = Arc::new(Plan::new(&cfg.namespace, &cfg.subsystem, &metrics));
-        let account = AccountSnapshot {
-            build: build_info(),
-            ..Default::default()
-        };
+        let account = AccountSnapshot { build: build_info(), ..Default::default() };
         let metadata = Metadata::new(account.clone());
         let state = Arc::new(HttpState {
             registry: registry.clone(),
@@ -88,22 +84,13 @@ impl App {
             self_metrics: Box::new(|_| {}),
             in_flight: Default::default(),
         });
-        state
-            .health
-            .set(false, "the service list has not been fetched yet");
+        state.health.set(false, "the service list has not been fetched yet");
         let api = Client::new(&cfg.api_endpoint, &cfg.token, cfg.api_timeout, 4);
-        let rt = Arc::new(Client::new(
-            &cfg.rt_endpoint,
-            &cfg.token,
-            cfg.rt_timeout,
-            1024,
-        ));
         App {
             selector: selector(&cfg),
             registry,
             plan,
             api,
-            rt,
             stats: Arc::default(),
             pollers: HashMap::new(),
             metadata,
@@ -136,13 +123,9 @@ impl App {
                     Some(l) => format!("keeping the previous list of {} services", l.len()),
                     None => "no service list yet".to_string(),
                 };
-                self.list_log
-                    .fail("service list refresh", &format!("failed: {e}; {keeping}"));
+                self.list_log.fail("service list refresh", &format!("failed: {e}; {keeping}"));
                 if self.listed.is_none() || self.list_failures >= UNREADY_AFTER_FAILURES {
-                    let reason = format!(
-                        "{} consecutive service list refreshes failed, last: {e}",
-                        self.list_failures
-                    );
+                    let reason = format!("{} consecutive service list refreshes failed, last: {e}", self.list_failures);
                     self.state.health.set(false, &reason);
                 }
             }
@@ -162,14 +145,9 @@ impl App {
                 log::info!("service {} ({}): exporting", s.id, s.name);
             }
         }
-        let removed = self
-            .registry
-            .retain(|id| selected.iter().any(|s| s.id == id));
+        let removed = self.registry.retain(|id| selected.iter().any(|s| s.id == id));
         for svc in &removed {
-            log::info!(
-                "service {}: no longer selected; removing its series",
-                svc.id
-            );
+            log::info!("service {}: no longer selected; removing its series", svc.id);
         }
         let mut wanted: Vec<(Arc<str>, Stream)> = Vec::new();
         for svc in self.registry.snapshot() {
@@ -179,12 +157,7 @@ impl App {
                 }
             }
         }
-        let stale: Vec<(Arc<str>, Stream)> = self
-            .pollers
-            .keys()
-            .filter(|k| !wanted.contains(k))
-            .cloned()
-            .collect();
+        let stale: Vec<(Arc<str>, Stream)> = self.pollers.keys().filter(|k| !wanted.contains(k)).cloned().collect();
         for key in stale {
             if let Some(p) = self.pollers.remove(&key) {
                 p.stop();
@@ -193,11 +166,7 @@ impl App {
                 }
             }
         }
-        let mode = if self.cfg.aggregate_only {
-            Mode::Aggregate
-        } else {
-            Mode::PerDatacenter
-        };
+        let mode = if self.cfg.aggregate_only { Mode::Aggregate } else { Mode::PerDatacenter };
         for key in wanted {
             if self.pollers.contains_key(&key) {
                 continue;
@@ -208,7 +177,7 @@ impl App {
             let spec = PollerSpec {
                 service,
                 stream: key.1,
-                client: self.rt.clone(),
+                client: Arc::new(Client::new(&self.cfg.rt_endpoint, &self.cfg.token, self.cfg.rt_timeout, 1)),
                 mode,
                 max_body: self.cfg.rt_max_body,
                 stats: self.stats.clone(),
@@ -217,11 +186,7 @@ impl App {
                 Ok(p) => {
                     self.pollers.insert(key, p);
                 }
-                Err(e) => log::error!(
-                    "service {}: cannot start {} poller: {e}",
-                    key.0,
-                    key.1.name()
-                ),
+                Err(e) => log::error!("service {}: cannot start {} poller: {e}", key.0, key.1.name()),
             }
         }
     }
@@ -242,12 +207,7 @@ impl App {
 
     /// Runs the scheduler until `signals.terminate` is set. SIGHUP re-reads the configuration
     /// through `reload` and refreshes the service list at once.
-    pub fn run(
-        mut self,
-        server: HttpServer,
-        signals: &Signals,
-        reload: &dyn Fn() -> Result<Config, String>,
-    ) {
+    pub fn run(mut self, server: HttpServer, signals: &Signals, reload: &dyn Fn() -> Result<Config, String>) {
         let mut next_services = Instant::now();
         while !signals.terminate.load(Ordering::SeqCst) {
             let mut now = Instant::now();
@@ -264,13 +224,7 @@ impl App {
                 self.reconcile();
                 next_services = Instant::now() + self.cfg.service_refresh;
             }
-            if self.metadata.tick(
-                &self.api,
-                &self.cfg,
-                &self.plan,
-                &self.registry,
-                &self.state,
-            ) {
+            if self.metadata.tick(&self.api, &self.cfg, &self.plan, &self.registry, &self.state) {
                 self.reconcile();
             }
             now = Instant::now();
@@ -296,11 +250,7 @@ fn selector(cfg: &Config) -> Selector {
 
 /// Starts everything and blocks until shutdown. Errors are start-up failures (port taken).
 /// `reload` re-reads the configuration on SIGHUP.
-pub fn run(
-    cfg: Config,
-    signals: &Signals,
-    reload: &dyn Fn() -> Result<Config, String>,
-) -> Result<(), String> {
+pub fn run(cfg: Config, signals: &Signals, reload: &dyn Fn() -> Result<Config, String>) -> Result<(), String> {
     let listen = cfg.listen.clone();
     let app = App::new(cfg);
     let server = HttpServer::start(&listen, app.http_state(), HTTP_WORKERS)?;

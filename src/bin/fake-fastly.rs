@@ -8,9 +8,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use fastly_exporter::fake::{
-    FakeConfig, FakeFastly, FakeService, GenSpec, StreamMode, datacenters_json,
-};
+use fastly_exporter::fake::{FakeConfig, FakeFastly, FakeService, GenSpec, StreamMode, datacenters_json};
 
 const USAGE: &str = "\
 usage: fake-fastly [-listen 127.0.0.1:8081] [-services 5] [-datacenters 10]
@@ -19,21 +17,13 @@ usage: fake-fastly [-listen 127.0.0.1:8081] [-services 5] [-datacenters 10]
 Flags take one dash or two. -origins 0 / -domains 0 disable that product.";
 
 const TOKENS_SELF: &str = include_str!("../../tests/fixtures/api/tokens-self-expires.json");
-const ORIGIN_INSPECTOR: &str =
-    include_str!("../../tests/fixtures/api/entitled-products-origin-inspector.json");
-const DOMAIN_INSPECTOR: &str =
-    include_str!("../../tests/fixtures/api/entitled-products-domain-inspector.json");
+const ORIGIN_INSPECTOR: &str = include_str!("../../tests/fixtures/api/entitled-products-origin-inspector.json");
+const DOMAIN_INSPECTOR: &str = include_str!("../../tests/fixtures/api/entitled-products-domain-inspector.json");
 const CERTIFICATES: &str = include_str!("../../tests/fixtures/api/tls-certificates-two.json");
 const DICTIONARY_LIST: &str = include_str!("../../tests/fixtures/api/dictionary-list.json");
 const DICTIONARY_INFO: [(&str, &str); 2] = [
-    (
-        "AsDfAOwejFaNQfAaFRxv2J",
-        include_str!("../../tests/fixtures/api/dictionary-info-dict1.json"),
-    ),
-    (
-        "foobGF34VOKSM0yVzBaQh7",
-        include_str!("../../tests/fixtures/api/dictionary-info-dict2.json"),
-    ),
+    ("AsDfAOwejFaNQfAaFRxv2J", include_str!("../../tests/fixtures/api/dictionary-info-dict1.json")),
+    ("foobGF34VOKSM0yVzBaQh7", include_str!("../../tests/fixtures/api/dictionary-info-dict2.json")),
 ];
 /// Service id and version baked into the dictionary fixtures, rewritten per service.
 const FIXTURE_SERVICE: &str = "qwertMz1ncwA0KC3TBloku";
@@ -82,10 +72,7 @@ fn parse_args() -> Result<Args, String> {
             Some(v) => v,
             None => it.next().ok_or_else(|| format!("-{name} needs a value"))?,
         };
-        let num = |v: &str| {
-            v.parse::<usize>()
-                .map_err(|_| format!("-{name}: {v:?} is not a number"))
-        };
+        let num = |v: &str| v.parse::<usize>().map_err(|_| format!("-{name}: {v:?} is not a number"));
         match name.as_str() {
             "listen" => args.listen = value,
             "services" => args.services = num(&value)?,
@@ -113,33 +100,20 @@ fn service_id(i: usize) -> String {
 
 /// A stream generating `entities` per datacenter, or 404 when the product is disabled.
 fn stream(datacenters: usize, entities: usize, seed: u64) -> StreamMode {
-    if entities == 0 {
-        StreamMode::NotFound
-    } else {
-        StreamMode::Generated(GenSpec {
-            datacenters,
-            entities,
-            seed,
-        })
-    }
+    if entities == 0 { StreamMode::NotFound } else { StreamMode::Generated(GenSpec { datacenters, entities, seed }) }
 }
 
 /// The entitlement body for a product, with `has_access` forced to `access`.
 fn entitlement(fixture: &str, access: bool) -> Vec<u8> {
     fixture
-        .replace(
-            "\"has_access\": false",
-            &format!("\"has_access\": {access}"),
-        )
+        .replace("\"has_access\": false", &format!("\"has_access\": {access}"))
         .replace("\"has_access\": true", &format!("\"has_access\": {access}"))
         .into_bytes()
 }
 
 /// `YYYY-MM-DDT00:00:00Z` one year from now, so the demo token never looks expired.
 fn date_in_a_year() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     // Howard Hinnant's days-to-civil algorithm.
     let z = (secs / 86_400 + 365) as i64 + 719_468;
     let era = z.div_euclid(146_097);
@@ -161,9 +135,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let services: Vec<FakeService> = (0..args.services)
-        .map(|i| FakeService::new(service_id(i), format!("service-{i}"), i as i64 + 1))
-        .collect();
+    let services: Vec<FakeService> =
+        (0..args.services).map(|i| FakeService::new(service_id(i), format!("service-{i}"), i as i64 + 1)).collect();
     let cfg = FakeConfig {
         listen: args.listen.clone(),
         token: args.token.clone(),
@@ -186,16 +159,8 @@ fn main() -> ExitCode {
     state.set_route("/datacenters", 200, datacenters_json(args.datacenters));
     let expires = TOKENS_SELF.replace("2026-04-18T00:00:00Z", &date_in_a_year());
     state.set_route("/tokens/self", 200, expires.into_bytes());
-    state.set_route(
-        "/entitled-products/origin_inspector",
-        200,
-        entitlement(ORIGIN_INSPECTOR, args.origins > 0),
-    );
-    state.set_route(
-        "/entitled-products/domain_inspector",
-        200,
-        entitlement(DOMAIN_INSPECTOR, args.domains > 0),
-    );
+    state.set_route("/entitled-products/origin_inspector", 200, entitlement(ORIGIN_INSPECTOR, args.origins > 0));
+    state.set_route("/entitled-products/domain_inspector", 200, entitlement(DOMAIN_INSPECTOR, args.domains > 0));
     state.set_route("/tls/certificates", 200, CERTIFICATES.as_bytes().to_vec());
     for s in &services {
         let base = format!("/service/{}/version/{}/dictionary", s.id, s.version);
@@ -204,11 +169,7 @@ fn main() -> ExitCode {
             .replace(FIXTURE_VERSION, &format!("\"version\": {}", s.version));
         state.set_route(&base, 200, list.into_bytes());
         for (dict, info) in DICTIONARY_INFO {
-            state.set_route(
-                &format!("{base}/{dict}/info"),
-                200,
-                info.as_bytes().to_vec(),
-            );
+            state.set_route(&format!("{base}/{dict}/info"), 200, info.as_bytes().to_vec());
         }
     }
     eprintln!(

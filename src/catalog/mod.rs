@@ -22,8 +22,8 @@
 mod spec;
 
 pub use spec::{
-    Catalog, Family, FieldKind, Kind, RecordOp, Scope, Series, Source, Stream, StreamDef, Target,
-    bucket_index, parse_catalog,
+    Catalog, Family, FieldKind, Kind, RecordOp, Scope, Series, Source, Stream, StreamDef, Target, bucket_index,
+    parse_catalog,
 };
 
 use std::sync::OnceLock;

@@ -36,18 +36,9 @@ fn row_slots_cover_every_series_exactly_once() {
     let c = catalog();
     for stream in Stream::ALL {
         let mut used = vec![false; c.stream(stream).slots];
-        for f in c
-            .families
-            .iter()
-            .filter(|f| f.scope == Scope::Stream(stream))
-        {
+        for f in c.families.iter().filter(|f| f.scope == Scope::Stream(stream)) {
             for s in &f.series {
-                for (slot, u) in used
-                    .iter_mut()
-                    .enumerate()
-                    .skip(s.slot)
-                    .take(f.slots_per_series())
-                {
+                for (slot, u) in used.iter_mut().enumerate().skip(s.slot).take(f.slots_per_series()) {
                     assert!(!*u, "slot {slot} used twice ({})", f.name);
                     *u = true;
                 }
@@ -74,9 +65,7 @@ fn agrees_with_reference_catalog() {
     for line in reference.lines().skip(1) {
         let cols: Vec<&str> = line.split('\t').collect();
         let (name, typ, labels, source) = (cols[1], cols[2], cols[3], cols[4]);
-        let fam = by_name
-            .get(name)
-            .unwrap_or_else(|| panic!("{name} missing from catalog"));
+        let fam = by_name.get(name).unwrap_or_else(|| panic!("{name} missing from catalog"));
         assert_eq!(fam.kind.as_str(), typ, "{name}");
         seen += 1;
         let Scope::Stream(stream) = fam.scope else {
@@ -107,44 +96,19 @@ fn describe(s: &Series) -> String {
         Source::GuardedDiff { plus, minus } => format!("{plus}-{}", minus.join("-")),
         other => format!("{other:?}"),
     };
-    if labels.is_empty() {
-        expr
-    } else {
-        format!("{}:{expr}", labels.join(","))
-    }
+    if labels.is_empty() { expr } else { format!("{}:{expr}", labels.join(",")) }
 }
 
 #[test]
 fn documented_fixes_are_in_place() {
     let c = catalog();
-    let otfp = c
-        .family(Scope::Stream(Stream::Realtime), "otfp_total")
-        .unwrap();
-    assert_eq!(
-        otfp.series[0].source,
-        Source::Sum {
-            fields: vec!["otfp"],
-            scale: 1.0
-        }
-    );
-    let hdr = c
-        .family(Scope::Stream(Stream::Origin), "resp_header_bytes_total")
-        .unwrap();
+    let otfp = c.family(Scope::Stream(Stream::Realtime), "otfp_total").unwrap();
+    assert_eq!(otfp.series[0].source, Source::Sum { fields: vec!["otfp"], scale: 1.0 });
+    let hdr = c.family(Scope::Stream(Stream::Origin), "resp_header_bytes_total").unwrap();
     let sources: Vec<&str> = hdr.series.iter().map(|s| s.labels[0].1).collect();
     assert_eq!(sources, ["delivery", "compute", "waf"]);
-    let ms = c
-        .family(
-            Scope::Stream(Stream::Realtime),
-            "compute_execution_time_total",
-        )
-        .unwrap();
-    assert_eq!(
-        ms.series[0].source,
-        Source::Sum {
-            fields: vec!["compute_execution_time_ms"],
-            scale: 0.001
-        }
-    );
+    let ms = c.family(Scope::Stream(Stream::Realtime), "compute_execution_time_total").unwrap();
+    assert_eq!(ms.series[0].source, Source::Sum { fields: vec!["compute_execution_time_ms"], scale: 0.001 });
 }
 
 #[test]
@@ -172,4 +136,17 @@ fn fq_name_skips_empty_parts() {
     assert_eq!(fq_name("fastly", "rt", "x"), "fastly_rt_x");
     assert_eq!(fq_name("", "rt", "x"), "rt_x");
     assert_eq!(fq_name("fastly", "", "x"), "fastly_x");
+}
+
+#[test]
+fn field_index_finds_every_field_and_nothing_else() {
+    for stream in Stream::ALL {
+        let def = catalog().stream(stream);
+        for (i, f) in def.fields.iter().enumerate() {
+            assert_eq!(def.field(f), Some(i as u16), "{f}");
+        }
+        for unknown in ["", "x", "tls", "object_size_other", "requestsX", "requests_", "compute_resp_status_2xy"] {
+            assert_eq!(def.field(unknown), None, "{unknown}");
+        }
+    }
 }

@@ -34,13 +34,7 @@ pub(crate) enum Group {
 
 impl Group {
     /// All groups in display order.
-    pub(crate) const ALL: [Group; 5] = [
-        Group::Auth,
-        Group::Filters,
-        Group::Refresh,
-        Group::Http,
-        Group::Other,
-    ];
+    pub(crate) const ALL: [Group; 5] = [Group::Auth, Group::Filters, Group::Refresh, Group::Http, Group::Other];
 
     /// Heading text, kept upper-case to match the Go exporter's help layout.
     pub(crate) fn title(self) -> &'static str {
@@ -389,12 +383,7 @@ pub(crate) fn flag(name: &str) -> &'static Flag {
 /// `FASTLY_EXPORTER_<NAME>`; `None` for actions, which must not be triggered
 /// by a stray variable in a container's environment.
 pub(crate) fn env_name(flag: &Flag) -> Option<String> {
-    (flag.kind != Kind::Action).then(|| {
-        format!(
-            "FASTLY_EXPORTER_{}",
-            flag.name.to_ascii_uppercase().replace('-', "_")
-        )
-    })
+    (flag.kind != Kind::Action).then(|| format!("FASTLY_EXPORTER_{}", flag.name.to_ascii_uppercase().replace('-', "_")))
 }
 
 /// Go `strconv.ParseBool`, so boolean values accepted by the Go exporter
@@ -408,19 +397,36 @@ pub(crate) fn parse_bool(s: &str) -> Option<bool> {
 }
 
 /// Renders a flag name for an error message, withholding names that do not
-/// look like a flag: a mistyped line may well be a bare API token, and the
-/// token must never reach a log.
+/// look like a flag: a stray line or argument may well be a bare API token,
+/// and the token must never reach a log. Flag-shaped names (lowercase words
+/// and dashes, short, hardly any digits; Fastly tokens are 32 mixed-case
+/// characters) are shown, with a suggestion when one is close.
 pub(crate) fn shown_name(name: &str) -> String {
-    let plausible = !name.is_empty()
-        && name.len() <= 24
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if plausible {
-        format!("-{name}")
-    } else {
-        "(name not shown)".to_string()
+    let shaped = name.len() <= 24
+        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name.bytes().filter(u8::is_ascii_digit).count() <= 2;
+    if !shaped {
+        return "(name not shown: it does not look like a flag)".to_string();
     }
+    match FLAGS.iter().map(|f| (edit_distance(name, f.name), f.name)).min() {
+        Some((d, flag)) if d <= 2 && d < name.len() => format!("-{name} (did you mean -{flag}?)"),
+        _ => format!("-{name}"),
+    }
+}
+
+/// Levenshtein distance, for flag-name suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<u8> = b.bytes().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, &cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// One `flag value` occurrence from some source.
@@ -439,19 +445,12 @@ pub(crate) struct Layer {
 
 impl Layer {
     pub(crate) fn push(&mut self, flag: &'static Flag, value: impl Into<String>) {
-        self.entries.push(Entry {
-            flag,
-            value: value.into(),
-        });
+        self.entries.push(Entry { flag, value: value.into() });
     }
 
     /// Every value given for `name` in this layer, in order.
     pub(crate) fn values(&self, name: &str) -> Vec<&str> {
-        self.entries
-            .iter()
-            .filter(|e| e.flag.name == name)
-            .map(|e| e.value.as_str())
-            .collect()
+        self.entries.iter().filter(|e| e.flag.name == name).map(|e| e.value.as_str()).collect()
     }
 }
 
@@ -503,8 +502,7 @@ pub(crate) fn parse_argv(args: &[String]) -> Result<Parsed, ConfigError> {
             Some((n, v)) => (n, Some(v)),
             None => (body, None),
         };
-        let flag = lookup(name)
-            .ok_or_else(|| ConfigError::new(format!("unknown flag {}", shown_name(name))))?;
+        let flag = lookup(name).ok_or_else(|| ConfigError::new(format!("unknown flag {}", shown_name(name))))?;
         match flag.kind {
             Kind::Bool | Kind::Action => {
                 let value = match inline {
@@ -521,12 +519,8 @@ pub(crate) fn parse_argv(args: &[String]) -> Result<Parsed, ConfigError> {
                     layer.push(flag, value);
                     continue;
                 }
-                let on = parse_bool(value).ok_or_else(|| {
-                    ConfigError::new(format!(
-                        "invalid boolean value {value:?} for -{}",
-                        flag.name
-                    ))
-                })?;
+                let on = parse_bool(value)
+                    .ok_or_else(|| ConfigError::new(format!("invalid boolean value {value:?} for -{}", flag.name)))?;
                 let this = match flag.name {
                     "help" => Action::Help,
                     "version" => Action::Version,
@@ -543,9 +537,8 @@ pub(crate) fn parse_argv(args: &[String]) -> Result<Parsed, ConfigError> {
                 let value = match inline {
                     Some(v) => v,
                     None => {
-                        let v = args.get(i).ok_or_else(|| {
-                            ConfigError::new(format!("missing value for -{}", flag.name))
-                        })?;
+                        let v =
+                            args.get(i).ok_or_else(|| ConfigError::new(format!("missing value for -{}", flag.name)))?;
                         i += 1;
                         v.as_str()
                     }
@@ -563,9 +556,7 @@ pub(crate) fn parse_argv(args: &[String]) -> Result<Parsed, ConfigError> {
 /// Error for a non-flag argument. The argument itself is not echoed: a
 /// misplaced token is the most likely stray argument.
 fn positional(position: usize) -> ConfigError {
-    ConfigError::new(format!(
-        "unexpected argument #{position}: flags take the form -name value"
-    ))
+    ConfigError::new(format!("unexpected argument #{position}: flags take the form -name value"))
 }
 
 /// Collects `FASTLY_EXPORTER_*` (and, for the token, the extra variables).
@@ -604,11 +595,7 @@ mod tests {
     fn table_is_consistent() {
         for (i, f) in FLAGS.iter().enumerate() {
             assert!(!f.help.is_empty(), "{} has no help", f.name);
-            assert!(
-                FLAGS[..i].iter().all(|g| g.name != f.name),
-                "{} duplicated",
-                f.name
-            );
+            assert!(FLAGS[..i].iter().all(|g| g.name != f.name), "{} duplicated", f.name);
             if let Some(target) = f.alias_of {
                 let t = flag(target);
                 assert!(f.deprecated && t.alias_of.is_none());
@@ -626,12 +613,7 @@ mod tests {
 
     #[test]
     fn syntax_variants() {
-        for args in [
-            &["-token", "T"][..],
-            &["-token=T"],
-            &["--token", "T"],
-            &["--token=T"],
-        ] {
+        for args in [&["-token", "T"][..], &["-token=T"], &["--token", "T"], &["--token=T"]] {
             assert_eq!(flags(args).values("token"), vec!["T"], "{args:?}");
         }
         assert_eq!(flags(&["-listen=a=b"]).values("listen"), vec!["a=b"]);
@@ -645,10 +627,7 @@ mod tests {
         assert_eq!(flags(&["-debug"]).values("debug"), vec!["true"]);
         assert_eq!(flags(&["--debug=false"]).values("debug"), vec!["false"]);
         assert_eq!(flags(&["-debug", "false"]).values("debug"), vec!["false"]);
-        assert_eq!(
-            flags(&["-debug", "true", "-aggregate-only"]).values("debug"),
-            vec!["true"]
-        );
+        assert_eq!(flags(&["-debug", "true", "-aggregate-only"]).values("debug"), vec!["true"]);
         assert!(parse_argv(&argv(&["-debug", "yes"])).is_err());
         assert!(parse_argv(&argv(&["-debug", "1"])).is_err());
     }
@@ -667,10 +646,7 @@ mod tests {
         assert_eq!(act(&["-version"]), Some(Action::Version));
         assert_eq!(act(&["--version=true"]), Some(Action::Version));
         assert_eq!(act(&["-version=false"]), None);
-        assert_eq!(
-            act(&["-config-file-example"]),
-            Some(Action::ConfigFileExample)
-        );
+        assert_eq!(act(&["-config-file-example"]), Some(Action::ConfigFileExample));
         assert_eq!(act(&["-version", "-foo"]), None);
     }
 
@@ -680,10 +656,7 @@ mod tests {
         assert_eq!(err(&["-foo"]), "unknown flag -foo");
         assert_eq!(err(&["--foo=1"]), "unknown flag -foo");
         assert_eq!(err(&["-token"]), "missing value for -token");
-        assert_eq!(
-            err(&["--service-shard"]),
-            "missing value for -service-shard"
-        );
+        assert_eq!(err(&["--service-shard"]), "missing value for -service-shard");
         assert!(err(&["stray"]).starts_with("unexpected argument #1"));
         assert!(err(&["-debug", "SECRET"]).starts_with("unexpected argument #2"));
         assert!(!err(&["-debug", "SECRET"]).contains("SECRET"));
@@ -698,10 +671,7 @@ mod tests {
 
     #[test]
     fn env_names_and_layer() {
-        assert_eq!(
-            env_name(flag("service-shard")).as_deref(),
-            Some("FASTLY_EXPORTER_SERVICE_SHARD")
-        );
+        assert_eq!(env_name(flag("service-shard")).as_deref(), Some("FASTLY_EXPORTER_SERVICE_SHARD"));
         assert_eq!(env_name(flag("version")), None);
         let env = |k: &str| match k {
             "FASTLY_API_TOKEN" => Some("api".to_string()),

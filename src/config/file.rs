@@ -9,9 +9,8 @@ use super::args::{Kind, Layer, lookup, shown_name};
 /// Reads and parses a config file. Errors name the file (and line), never the
 /// file's contents beyond a flag name, since the file usually holds the token.
 pub(crate) fn read(path: &Path) -> Result<Layer, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::new(format!("cannot read config file {}: {e}", path.display()))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(format!("cannot read config file {}: {e}", path.display())))?;
     parse(&text, &path.display().to_string())
 }
 
@@ -37,14 +36,10 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Layer, ConfigError> {
             Some((n, _)) => (n, Some(line[n.len() + 1..].trim())),
             None => (word, rest),
         };
-        let name = name
-            .strip_prefix("--")
-            .or_else(|| name.strip_prefix('-'))
-            .unwrap_or(name);
+        let name = name.strip_prefix("--").or_else(|| name.strip_prefix('-')).unwrap_or(name);
         let at = || format!("in config file {origin} line {line_no}");
-        let flag = lookup(name).ok_or_else(|| {
-            ConfigError::new(format!("unknown flag {} {}", shown_name(name), at()))
-        })?;
+        let flag =
+            lookup(name).ok_or_else(|| ConfigError::new(format!("unknown flag {} {}", shown_name(name), at())))?;
         match flag.kind {
             Kind::Action => {
                 return Err(ConfigError::new(format!(
@@ -54,20 +49,13 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Layer, ConfigError> {
                 )));
             }
             _ if flag.name == "config-file" => {
-                return Err(ConfigError::new(format!(
-                    "-config-file cannot be nested {}",
-                    at()
-                )));
+                return Err(ConfigError::new(format!("-config-file cannot be nested {}", at())));
             }
             Kind::Bool => layer.push(flag, value.unwrap_or("true")),
             _ => match value {
                 Some(v) => layer.push(flag, v),
                 None => {
-                    return Err(ConfigError::new(format!(
-                        "missing value for -{} {}",
-                        flag.name,
-                        at()
-                    )));
+                    return Err(ConfigError::new(format!("missing value for -{} {}", flag.name, at())));
                 }
             },
         }
@@ -101,14 +89,8 @@ mod tests {
 
     #[test]
     fn errors_name_file_and_line() {
-        assert_eq!(
-            err("debug\nfoo bar\n"),
-            "unknown flag -foo in config file x.conf line 2"
-        );
-        assert_eq!(
-            err("\nlisten\n"),
-            "missing value for -listen in config file x.conf line 2"
-        );
+        assert_eq!(err("debug\nfoo bar\n"), "unknown flag -foo in config file x.conf line 2");
+        assert_eq!(err("\nlisten\n"), "missing value for -listen in config file x.conf line 2");
         assert!(err("version\n").contains("only valid on the command line"));
         assert!(err("config-file other.conf\n").contains("line 1"));
         // A bare token on a line must not be echoed back.
@@ -119,9 +101,7 @@ mod tests {
 
     #[test]
     fn unreadable_file_is_named() {
-        let e = read(Path::new("/nonexistent/dir/fastly.conf"))
-            .unwrap_err()
-            .to_string();
+        let e = read(Path::new("/nonexistent/dir/fastly.conf")).unwrap_err().to_string();
         assert!(e.starts_with("cannot read config file /nonexistent/dir/fastly.conf"));
         assert!(!e.contains('\n'));
     }

@@ -144,10 +144,7 @@ impl ConfigError {
     /// `invalid value "v" for -flag: reason`, the Go `flag` package's wording.
     fn invalid(flag: &Flag, value: &str, reason: &str) -> Self {
         let shown = value.replace('\n', "\\n").replace('\r', "\\r");
-        ConfigError::new(format!(
-            "invalid value \"{shown}\" for -{}: {reason}",
-            flag.name
-        ))
+        ConfigError::new(format!("invalid value \"{shown}\" for -{}: {reason}", flag.name))
     }
 
     /// The message, for callers that want it without `Display`.
@@ -184,11 +181,7 @@ impl std::error::Error for ConfigError {}
 /// a repeatable flag takes all its values from the highest layer that set it.
 pub fn load(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Command, ConfigError> {
     let mut secrets = argv_tokens(args);
-    secrets.extend(
-        ["FASTLY_EXPORTER_TOKEN", "FASTLY_API_TOKEN"]
-            .iter()
-            .filter_map(|k| env(k)),
-    );
+    secrets.extend(["FASTLY_EXPORTER_TOKEN", "FASTLY_API_TOKEN"].iter().filter_map(|k| env(k)));
     load_inner(args, env, &mut secrets).map_err(|e| e.redact(&secrets))
 }
 
@@ -229,9 +222,7 @@ fn load_inner(
         None => Layer::default(),
     };
     secrets.extend(file.values("token").iter().map(|s| s.to_string()));
-    let src = Sources {
-        layers: [cli, env, file],
-    };
+    let src = Sources { layers: [cli, env, file] };
     src.build(config_file).map(|c| Command::Run(Box::new(c)))
 }
 
@@ -252,8 +243,7 @@ impl Sources {
     /// deprecated aliases; within a layer the canonical flag wins.
     fn pick(&self, name: &str) -> Option<Picked<'_>> {
         let canonical = args::flag(name);
-        let aliases: Vec<&'static Flag> =
-            FLAGS.iter().filter(|f| f.alias_of == Some(name)).collect();
+        let aliases: Vec<&'static Flag> = FLAGS.iter().filter(|f| f.alias_of == Some(name)).collect();
         for layer in &self.layers {
             for flag in std::iter::once(canonical).chain(aliases.iter().copied()) {
                 let values = layer.values(flag.name);
@@ -285,11 +275,7 @@ impl Sources {
     }
 
     /// A scalar run through a value parser; errors name the flag used.
-    fn parsed<T>(
-        &self,
-        name: &str,
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<T, ConfigError> {
+    fn parsed<T>(&self, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<T, ConfigError> {
         let (raw, flag) = self.scalar(name);
         parse(raw.trim()).map_err(|r| ConfigError::invalid(flag, &raw, &r))
     }
@@ -297,19 +283,13 @@ impl Sources {
     fn bool(&self, name: &str) -> Result<bool, ConfigError> {
         let (raw, flag) = self.scalar(name);
         args::parse_bool(raw.trim()).ok_or_else(|| {
-            ConfigError::new(format!(
-                "invalid boolean value \"{}\" for -{}",
-                raw.replace('\n', "\\n"),
-                flag.name
-            ))
+            ConfigError::new(format!("invalid boolean value \"{}\" for -{}", raw.replace('\n', "\\n"), flag.name))
         })
     }
 
     fn regexes(&self, name: &str) -> Result<Vec<regex::Regex>, ConfigError> {
         let (raw, flag) = self.list(name);
-        raw.iter()
-            .map(|r| values::regex(r).map_err(|e| ConfigError::invalid(flag, r, &e)))
-            .collect()
+        raw.iter().map(|r| values::regex(r).map_err(|e| ConfigError::invalid(flag, r, &e))).collect()
     }
 
     /// A duration clamped to the table's bounds, with a warning when clamped.
@@ -327,10 +307,7 @@ impl Sources {
             if self.layers.iter().any(|l| !l.values(flag.name).is_empty()) {
                 warnings.push(match flag.alias_of {
                     Some(target) => format!("-{} is deprecated; use -{target} instead", flag.name),
-                    None => format!(
-                        "-{} is deprecated and will be removed in a future version",
-                        flag.name
-                    ),
+                    None => format!("-{} is deprecated and will be removed in a future version", flag.name),
                 });
             }
         }

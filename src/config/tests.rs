@@ -14,10 +14,7 @@ fn argv(s: &[&str]) -> Vec<String> {
 }
 
 fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-    let map: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     move |k: &str| map.get(k).cloned()
 }
 
@@ -116,19 +113,12 @@ fn defaults() {
 
 #[test]
 fn syntax_variants() {
-    for args in [
-        &["-listen", "1.2.3.4:99"][..],
-        &["-listen=1.2.3.4:99"],
-        &["--listen", "1.2.3.4:99"],
-        &["--listen=1.2.3.4:99"],
-    ] {
+    for args in
+        [&["-listen", "1.2.3.4:99"][..], &["-listen=1.2.3.4:99"], &["--listen", "1.2.3.4:99"], &["--listen=1.2.3.4:99"]]
+    {
         assert_eq!(run(args).listen, "1.2.3.4:99", "{args:?}");
     }
-    for args in [
-        &["--token=abcd"][..],
-        &["-token=abcd"],
-        &["--token", "abcd"],
-    ] {
+    for args in [&["--token=abcd"][..], &["-token=abcd"], &["--token", "abcd"]] {
         match load_with(args, &[]) {
             Ok(Command::Run(c)) => assert_eq!(c.token, "abcd"),
             other => panic!("{other:?}"),
@@ -147,17 +137,11 @@ fn bools() {
     assert!(run(&["-debug", "true"]).debug);
     assert!(!run(&["-debug", "false", "-aggregate-only"]).debug);
     assert!(run(&["--aggregate-only"]).aggregate_only);
-    assert_eq!(
-        fail(&["-debug=maybe"]),
-        "invalid boolean value \"maybe\" for -debug"
-    );
+    assert_eq!(fail(&["-debug=maybe"]), "invalid boolean value \"maybe\" for -debug");
     assert!(fail(&["-debug", "yes"]).starts_with("unexpected argument"));
     assert!(run_env(&[], &[("FASTLY_EXPORTER_AGGREGATE_ONLY", "true")]).aggregate_only);
     assert!(run_env(&[], &[("FASTLY_EXPORTER_DEBUG", "1")]).debug);
-    assert_eq!(
-        fail_env(&[], &[("FASTLY_EXPORTER_DEBUG", "nope")]),
-        "invalid boolean value \"nope\" for -debug"
-    );
+    assert_eq!(fail_env(&[], &[("FASTLY_EXPORTER_DEBUG", "nope")]), "invalid boolean value \"nope\" for -debug");
 }
 
 #[test]
@@ -219,19 +203,13 @@ fn token_sources_and_precedence() {
         Ok(Command::Run(c)) => c.token,
         other => panic!("{other:?}"),
     };
-    let both = [
-        ("FASTLY_EXPORTER_TOKEN", "exporter"),
-        ("FASTLY_API_TOKEN", "api"),
-    ];
+    let both = [("FASTLY_EXPORTER_TOKEN", "exporter"), ("FASTLY_API_TOKEN", "api")];
     assert_eq!(token(&["-token", "cli"], &both), "cli");
     assert_eq!(token(&[], &both), "exporter");
     assert_eq!(token(&[], &[("FASTLY_API_TOKEN", "api")]), "api");
     let f = TempFile::new("token fromfile\n");
     assert_eq!(token(&["-config-file", f.path()], &[]), "fromfile");
-    assert_eq!(
-        token(&["-config-file", f.path()], &[("FASTLY_API_TOKEN", "api")]),
-        "api"
-    );
+    assert_eq!(token(&["-config-file", f.path()], &[("FASTLY_API_TOKEN", "api")]), "api");
 }
 
 #[test]
@@ -246,10 +224,7 @@ fn precedence_scalar() {
     assert_eq!(run_env(&args, &env).api_timeout, secs(50));
     assert_eq!(run(&[]).api_timeout, secs(15));
     // Last occurrence wins within the command line.
-    assert_eq!(
-        run(&["-api-timeout", "6s", "-api-timeout=7s"]).api_timeout,
-        secs(7)
-    );
+    assert_eq!(run(&["-api-timeout", "6s", "-api-timeout=7s"]).api_timeout, secs(7));
 }
 
 #[test]
@@ -266,9 +241,7 @@ fn precedence_repeatable() {
 
 #[test]
 fn config_file_from_env_and_contents() {
-    let f = TempFile::new(
-        "# comment\n\n--listen :7000\n-debug\nservice-shard 2/4\nmetric-blocklist a b\n",
-    );
+    let f = TempFile::new("# comment\n\n--listen :7000\n-debug\nservice-shard 2/4\nmetric-blocklist a b\n");
     let c = run_env(&[], &[("FASTLY_EXPORTER_CONFIG_FILE", f.path())]);
     assert_eq!(c.config_file.as_deref(), Some(f.0.as_path()));
     assert_eq!(c.listen, "0.0.0.0:7000");
@@ -281,10 +254,7 @@ fn config_file_from_env_and_contents() {
 fn config_file_errors() {
     let f = TempFile::new(&format!("token {TOKEN}\n\nbogus 1\n"));
     let e = fail(&["-config-file", f.path()]);
-    assert_eq!(
-        e,
-        format!("unknown flag -bogus in config file {} line 3", f.path())
-    );
+    assert_eq!(e, format!("unknown flag -bogus in config file {} line 3", f.path()));
     let e = fail(&["-config-file", "/nonexistent/fastly.conf"]);
     assert!(e.contains("/nonexistent/fastly.conf"), "{e}");
     let f = TempFile::new(&format!("{TOKEN}\n"));
@@ -292,14 +262,9 @@ fn config_file_errors() {
     assert!(e.contains("line 1"), "{e}");
     // Token only in the file: still never echoed.
     let f = TempFile::new(&format!("token {TOKEN}\nservice-shard 9/3\n"));
-    let e = load_with(&["-config-file", f.path()], &[])
-        .unwrap_err()
-        .to_string();
+    let e = load_with(&["-config-file", f.path()], &[]).unwrap_err().to_string();
     assert!(!e.contains(TOKEN));
-    assert_eq!(
-        e,
-        "invalid value \"9/3\" for -service-shard: n must be between 1 and m"
-    );
+    assert_eq!(e, "invalid value \"9/3\" for -service-shard: n must be between 1 and m");
 }
 
 #[test]
@@ -344,10 +309,7 @@ fn example_config_file_loads() {
 fn deprecated_aliases() {
     let c = run(&["-api-refresh", "2m"]);
     assert_eq!(c.service_refresh, secs(120));
-    assert_eq!(
-        c.warnings,
-        vec!["-api-refresh is deprecated; use -service-refresh instead"]
-    );
+    assert_eq!(c.warnings, vec!["-api-refresh is deprecated; use -service-refresh instead"]);
     let c = run(&["-api-refresh", "2m", "-service-refresh", "3m"]);
     assert_eq!(c.service_refresh, secs(180));
     let c = run_env(&[], &[("FASTLY_EXPORTER_API_REFRESH", "5m")]);
@@ -356,20 +318,10 @@ fn deprecated_aliases() {
 
     let c = run(&["-endpoint", "http://0.0.0.0:8080/metrics"]);
     assert_eq!(c.listen, "0.0.0.0:8080");
-    assert_eq!(
-        c.warnings,
-        vec!["-endpoint is deprecated; use -listen instead"]
-    );
-    let c = run(&[
-        "-endpoint",
-        "http://0.0.0.0:8080/metrics",
-        "-listen",
-        "127.0.0.1:1",
-    ]);
+    assert_eq!(c.warnings, vec!["-endpoint is deprecated; use -listen instead"]);
+    let c = run(&["-endpoint", "http://0.0.0.0:8080/metrics", "-listen", "127.0.0.1:1"]);
     assert_eq!(c.listen, "127.0.0.1:1");
-    assert!(
-        fail(&["-endpoint", "nonsense"]).starts_with("invalid value \"nonsense\" for -endpoint:")
-    );
+    assert!(fail(&["-endpoint", "nonsense"]).starts_with("invalid value \"nonsense\" for -endpoint:"));
 
     let c = run(&["-subsystem", "x"]);
     assert_eq!(c.subsystem, "x");
@@ -382,16 +334,10 @@ fn deprecated_aliases() {
 fn clamping_warns() {
     let c = run(&["-api-timeout", "1s"]);
     assert_eq!(c.api_timeout, secs(5));
-    assert_eq!(
-        c.warnings,
-        vec!["-api-timeout 1s is below the minimum 5s; using 5s"]
-    );
+    assert_eq!(c.warnings, vec!["-api-timeout 1s is below the minimum 5s; using 5s"]);
     let c = run(&["-api-timeout", "2m"]);
     assert_eq!(c.api_timeout, secs(60));
-    assert_eq!(
-        c.warnings,
-        vec!["-api-timeout 2m is above the maximum 1m; using 1m"]
-    );
+    assert_eq!(c.warnings, vec!["-api-timeout 2m is above the maximum 1m; using 1m"]);
     let cases: &[(&str, &str, Duration)] = &[
         ("-service-refresh", "1s", secs(15)),
         ("-service-refresh", "1h", secs(600)),
@@ -419,23 +365,14 @@ fn clamping_warns() {
     assert!(run(&["-rt-timeout", "90s"]).warnings.is_empty());
     let c = run(&["-api-refresh", "1s"]);
     assert_eq!(c.service_refresh, secs(15));
-    assert!(
-        c.warnings
-            .contains(&"-api-refresh 1s is below the minimum 15s; using 15s".into())
-    );
+    assert!(c.warnings.contains(&"-api-refresh 1s is below the minimum 15s; using 15s".into()));
 }
 
 #[test]
 fn certificate_refresh() {
-    assert_eq!(
-        run(&["-certificate-refresh", "0"]).certificate_refresh,
-        None
-    );
+    assert_eq!(run(&["-certificate-refresh", "0"]).certificate_refresh, None);
     assert_eq!(run(&["-certificate-refresh=0s"]).certificate_refresh, None);
-    assert_eq!(
-        run(&["-certificate-refresh", "1h"]).certificate_refresh,
-        Some(secs(3600))
-    );
+    assert_eq!(run(&["-certificate-refresh", "1h"]).certificate_refresh, Some(secs(3600)));
     let c = run(&["-certificate-refresh", "1m"]);
     assert_eq!(c.certificate_refresh, Some(secs(600)));
     assert_eq!(c.warnings.len(), 1);
@@ -465,12 +402,7 @@ fn listen_rewrite() {
 
 #[test]
 fn endpoints() {
-    let c = run(&[
-        "-api-endpoint",
-        "http://127.0.0.1:1234/",
-        "-rt-endpoint",
-        "https://rt.example/",
-    ]);
+    let c = run(&["-api-endpoint", "http://127.0.0.1:1234/", "-rt-endpoint", "https://rt.example/"]);
     assert_eq!(c.api_endpoint, "http://127.0.0.1:1234");
     assert_eq!(c.rt_endpoint, "https://rt.example");
     assert_eq!(
@@ -486,22 +418,10 @@ fn errors() {
     assert_eq!(fail(&["--foo=bar"]), "unknown flag -foo");
     assert_eq!(fail(&["-listen"]), "missing value for -listen");
     assert!(fail(&["positional"]).starts_with("unexpected argument #3"));
-    assert_eq!(
-        fail(&["-service-shard", "4/3"]),
-        "invalid value \"4/3\" for -service-shard: n must be between 1 and m"
-    );
-    assert_eq!(
-        fail(&["-service-shard", "0/3"]),
-        "invalid value \"0/3\" for -service-shard: n must be between 1 and m"
-    );
-    assert_eq!(
-        fail(&["-service-shard", "1/0"]),
-        "invalid value \"1/0\" for -service-shard: m must be at least 1"
-    );
-    assert_eq!(
-        fail(&["-service-shard", "abc"]),
-        "invalid value \"abc\" for -service-shard: want n/m, e.g. 1/3"
-    );
+    assert_eq!(fail(&["-service-shard", "4/3"]), "invalid value \"4/3\" for -service-shard: n must be between 1 and m");
+    assert_eq!(fail(&["-service-shard", "0/3"]), "invalid value \"0/3\" for -service-shard: n must be between 1 and m");
+    assert_eq!(fail(&["-service-shard", "1/0"]), "invalid value \"1/0\" for -service-shard: m must be at least 1");
+    assert_eq!(fail(&["-service-shard", "abc"]), "invalid value \"abc\" for -service-shard: want n/m, e.g. 1/3");
     for (flag, value) in [
         ("-api-timeout", "5"),
         ("-rt-timeout", "1x"),
@@ -511,21 +431,10 @@ fn errors() {
         ("-api-refresh", "1"),
     ] {
         let e = fail(&[flag, value]);
-        assert!(
-            e.starts_with(&format!("invalid value \"{value}\" for {flag}: ")),
-            "{e}"
-        );
+        assert!(e.starts_with(&format!("invalid value \"{value}\" for {flag}: ")), "{e}");
     }
-    for flag in [
-        "-service-allowlist",
-        "-service-blocklist",
-        "-metric-allowlist",
-        "-metric-blocklist",
-    ] {
-        assert_eq!(
-            fail(&[flag, "("]),
-            format!("invalid value \"(\" for {flag}: unclosed group")
-        );
+    for flag in ["-service-allowlist", "-service-blocklist", "-metric-allowlist", "-metric-blocklist"] {
+        assert_eq!(fail(&[flag, "("]), format!("invalid value \"(\" for {flag}: unclosed group"));
     }
     assert!(fail(&["-namespace", "my-ns"]).starts_with("invalid value \"my-ns\" for -namespace"));
     assert!(fail(&["-service", ""]).contains("-service"));
@@ -533,23 +442,11 @@ fn errors() {
 
 #[test]
 fn missing_token() {
-    for (args, env) in [
-        (&[][..], &[][..]),
-        (&["-token="], &[]),
-        (&["-debug"], &[("FASTLY_API_TOKEN", "  ")]),
-    ] {
-        assert_eq!(
-            load_with(args, env).unwrap_err().to_string(),
-            "-token or FASTLY_API_TOKEN is required"
-        );
+    for (args, env) in [(&[][..], &[][..]), (&["-token="], &[]), (&["-debug"], &[("FASTLY_API_TOKEN", "  ")])] {
+        assert_eq!(load_with(args, env).unwrap_err().to_string(), "-token or FASTLY_API_TOKEN is required");
     }
     // Value errors are reported before the missing token.
-    assert!(
-        load_with(&["-service-shard", "4/3"], &[])
-            .unwrap_err()
-            .to_string()
-            .contains("-service-shard")
-    );
+    assert!(load_with(&["-service-shard", "4/3"], &[]).unwrap_err().to_string().contains("-service-shard"));
 }
 
 #[test]
@@ -568,9 +465,7 @@ fn errors_never_contain_the_token() {
         assert!(!e.contains(TOKEN), "{args:?}: {e}");
     }
     let env = [("FASTLY_API_TOKEN", TOKEN)];
-    let e = load_with(&["-service-shard", TOKEN], &env)
-        .unwrap_err()
-        .to_string();
+    let e = load_with(&["-service-shard", TOKEN], &env).unwrap_err().to_string();
     assert!(!e.contains(TOKEN), "{e}");
     let e = load_with(&["-token"], &[]).unwrap_err().to_string();
     assert_eq!(e, "missing value for -token");
@@ -584,19 +479,10 @@ fn actions_short_circuit() {
     assert!(matches!(cmd(&["--help"]), Ok(Command::Help)));
     assert!(matches!(cmd(&["-version"]), Ok(Command::Version)));
     assert!(matches!(cmd(&["--version"]), Ok(Command::Version)));
-    assert!(matches!(
-        cmd(&["-config-file-example"]),
-        Ok(Command::ConfigFileExample)
-    ));
+    assert!(matches!(cmd(&["-config-file-example"]), Ok(Command::ConfigFileExample)));
     // No validation, no config file read, no token needed.
     assert!(matches!(
-        cmd(&[
-            "-service-shard",
-            "9/1",
-            "-config-file",
-            "/nonexistent",
-            "-version"
-        ]),
+        cmd(&["-service-shard", "9/1", "-config-file", "/nonexistent", "-version"]),
         Ok(Command::Version)
     ));
 }

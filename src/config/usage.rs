@@ -59,10 +59,7 @@ fn in_group(group: Group) -> impl Iterator<Item = &'static Flag> {
 
 /// Environment variables that set `flag`, primary first.
 fn env_vars(flag: &Flag) -> Vec<String> {
-    env_name(flag)
-        .into_iter()
-        .chain(flag.extra_env.iter().map(|s| s.to_string()))
-        .collect()
+    env_name(flag).into_iter().chain(flag.extra_env.iter().map(|s| s.to_string())).collect()
 }
 
 /// The `-h` text: every flag under its heading, with its default, clamp range
@@ -85,11 +82,7 @@ pub fn usage() -> String {
         out.push_str(group.title());
         out.push('\n');
         for flag in in_group(group) {
-            let names = if flag.name == "help" {
-                "-h, -help".to_string()
-            } else {
-                format!("-{}", flag.name)
-            };
+            let names = if flag.name == "help" { "-h, -help".to_string() } else { format!("-{}", flag.name) };
             out.push_str(&format!("  {names}"));
             if !flag.arg.is_empty() {
                 out.push_str(&format!(" {}", flag.arg));
@@ -140,9 +133,7 @@ fn build_example() -> String {
         "# ",
     );
     for group in Group::ALL {
-        let flags: Vec<&Flag> = in_group(group)
-            .filter(|f| f.kind != Kind::Action && f.name != "config-file")
-            .collect();
+        let flags: Vec<&Flag> = in_group(group).filter(|f| f.kind != Kind::Action && f.name != "config-file").collect();
         if flags.is_empty() {
             continue;
         }
@@ -162,11 +153,7 @@ fn build_example() -> String {
             } else if flag.required {
                 format!("{} {}\n", flag.name, flag.example)
             } else if flag.deprecated || flag.default.is_empty() {
-                let value = if flag.example.is_empty() {
-                    flag.default
-                } else {
-                    flag.example
-                };
+                let value = if flag.example.is_empty() { flag.default } else { flag.example };
                 format!("# {} {}\n", flag.name, value)
             } else {
                 format!("{} {}\n", flag.name, flag.default)
@@ -215,9 +202,7 @@ mod tests {
         let text = example_config_file();
         for flag in FLAGS {
             if flag.kind != Kind::Action && flag.name != "config-file" {
-                let active = text
-                    .lines()
-                    .any(|l| l.split_whitespace().next() == Some(flag.name));
+                let active = text.lines().any(|l| l.split_whitespace().next() == Some(flag.name));
                 let commented = text.contains(&format!("\n# {}", flag.name));
                 assert!(active || commented, "{}", flag.name);
             }

@@ -37,12 +37,8 @@ pub(crate) fn size(s: &str) -> Result<u64, String> {
         "gib" => 1 << 30,
         _ => return Err(bad()),
     };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| "value is too large".to_string())?;
-    let bytes = n
-        .checked_mul(multiplier)
-        .ok_or_else(|| "value is too large".to_string())?;
+    let n: u64 = digits.parse().map_err(|_| "value is too large".to_string())?;
+    let bytes = n.checked_mul(multiplier).ok_or_else(|| "value is too large".to_string())?;
     if bytes == 0 {
         return Err("must be greater than zero".to_string());
     }
@@ -53,27 +49,18 @@ pub(crate) fn size(s: &str) -> Result<u64, String> {
 /// `0.0.0.0:port` because Rust's listeners, unlike Go's, do not accept an
 /// empty host.
 pub(crate) fn listen(s: &str) -> Result<String, String> {
-    let (host, port) = s
-        .rsplit_once(':')
-        .ok_or_else(|| "want host:port, e.g. 127.0.0.1:8080 or :8080".to_string())?;
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| "want host:port, e.g. 127.0.0.1:8080 or :8080".to_string())?;
     if port.parse::<u16>().is_err() {
         return Err("want host:port with a numeric port, e.g. 127.0.0.1:8080".to_string());
     }
-    Ok(if host.is_empty() {
-        format!("0.0.0.0:{port}")
-    } else {
-        s.to_string()
-    })
+    Ok(if host.is_empty() { format!("0.0.0.0:{port}") } else { s.to_string() })
 }
 
 /// Deprecated `-endpoint http://host:port/metrics`: only the `host:port` is
 /// kept; the path is ignored (metrics are always served on the usual path).
 pub(crate) fn listen_from_endpoint(s: &str) -> Result<String, String> {
     let lower = s.to_ascii_lowercase();
-    let rest = ["http://", "https://"]
-        .iter()
-        .find(|p| lower.starts_with(*p))
-        .map_or(s, |p| &s[p.len()..]);
+    let rest = ["http://", "https://"].iter().find(|p| lower.starts_with(*p)).map_or(s, |p| &s[p.len()..]);
     let host_port = rest.split('/').next().unwrap_or("");
     listen(host_port).map_err(|_| "want a URL like http://0.0.0.0:8080/metrics".to_string())
 }
@@ -98,10 +85,7 @@ pub(crate) fn base_url(s: &str) -> Result<String, String> {
 /// prefix, otherwise every exposed line would be invalid. Empty is allowed
 /// (that part is then left out of metric names).
 pub(crate) fn metric_name_part(s: &str) -> Result<String, String> {
-    let ok = s
-        .chars()
-        .enumerate()
-        .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+    let ok = s.chars().enumerate().all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
     if ok {
         Ok(s.to_string())
     } else {
@@ -114,10 +98,7 @@ pub(crate) fn metric_name_part(s: &str) -> Result<String, String> {
 pub(crate) fn regex(s: &str) -> Result<regex::Regex, String> {
     regex::Regex::new(s).map_err(|e| {
         let text = e.to_string();
-        match text
-            .lines()
-            .find_map(|l| l.trim_start().strip_prefix("error:"))
-        {
+        match text.lines().find_map(|l| l.trim_start().strip_prefix("error:")) {
             Some(reason) => reason.trim().to_string(),
             None => text.split_whitespace().collect::<Vec<_>>().join(" "),
         }
@@ -159,17 +140,7 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(size(input), Ok(want), "{input}");
         }
-        for bad in [
-            "0",
-            "0MiB",
-            "",
-            "MiB",
-            "1.5MiB",
-            "-1",
-            "10 TiB",
-            "1x",
-            "99999999999999999999",
-        ] {
+        for bad in ["0", "0MiB", "", "MiB", "1.5MiB", "-1", "10 TiB", "1x", "99999999999999999999"] {
             assert!(size(bad).is_err(), "{bad}");
         }
         assert!(size("18446744073709551615GiB").is_err());
@@ -183,33 +154,18 @@ mod tests {
         assert!(listen("8080").is_err());
         assert!(listen("host:").is_err());
         assert!(listen("host:http").is_err());
-        assert_eq!(
-            listen_from_endpoint("http://0.0.0.0:8080/metrics"),
-            Ok("0.0.0.0:8080".into())
-        );
-        assert_eq!(
-            listen_from_endpoint("HTTPS://:9000"),
-            Ok("0.0.0.0:9000".into())
-        );
+        assert_eq!(listen_from_endpoint("http://0.0.0.0:8080/metrics"), Ok("0.0.0.0:8080".into()));
+        assert_eq!(listen_from_endpoint("HTTPS://:9000"), Ok("0.0.0.0:9000".into()));
         assert_eq!(listen_from_endpoint("host:1/x"), Ok("host:1".into()));
         assert!(listen_from_endpoint("http://0.0.0.0/metrics").is_err());
     }
 
     #[test]
     fn urls() {
-        assert_eq!(
-            base_url("https://api.fastly.com/"),
-            Ok("https://api.fastly.com".into())
-        );
-        assert_eq!(
-            base_url("http://127.0.0.1:1234//"),
-            Ok("http://127.0.0.1:1234".into())
-        );
+        assert_eq!(base_url("https://api.fastly.com/"), Ok("https://api.fastly.com".into()));
+        assert_eq!(base_url("http://127.0.0.1:1234//"), Ok("http://127.0.0.1:1234".into()));
         assert_eq!(base_url("HTTP://x/api"), Ok("HTTP://x/api".into()));
-        assert_eq!(
-            base_url("ftp://x"),
-            Err("must start with http:// or https://".into())
-        );
+        assert_eq!(base_url("ftp://x"), Err("must start with http:// or https://".into()));
         assert!(base_url("api.fastly.com").is_err());
         assert!(base_url("https://").is_err());
         assert!(base_url("https:///").is_err());

@@ -152,10 +152,7 @@ struct StackBuf {
 
 impl Default for StackBuf {
     fn default() -> Self {
-        StackBuf {
-            buf: [0; 40],
-            len: 0,
-        }
+        StackBuf { buf: [0; 40], len: 0 }
     }
 }
 

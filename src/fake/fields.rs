@@ -38,10 +38,7 @@ pub(super) const REALTIME: &[(&str, Kind)] = &[
     ("bot_challenges_issued", Kind::Count),
     ("bot_challenges_succeeded", Kind::Count),
     ("bot_challenge_starts", Kind::Count),
-    (
-        "bot_challenges_verification_api_duplicate_count",
-        Kind::Count,
-    ),
+    ("bot_challenges_verification_api_duplicate_count", Kind::Count),
     ("bot_challenges_verification_api_expired_count", Kind::Count),
     ("bot_challenges_verification_api_failure_count", Kind::Count),
     ("bot_challenges_verification_api_success_count", Kind::Count),

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use payload::{datacenter_codes, datacenters_json};
+pub use payload::{datacenter_codes, datacenters_json, sample_bodies};
 
 /// How many requests [`FakeState::requests`] keeps: enough for any test, bounded so a
 /// long benchmark run does not grow without limit.
@@ -50,11 +50,7 @@ pub struct FakeService {
 impl FakeService {
     /// Shorthand for tests that build many services inline.
     pub fn new(id: impl Into<String>, name: impl Into<String>, version: i64) -> FakeService {
-        FakeService {
-            id: id.into(),
-            name: name.into(),
-            version,
-        }
+        FakeService { id: id.into(), name: name.into(), version }
     }
 }
 
@@ -83,11 +79,7 @@ pub struct GenSpec {
 
 impl Default for GenSpec {
     fn default() -> GenSpec {
-        GenSpec {
-            datacenters: 10,
-            entities: 2,
-            seed: 1,
-        }
+        GenSpec { datacenters: 10, entities: 2, seed: 1 }
     }
 }
 
@@ -107,12 +99,7 @@ pub struct Reply {
 impl Reply {
     /// An immediate answer with `status` and `body`, the common case in tests.
     pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Reply {
-        Reply {
-            status,
-            body: body.into(),
-            delay: Duration::ZERO,
-            headers: Vec::new(),
-        }
+        Reply { status, body: body.into(), delay: Duration::ZERO, headers: Vec::new() }
     }
 
     /// Same reply, answered after `delay` (to exercise client timeouts).
@@ -202,10 +189,7 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// First value of header `name` (case-insensitive), since header casing varies by client.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -260,17 +244,11 @@ impl FakeState {
 
     /// Removes a canned route, so the path falls back to built-in handling or 404.
     pub fn remove_route(&self, path: &str) {
-        self.routes
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(path);
+        self.routes.write().unwrap_or_else(|e| e.into_inner()).remove(path);
     }
 
     fn insert_route(&self, path: &str, route: routes::Route) {
-        self.routes
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(path.to_string(), Arc::new(route));
+        self.routes.write().unwrap_or_else(|e| e.into_inner()).insert(path.to_string(), Arc::new(route));
     }
 
     /// Switches a stream's behaviour at runtime (resets that stream's script positions).
@@ -288,10 +266,7 @@ impl FakeState {
 
     /// How many retained requests have a path (and query) starting with `path_prefix`.
     pub fn count(&self, path_prefix: &str) -> usize {
-        lock(&self.log)
-            .iter()
-            .filter(|r| r.path_and_query.starts_with(path_prefix))
-            .count()
+        lock(&self.log).iter().filter(|r| r.path_and_query.starts_with(path_prefix)).count()
     }
 
     /// Requests received since start, including those dropped from the bounded log.
@@ -306,12 +281,7 @@ impl FakeState {
 
     /// Bytes of pre-built generated payloads currently held (all three streams).
     pub fn generated_payload_bytes(&self) -> usize {
-        self.modes
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|m| m.heap_bytes())
-            .sum()
+        self.modes.read().unwrap_or_else(|e| e.into_inner()).iter().map(|m| m.heap_bytes()).sum()
     }
 
     fn service_set(&self) -> Arc<services::ServiceSet> {
@@ -319,11 +289,7 @@ impl FakeState {
     }
 
     fn route(&self, path: &str) -> Option<Arc<routes::Route>> {
-        self.routes
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(path)
-            .cloned()
+        self.routes.read().unwrap_or_else(|e| e.into_inner()).get(path).cloned()
     }
 
     fn mode(&self, stream: Stream) -> Arc<streams::ModeRt> {
@@ -389,8 +355,7 @@ impl FakeFastly {
     pub fn start(cfg: FakeConfig) -> std::io::Result<FakeFastly> {
         let listener = std::net::TcpListener::bind(&cfg.listen)?;
         widen_backlog(&listener);
-        let server =
-            tiny_http::Server::from_listener(listener, None).map_err(std::io::Error::other)?;
+        let server = tiny_http::Server::from_listener(listener, None).map_err(std::io::Error::other)?;
         let addr = match server.server_addr() {
             tiny_http::ListenAddr::IP(addr) => addr,
             #[allow(unreachable_patterns)]

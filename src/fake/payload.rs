@@ -222,29 +222,16 @@ fn gen_block(rng: &mut Rng, fields: &'static [(&'static str, Kind)]) -> Block {
 fn aggregate(blocks: &[&Block], fields: &'static [(&'static str, Kind)]) -> Block {
     let mut out = Vec::new();
     for &(name, kind) in fields {
-        let vals: Vec<&Val> = blocks
-            .iter()
-            .filter_map(|b| b.iter().find(|(n, _)| *n == name).map(|(_, v)| v))
-            .collect();
+        let vals: Vec<&Val> =
+            blocks.iter().filter_map(|b| b.iter().find(|(n, _)| *n == name).map(|(_, v)| v)).collect();
         if vals.is_empty() {
             continue;
         }
         let val = match kind {
-            Kind::Count => Val::Count(
-                vals.iter()
-                    .map(|v| if let Val::Count(c) = v { *c } else { 0 })
-                    .sum(),
-            ),
+            Kind::Count => Val::Count(vals.iter().map(|v| if let Val::Count(c) = v { *c } else { 0 }).sum()),
             Kind::Float => {
-                let sum: f64 = vals
-                    .iter()
-                    .map(|v| if let Val::Float(f) = v { *f } else { 0.0 })
-                    .sum();
-                if is_ratio(name) {
-                    Val::Float(sum / vals.len() as f64)
-                } else {
-                    Val::Float(sum)
-                }
+                let sum: f64 = vals.iter().map(|v| if let Val::Float(f) = v { *f } else { 0.0 }).sum();
+                if is_ratio(name) { Val::Float(sum / vals.len() as f64) } else { Val::Float(sum) }
             }
             Kind::Histogram => {
                 let mut merged = BTreeMap::new();
@@ -309,10 +296,7 @@ fn render_prefix(stream: Stream, spec: &GenSpec, rng: &mut Rng) -> String {
     let mut out = String::from(r#"{"AggregateDelay":0,"Data":[{"datacenter":{"#);
     match stream {
         Stream::Realtime => {
-            let blocks: Vec<Block> = dcs
-                .iter()
-                .map(|_| gen_block(rng, fields::REALTIME))
-                .collect();
+            let blocks: Vec<Block> = dcs.iter().map(|_| gen_block(rng, fields::REALTIME)).collect();
             for (i, (dc, block)) in dcs.iter().zip(&blocks).enumerate() {
                 if i > 0 {
                     out.push(',');
@@ -325,17 +309,11 @@ fn render_prefix(stream: Stream, spec: &GenSpec, rng: &mut Rng) -> String {
             write_block(&mut out, &aggregate(&refs, fields::REALTIME));
         }
         Stream::Origins | Stream::Domains => {
-            let table = if stream == Stream::Origins {
-                fields::ORIGIN
-            } else {
-                fields::DOMAIN
-            };
+            let table = if stream == Stream::Origins { fields::ORIGIN } else { fields::DOMAIN };
             let names = entity_names(stream, spec.entities);
             // blocks[dc][entity]
-            let blocks: Vec<Vec<Block>> = dcs
-                .iter()
-                .map(|_| names.iter().map(|_| gen_block(rng, table)).collect())
-                .collect();
+            let blocks: Vec<Vec<Block>> =
+                dcs.iter().map(|_| names.iter().map(|_| gen_block(rng, table)).collect()).collect();
             for (i, (dc, per_entity)) in dcs.iter().zip(&blocks).enumerate() {
                 if i > 0 {
                     out.push(',');
@@ -366,6 +344,20 @@ fn render_prefix(stream: Stream, spec: &GenSpec, rng: &mut Rng) -> String {
     out
 }
 
+/// Complete sample answers of a generated stream (one per pre-built variant), for benchmarks
+/// that measure parsing without a server in the way.
+pub fn sample_bodies(stream: Stream, spec: &GenSpec) -> Vec<Vec<u8>> {
+    let pool = GenPool::build(stream, spec);
+    (0..VARIANTS)
+        .map(|i| {
+            let (prefix, tail) = pool.body(i, 1_700_000_000 + i);
+            let mut body = prefix.to_vec();
+            body.extend_from_slice(&tail);
+            body
+        })
+        .collect()
+}
+
 /// The pre-rendered envelopes of one generated stream.
 pub(super) struct GenPool {
     prefixes: Vec<Arc<[u8]>>,
@@ -375,9 +367,7 @@ impl GenPool {
     /// Renders `VARIANTS` envelopes for `stream`; deterministic for a given spec.
     pub(super) fn build(stream: Stream, spec: &GenSpec) -> GenPool {
         let mut rng = Rng::new(spec.seed ^ (stream as u64 + 1).wrapping_mul(0x1000_0001));
-        let prefixes = (0..VARIANTS)
-            .map(|_| Arc::from(render_prefix(stream, spec, &mut rng).into_bytes()))
-            .collect();
+        let prefixes = (0..VARIANTS).map(|_| Arc::from(render_prefix(stream, spec, &mut rng).into_bytes())).collect();
         GenPool { prefixes }
     }
 
@@ -424,12 +414,7 @@ mod tests {
         body.extend_from_slice(&tail);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         let rec = &v["Data"][0];
-        let sum: u64 = rec["datacenter"]
-            .as_object()
-            .unwrap()
-            .values()
-            .filter_map(|dc| dc["requests"].as_u64())
-            .sum();
+        let sum: u64 = rec["datacenter"].as_object().unwrap().values().filter_map(|dc| dc["requests"].as_u64()).sum();
         assert_eq!(rec["aggregated"]["requests"].as_u64().unwrap_or(0), sum);
         let present = rec["datacenter"]["AMS"].as_object().unwrap().len();
         // ~60 % of 268 fields, with generous slack for randomness.

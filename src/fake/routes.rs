@@ -35,16 +35,8 @@ impl Route {
     /// addressed it. Page numbers outside `1..=pages` answer 400 with no body.
     pub(super) fn answer(&self, path: &str, query: &str, base: &str) -> (u16, Arc<[u8]>) {
         let mut q = parse_query(query);
-        let key = if q.contains_key("page[number]") || !q.contains_key("page") {
-            "page[number]"
-        } else {
-            "page"
-        };
-        let page = if self.pages.len() == 1 {
-            1
-        } else {
-            number(&q, key).unwrap_or(1)
-        };
+        let key = if q.contains_key("page[number]") || !q.contains_key("page") { "page[number]" } else { "page" };
+        let page = if self.pages.len() == 1 { 1 } else { number(&q, key).unwrap_or(1) };
         if page == 0 || page > self.pages.len() {
             return (400, Arc::from(Vec::new()));
         }
@@ -58,9 +50,7 @@ impl Route {
             let next = format!("{base}{path}?{}", encode_query(&q));
             text = text.replace(NEXT, &next);
         } else {
-            text = text
-                .replace(&format!("\"{NEXT}\""), "null")
-                .replace(NEXT, "");
+            text = text.replace(&format!("\"{NEXT}\""), "null").replace(NEXT, "");
         }
         text = text.replace(BASE, base);
         (self.status, Arc::from(text.into_bytes()))
@@ -83,11 +73,7 @@ mod tests {
             r#"{"data":[],"links":{"next":"http://h:1/tls/certificates?page%5Bnumber%5D=3&page%5Bsize%5D=200&sort=created_at","self":"http://h:1/x"}}"#
         );
         let (_, last) = r.answer("/tls/certificates", "page%5Bnumber%5D=3", "http://h:1");
-        assert!(
-            std::str::from_utf8(&last)
-                .unwrap()
-                .contains(r#""next":null"#)
-        );
+        assert!(std::str::from_utf8(&last).unwrap().contains(r#""next":null"#));
         let (status, _) = r.answer("/tls/certificates", "page%5Bnumber%5D=4", "http://h:1");
         assert_eq!(status, 400);
     }

@@ -40,22 +40,12 @@ impl Resp {
 
     /// JSON body = `head` followed by `tail`.
     pub(super) fn spliced(status: u16, head: Arc<[u8]>, tail: Vec<u8>) -> Resp {
-        Resp {
-            status,
-            headers: vec![("Content-Type".to_string(), "application/json".to_string())],
-            head,
-            tail,
-        }
+        Resp { status, headers: vec![("Content-Type".to_string(), "application/json".to_string())], head, tail }
     }
 
     /// No body and no content type, like Fastly's bare 401/403 answers.
     pub(super) fn empty(status: u16) -> Resp {
-        Resp {
-            status,
-            headers: Vec::new(),
-            head: Arc::from(Vec::new()),
-            tail: Vec::new(),
-        }
+        Resp { status, headers: Vec::new(), head: Arc::from(Vec::new()), tail: Vec::new() }
     }
 
     /// Sets a header, replacing any existing one of the same name.
@@ -66,19 +56,11 @@ impl Resp {
 
     fn into_response(self) -> Response<BodyReader> {
         let len = self.head.len() + self.tail.len();
-        let headers = self
-            .headers
-            .iter()
-            .filter_map(|(k, v)| Header::from_bytes(k.as_bytes(), v.as_bytes()).ok())
-            .collect();
-        let reader = BodyReader {
-            head: self.head,
-            tail: self.tail,
-            pos: 0,
-        };
+        let headers =
+            self.headers.iter().filter_map(|(k, v)| Header::from_bytes(k.as_bytes(), v.as_bytes()).ok()).collect();
+        let reader = BodyReader { head: self.head, tail: self.tail, pos: 0 };
         // Always `Content-Length`: tiny_http would otherwise chunk bodies over 32 KiB.
-        Response::new(StatusCode(self.status), headers, reader, Some(len), None)
-            .with_chunked_threshold(usize::MAX)
+        Response::new(StatusCode(self.status), headers, reader, Some(len), None).with_chunked_threshold(usize::MAX)
     }
 }
 
@@ -137,10 +119,7 @@ impl Ord for Held {
     /// Reversed, so `BinaryHeap` (a max-heap) pops the earliest due first; `seq` keeps
     /// answers due at the same instant in arrival order.
     fn cmp(&self, other: &Self) -> CmpOrdering {
-        other
-            .due
-            .cmp(&self.due)
-            .then_with(|| other.seq.cmp(&self.seq))
+        other.due.cmp(&self.due).then_with(|| other.seq.cmp(&self.seq))
     }
 }
 
@@ -160,11 +139,7 @@ impl DelayQueue {
     /// An empty, open queue.
     pub(super) fn new() -> DelayQueue {
         DelayQueue {
-            inner: Mutex::new(QueueInner {
-                heap: BinaryHeap::new(),
-                seq: 0,
-                closed: false,
-            }),
+            inner: Mutex::new(QueueInner { heap: BinaryHeap::new(), seq: 0, closed: false }),
             cv: Condvar::new(),
         }
     }
@@ -213,11 +188,7 @@ fn timer_loop(queue: &DelayQueue, tx: mpsc::Sender<Job>) {
         match g.heap.peek().map(|h| h.due) {
             None => g = queue.cv.wait(g).unwrap_or_else(|e| e.into_inner()),
             Some(due) if due > now => {
-                g = queue
-                    .cv
-                    .wait_timeout(g, due - now)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
+                g = queue.cv.wait_timeout(g, due - now).unwrap_or_else(|e| e.into_inner()).0;
             }
             Some(_) => {
                 let mut ready = Vec::new();
@@ -248,12 +219,7 @@ fn responder_loop(rx: &Mutex<mpsc::Receiver<Job>>) {
     }
 }
 
-fn worker_loop(
-    server: &tiny_http::Server,
-    state: &FakeState,
-    queue: &DelayQueue,
-    shutdown: &AtomicBool,
-) {
+fn worker_loop(server: &tiny_http::Server, state: &FakeState, queue: &DelayQueue, shutdown: &AtomicBool) {
     loop {
         match server.recv() {
             Ok(rq) => match handle(state, &rq) {
@@ -279,17 +245,11 @@ pub(super) fn spawn_threads(fake: &mut FakeFastly, workers: usize) -> io::Result
     let rx = Arc::new(Mutex::new(rx));
     for i in 0..workers {
         let rx = Arc::clone(&rx);
-        let h = thread::Builder::new()
-            .name(format!("fake-respond-{i}"))
-            .spawn(move || responder_loop(&rx))?;
+        let h = thread::Builder::new().name(format!("fake-respond-{i}")).spawn(move || responder_loop(&rx))?;
         fake.responders.push(h);
     }
     let queue = Arc::clone(&fake.queue);
-    fake.timer = Some(
-        thread::Builder::new()
-            .name("fake-timer".to_string())
-            .spawn(move || timer_loop(&queue, tx))?,
-    );
+    fake.timer = Some(thread::Builder::new().name("fake-timer".to_string()).spawn(move || timer_loop(&queue, tx))?);
     for i in 0..workers {
         let server = Arc::clone(&fake.server);
         let state = Arc::clone(&fake.state);
@@ -306,29 +266,16 @@ pub(super) fn spawn_threads(fake: &mut FakeFastly, workers: usize) -> io::Result
 /// Records the request, enforces the token and routes it.
 fn handle(state: &FakeState, rq: &Request) -> Outcome {
     let url = rq.url().to_string();
-    let headers: Vec<(String, String)> = rq
-        .headers()
-        .iter()
-        .map(|h| (h.field.as_str().to_string(), h.value.to_string()))
-        .collect();
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
+    let headers: Vec<(String, String)> =
+        rq.headers().iter().map(|h| (h.field.as_str().to_string(), h.value.to_string())).collect();
+    let header = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
     let base = header("Host").map_or_else(|| state.base_url.clone(), |h| format!("http://{h}"));
     let authorized = match state.token() {
         Some(token) => header("Fastly-Key").as_deref() == Some(token.as_str()),
         None => true,
     };
     let method = rq.method().as_str().to_string();
-    state.record(RecordedRequest {
-        method: method.clone(),
-        path_and_query: url.clone(),
-        headers,
-        at: Instant::now(),
-    });
+    state.record(RecordedRequest { method: method.clone(), path_and_query: url.clone(), headers, at: Instant::now() });
     if !authorized {
         return Outcome::Now(Resp::empty(401));
     }
@@ -338,20 +285,12 @@ fn handle(state: &FakeState, rq: &Request) -> Outcome {
     let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
     if let Some(route) = state.route(path) {
         let (status, body) = route.answer(path, query, &base);
-        let resp = if body.is_empty() {
-            Resp::empty(status)
-        } else {
-            Resp::shared(status, body)
-        };
+        let resp = if body.is_empty() { Resp::empty(status) } else { Resp::shared(status, body) };
         return Outcome::Now(resp);
     }
     if path == "/service" {
         let page = services::list_page(&state.service_set(), query, &base, state.page_size);
-        let mut resp = if page.status == 200 {
-            Resp::json(200, page.body)
-        } else {
-            Resp::empty(page.status)
-        };
+        let mut resp = if page.status == 200 { Resp::json(200, page.body) } else { Resp::empty(page.status) };
         if let Some(link) = page.link {
             resp.set_header("Link", &link);
         }

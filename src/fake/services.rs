@@ -78,9 +78,7 @@ pub(super) fn query_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for &c in s.as_bytes() {
         match c {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(c as char)
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(c as char),
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{c:02X}")),
         }
@@ -94,9 +92,7 @@ pub(super) fn parse_query(query: &str) -> BTreeMap<String, Vec<String>> {
     let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        map.entry(percent_decode(k))
-            .or_default()
-            .push(percent_decode(v));
+        map.entry(percent_decode(k)).or_default().push(percent_decode(v));
     }
     map
 }
@@ -136,16 +132,10 @@ pub(super) struct Page {
 pub(super) fn list_page(set: &ServiceSet, query: &str, base: &str, max_page_size: usize) -> Page {
     let mut q = parse_query(query);
     let page = number(&q, "page").unwrap_or(1).max(1);
-    let size = number(&q, "per_page")
-        .filter(|&n| n > 0)
-        .map_or(max_page_size, |n| n.min(max_page_size));
+    let size = number(&q, "per_page").filter(|&n| n > 0).map_or(max_page_size, |n| n.min(max_page_size));
     let pages = set.items.len().div_ceil(size).max(1);
     if page > pages {
-        return Page {
-            status: 400,
-            body: Vec::new(),
-            link: None,
-        };
+        return Page { status: 400, body: Vec::new(), link: None };
     }
     let start = (page - 1) * size;
     let end = (start + size).min(set.items.len());
@@ -157,11 +147,7 @@ pub(super) fn list_page(set: &ServiceSet, query: &str, base: &str, max_page_size
         q.insert("page".to_string(), vec![(page + 1).to_string()]);
         format!("<{base}/service?{}>; rel=\"next\"", encode_query(&q))
     });
-    Page {
-        status: 200,
-        body: body.into_bytes(),
-        link,
-    }
+    Page { status: 200, body: body.into_bytes(), link }
 }
 
 #[cfg(test)]
@@ -170,29 +156,17 @@ mod tests {
 
     #[test]
     fn link_matches_upstream_readme() {
-        let list = (0..10)
-            .map(|i| FakeService::new(format!("s{i}"), format!("n{i}"), 1))
-            .collect();
+        let list = (0..10).map(|i| FakeService::new(format!("s{i}"), format!("n{i}"), 1)).collect();
         let set = ServiceSet::new(list);
         let base = "https://api.fastly.com";
-        let p = list_page(
-            &set,
-            "page=1&per_page=1000&filter%5Binclude_versions%5D=false",
-            base,
-            4,
-        );
+        let p = list_page(&set, "page=1&per_page=1000&filter%5Binclude_versions%5D=false", base, 4);
         assert_eq!(
             p.link.as_deref(),
             Some(
                 "<https://api.fastly.com/service?filter%5Binclude_versions%5D=false&page=2&per_page=1000>; rel=\"next\""
             )
         );
-        let p = list_page(
-            &set,
-            "filter[include_versions]=false&page=3&per_page=1000",
-            base,
-            4,
-        );
+        let p = list_page(&set, "filter[include_versions]=false&page=3&per_page=1000", base, 4);
         assert_eq!(p.status, 200);
         assert!(p.link.is_none());
         let p = list_page(&set, "page=4&per_page=1000", base, 4);

@@ -33,10 +33,7 @@ impl ModeRt {
     pub(super) fn build(stream: Stream, mode: StreamMode) -> ModeRt {
         match mode {
             StreamMode::NotFound => ModeRt::NotFound,
-            StreamMode::FixtureThenHold { body, hold } => ModeRt::Hold {
-                body: Arc::from(body),
-                hold,
-            },
+            StreamMode::FixtureThenHold { body, hold } => ModeRt::Hold { body: Arc::from(body), hold },
             StreamMode::Generated(spec) => ModeRt::Generated(GenPool::build(stream, &spec)),
             StreamMode::Script(replies) => ModeRt::Script(replies),
         }
@@ -74,23 +71,18 @@ pub(super) fn parse_path(path: &str) -> Option<(Stream, &str, &str)> {
 
 /// FNV-1a of the service id: spreads services over the payload variants.
 fn service_hash(id: &str) -> u64 {
-    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// Fastly's empty answer when a poll times out without data; echoes the polled `ts`.
 fn no_data(ts: u64) -> Resp {
-    let body = format!(
-        r#"{{"Data":[],"Timestamp":{ts},"AggregateDelay":0,"Error":"No data available, please retry"}}"#
-    );
+    let body =
+        format!(r#"{{"Data":[],"Timestamp":{ts},"AggregateDelay":0,"Error":"No data available, please retry"}}"#);
     Resp::json(200, body.into_bytes())
 }
 
 fn unix_now() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO)
 }
 
 /// Decides the answer to one poll.
@@ -100,16 +92,10 @@ pub(super) fn answer(state: &FakeState, stream: Stream, id: &str, ts: &str) -> O
         return Outcome::Now(Resp::json(404, br#"{"Error":"Not Found"}"#.to_vec()));
     }
     if !state.service_set().contains(id) {
-        return Outcome::Now(Resp::json(
-            404,
-            br#"{"Error":"Service not found"}"#.to_vec(),
-        ));
+        return Outcome::Now(Resp::json(404, br#"{"Error":"Service not found"}"#.to_vec()));
     }
     let Ok(ts) = ts.parse::<u64>() else {
-        return Outcome::Now(Resp::json(
-            400,
-            br#"{"Error":"invalid timestamp"}"#.to_vec(),
-        ));
+        return Outcome::Now(Resp::json(400, br#"{"Error":"invalid timestamp"}"#.to_vec()));
     };
     match &*mode {
         ModeRt::NotFound => unreachable!("handled above"),
@@ -159,14 +145,8 @@ mod tests {
 
     #[test]
     fn paths() {
-        assert_eq!(
-            parse_path("/v1/channel/abc/ts/0"),
-            Some((Stream::Realtime, "abc", "0"))
-        );
-        assert_eq!(
-            parse_path("/v1/domains/abc/ts/17"),
-            Some((Stream::Domains, "abc", "17"))
-        );
+        assert_eq!(parse_path("/v1/channel/abc/ts/0"), Some((Stream::Realtime, "abc", "0")));
+        assert_eq!(parse_path("/v1/domains/abc/ts/17"), Some((Stream::Domains, "abc", "17")));
         assert_eq!(parse_path("/v1/origins/abc/ts"), None);
         assert_eq!(parse_path("/v1/other/abc/ts/1"), None);
         assert_eq!(parse_path("/v1/channel/abc/ts/1/x"), None);

@@ -16,10 +16,7 @@ struct Answer {
 
 impl Answer {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     fn json(&self) -> serde_json::Value {
@@ -40,29 +37,13 @@ fn get_with(fake: &FakeFastly, path: &str, extra: &[(&str, &str)]) -> Answer {
     s.write_all(req.as_bytes()).unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).expect("read answer");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("end of headers");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    Answer {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
-    }
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    Answer { status, headers, body: raw[split + 4..].to_vec() }
 }
 
 fn get(fake: &FakeFastly, path: &str) -> Answer {
@@ -70,9 +51,7 @@ fn get(fake: &FakeFastly, path: &str) -> Answer {
 }
 
 fn services(n: usize) -> Vec<FakeService> {
-    (0..n)
-        .map(|i| FakeService::new(format!("svc{i:04}"), format!("service-{i}"), i as i64 + 1))
-        .collect()
+    (0..n).map(|i| FakeService::new(format!("svc{i:04}"), format!("service-{i}"), i as i64 + 1)).collect()
 }
 
 fn start(cfg: FakeConfig) -> FakeFastly {
@@ -80,19 +59,12 @@ fn start(cfg: FakeConfig) -> FakeFastly {
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
 #[test]
 fn service_list_paginates_with_link_header() {
-    let fake = start(FakeConfig {
-        services: services(10),
-        page_size: 4,
-        ..FakeConfig::default()
-    });
+    let fake = start(FakeConfig { services: services(10), page_size: 4, ..FakeConfig::default() });
     let mut path = "/service?page=1&per_page=1000&filter%5Binclude_versions%5D=false".to_string();
     let mut sizes = Vec::new();
     let mut ids = Vec::new();
@@ -107,10 +79,7 @@ fn service_list_paginates_with_link_header() {
         assert!(list[0]["versions"].is_array(), "extra keys present");
         match a.header("Link") {
             Some(link) => {
-                let url = link
-                    .strip_prefix('<')
-                    .and_then(|l| l.strip_suffix(">; rel=\"next\""))
-                    .expect("Link format");
+                let url = link.strip_prefix('<').and_then(|l| l.strip_suffix(">; rel=\"next\"")).expect("Link format");
                 let rest = url.strip_prefix(&fake.url()).expect("absolute own URL");
                 assert!(rest.starts_with("/service?filter%5Binclude_versions%5D=false&page="));
                 // Follow it the way the exporter does: percent-decoded.
@@ -133,12 +102,8 @@ fn service_list_paginates_with_link_header() {
 
 #[test]
 fn set_services_changes_the_list() {
-    let fake = start(FakeConfig {
-        services: services(3),
-        ..FakeConfig::default()
-    });
-    fake.state()
-        .set_services(vec![FakeService::new("svc0001", "renamed", 9)]);
+    let fake = start(FakeConfig { services: services(3), ..FakeConfig::default() });
+    fake.state().set_services(vec![FakeService::new("svc0001", "renamed", 9)]);
     let list = get(&fake, "/service?page=1&per_page=1000").json();
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["name"], "renamed");
@@ -148,11 +113,7 @@ fn set_services_changes_the_list() {
 
 #[test]
 fn token_is_enforced() {
-    let fake = start(FakeConfig {
-        token: Some("secret".to_string()),
-        services: services(1),
-        ..FakeConfig::default()
-    });
+    let fake = start(FakeConfig { token: Some("secret".to_string()), services: services(1), ..FakeConfig::default() });
     let denied = get(&fake, "/service");
     assert_eq!(denied.status, 401);
     assert!(denied.body.is_empty());
@@ -172,10 +133,7 @@ fn fixture_then_hold() {
     let hold = Duration::from_millis(300);
     let fake = start(FakeConfig {
         services: services(1),
-        realtime: StreamMode::FixtureThenHold {
-            body: body.clone(),
-            hold,
-        },
+        realtime: StreamMode::FixtureThenHold { body: body.clone(), hold },
         ..FakeConfig::default()
     });
     let first = get(&fake, "/v1/channel/svc0000/ts/0");
@@ -197,11 +155,7 @@ fn fixture_then_hold() {
 
 #[test]
 fn generated_streams_advance() {
-    let spec = GenSpec {
-        datacenters: 7,
-        entities: 3,
-        seed: 42,
-    };
+    let spec = GenSpec { datacenters: 7, entities: 3, seed: 42 };
     let fake = start(FakeConfig {
         services: services(2),
         realtime: StreamMode::Generated(spec.clone()),
@@ -276,37 +230,22 @@ fn script_replies_in_order_per_service() {
     // Past the end the poll is held (until shutdown): check it does not answer soon.
     let addr = fake.addr();
     let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    write!(
-        s,
-        "GET /v1/channel/svc0000/ts/7 HTTP/1.1\r\nHost: {addr}\r\n\r\n"
-    )
-    .unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    write!(s, "GET /v1/channel/svc0000/ts/7 HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
     let mut buf = [0u8; 16];
     assert!(s.read(&mut buf).is_err(), "held past the end of the script");
 
     // Switching mode resets positions.
-    fake.state().set_stream_mode(
-        Stream::Realtime,
-        StreamMode::Script(vec![Reply::new(503, "")]),
-    );
+    fake.state().set_stream_mode(Stream::Realtime, StreamMode::Script(vec![Reply::new(503, "")]));
     assert_eq!(get(&fake, "/v1/channel/svc0000/ts/0").status, 503);
     drop(fake); // must not hang on the held request
 }
 
 #[test]
 fn canned_routes_and_404s() {
-    let fake = start(FakeConfig {
-        services: services(1),
-        ..FakeConfig::default()
-    });
+    let fake = start(FakeConfig { services: services(1), ..FakeConfig::default() });
     let state = fake.state();
-    state.set_route(
-        "/datacenters",
-        200,
-        include_bytes!("../../tests/fixtures/api/datacenters.json").to_vec(),
-    );
+    state.set_route("/datacenters", 200, include_bytes!("../../tests/fixtures/api/datacenters.json").to_vec());
     state.set_route("/tokens/self", 403, Vec::new());
     let tpl = br#"{"data":[{"id":"c"}],"links":{"next":"{{NEXT}}"}}"#.to_vec();
     state.set_route_pages("/tls/certificates", vec![tpl.clone(), tpl]);
@@ -317,18 +256,9 @@ fn canned_routes_and_404s() {
     let tok = get(&fake, "/tokens/self");
     assert_eq!((tok.status, tok.body.len()), (403, 0));
 
-    let p1 = get(
-        &fake,
-        "/tls/certificates?page%5Bnumber%5D=1&page%5Bsize%5D=200&sort=created_at",
-    );
+    let p1 = get(&fake, "/tls/certificates?page%5Bnumber%5D=1&page%5Bsize%5D=200&sort=created_at");
     let next = p1.json()["links"]["next"].as_str().unwrap().to_string();
-    assert_eq!(
-        next,
-        format!(
-            "{}/tls/certificates?page%5Bnumber%5D=2&page%5Bsize%5D=200&sort=created_at",
-            fake.url()
-        )
-    );
+    assert_eq!(next, format!("{}/tls/certificates?page%5Bnumber%5D=2&page%5Bsize%5D=200&sort=created_at", fake.url()));
     let p2 = get(&fake, next.strip_prefix(&fake.url()).unwrap());
     assert!(p2.json()["links"]["next"].is_null());
 
@@ -351,10 +281,7 @@ fn many_held_polls_use_no_extra_threads() {
     let fake = start(FakeConfig {
         services: services(1),
         workers: 2,
-        realtime: StreamMode::FixtureThenHold {
-            body: b"{}".to_vec(),
-            hold: Duration::from_millis(400),
-        },
+        realtime: StreamMode::FixtureThenHold { body: b"{}".to_vec(), hold: Duration::from_millis(400) },
         ..FakeConfig::default()
     });
     let addr = fake.addr();
@@ -362,11 +289,7 @@ fn many_held_polls_use_no_extra_threads() {
     let mut conns: Vec<TcpStream> = (0..50)
         .map(|_| {
             let mut s = TcpStream::connect(addr).unwrap();
-            write!(
-                s,
-                "GET /v1/channel/svc0000/ts/5 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-            )
-            .unwrap();
+            write!(s, "GET /v1/channel/svc0000/ts/5 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
             s
         })
         .collect();
@@ -382,10 +305,7 @@ fn many_held_polls_use_no_extra_threads() {
 #[test]
 fn prebuild_cost_is_small() {
     let t0 = Instant::now();
-    let fake = start(FakeConfig {
-        services: services(1000),
-        ..FakeConfig::default()
-    });
+    let fake = start(FakeConfig { services: services(1000), ..FakeConfig::default() });
     let took = t0.elapsed();
     let bytes = fake.state().generated_payload_bytes();
     eprintln!("pre-built payloads for 1000 services: {took:?}, {bytes} bytes");

@@ -3,3 +3,4 @@
 pub mod render;
 pub mod routes;
 pub mod server;
+pub mod stream;

@@ -1,13 +1,12 @@
 //! Streaming Prometheus text rendering of the metric table.
 //!
-//! A [`Scrape`] is a `Read`: tiny_http pulls bytes from it, and it formats the next
-//! (family, service) unit into a small buffer only when asked. A 300 MB scrape therefore never
+//! A [`Scrape`] hands out the exposition a chunk at a time: it formats the next
+//! (family, service) units into the caller's buffer only when asked. A 300 MB scrape therefore never
 //! exists in memory at once, and each service's table lock is held only while that service's
 //! rows of one family are formatted. Families are contiguous and sorted by name (as
 //! client_golang sorts them); label blocks are pre-rendered per row, per service and per
 //! series, so the hot loop is memcpy plus number formatting.
 
-use std::io::{self, Read};
 use std::sync::Arc;
 
 use crate::catalog::{Family, Kind, Scope, Stream, catalog, fq_name};
@@ -59,9 +58,7 @@ impl Plan {
                 // Not subject to the metric filters at all (upstream registers it always).
                 "build_info" if fam.scope == Scope::Account => true,
                 // Upstream ignores the allowlist for these two; only the blocklist applies.
-                "service_info" | "last_successful_response" if fam.scope == Scope::Service => {
-                    !metrics.blocked(&name)
-                }
+                "service_info" | "last_successful_response" if fam.scope == Scope::Service => !metrics.blocked(&name),
                 _ => metrics.permits(&name),
             };
             if !keep {
@@ -69,15 +66,9 @@ impl Plan {
             }
             let program = fq_name(namespace, subsystem, "");
             let help = escape_help(&fam.help.replace("{program}", program.trim_end_matches('_')));
-            let header = format!(
-                "# HELP {name} {help}\n# TYPE {name} {}\n",
-                fam.kind.as_str()
-            )
-            .into_bytes();
+            let header = format!("# HELP {name} {help}\n# TYPE {name} {}\n", fam.kind.as_str()).into_bytes();
             let series = match fam.scope {
-                Scope::Stream(stream) => {
-                    fam.series.iter().map(|s| plan_series(stream, s)).collect()
-                }
+                Scope::Stream(stream) => fam.series.iter().map(|s| plan_series(stream, s)).collect(),
                 _ => Vec::new(),
             };
             let le = fam
@@ -91,13 +82,7 @@ impl Plan {
                 })
                 .chain(std::iter::once(b",le=\"+Inf\"} ".to_vec()))
                 .collect();
-            families.push(PlannedFamily {
-                fam,
-                name,
-                header,
-                series,
-                le,
-            });
+            families.push(PlannedFamily { fam, name, header, series, le });
         }
         families.sort_by(|a, b| a.name.cmp(&b.name));
         Plan { families }
@@ -105,16 +90,12 @@ impl Plan {
 
     /// True when the plan renders the given family (used to skip fetching what nobody exports).
     pub fn exports(&self, scope: Scope, name: &str) -> bool {
-        self.families
-            .iter()
-            .any(|f| f.fam.scope == scope && f.fam.name == name)
+        self.families.iter().any(|f| f.fam.scope == scope && f.fam.name == name)
     }
 
     /// True when any family of the stream survives the metric filters.
     pub fn exports_stream(&self, stream: Stream) -> bool {
-        self.families
-            .iter()
-            .any(|f| f.fam.scope == Scope::Stream(stream))
+        self.families.iter().any(|f| f.fam.scope == Scope::Stream(stream))
     }
 }
 
@@ -123,19 +104,11 @@ fn plan_series(stream: Stream, s: &crate::catalog::Series) -> PlannedSeries {
     let mut mid = String::new();
     let mut end = String::new();
     for (k, v) in &s.labels {
-        let out = if *k > last_row_label && *k < "service_id" {
-            &mut mid
-        } else {
-            &mut end
-        };
+        let out = if *k > last_row_label && *k < "service_id" { &mut mid } else { &mut end };
         out.push(',');
         push_label(out, k, v);
     }
-    PlannedSeries {
-        slot: s.slot,
-        mid: mid.into_bytes(),
-        end: end.into_bytes(),
-    }
+    PlannedSeries { slot: s.slot, mid: mid.into_bytes(), end: end.into_bytes() }
 }
 
 /// A scrape in progress: a reader producing the exposition for a set of services.
@@ -148,9 +121,6 @@ pub struct Scrape {
     fam: usize,
     svc: usize,
     header_done: bool,
-    buf: Vec<u8>,
-    pos: usize,
-    done: bool,
 }
 
 impl Scrape {
@@ -172,58 +142,42 @@ impl Scrape {
                 (s, meta)
             })
             .collect();
-        Scrape {
-            plan,
-            services,
-            account,
-            targeted,
-            tail,
-            fam: 0,
-            svc: 0,
-            header_done: false,
-            buf: Vec::with_capacity(CHUNK + 16 * 1024),
-            pos: 0,
-            done: false,
-        }
+        Scrape { plan, services, account, targeted, tail, fam: 0, svc: 0, header_done: false }
     }
 
     /// Renders the whole scrape into memory (tests and small outputs).
     pub fn into_string(mut self) -> String {
         let mut out = Vec::new();
-        // Reading from an in-memory renderer cannot fail.
-        let _ = self.read_to_end(&mut out);
+        while self.next_chunk(&mut out) {}
         String::from_utf8_lossy(&out).into_owned()
     }
 
-    /// Formats units until the buffer holds at least `CHUNK` bytes or the scrape is complete.
-    fn fill(&mut self) {
-        self.buf.clear();
-        self.pos = 0;
-        while self.buf.len() < CHUNK {
+    /// Appends the next part of the exposition (at least `CHUNK` bytes unless the scrape ends)
+    /// to `out`; returns false once everything has been written.
+    pub fn next_chunk(&mut self, out: &mut Vec<u8>) -> bool {
+        let target = out.len() + CHUNK;
+        while out.len() < target {
             let Some(pf) = self.plan.families.get(self.fam) else {
-                if !self.done {
-                    self.buf.extend_from_slice(&self.tail);
-                    self.done = true;
-                }
-                return;
+                out.extend_from_slice(&self.tail);
+                return false;
             };
             match pf.fam.scope {
                 Scope::Account => {
                     if let Some(acc) = &self.account {
-                        let start = self.buf.len();
-                        render_account(pf, acc, &self.services, self.targeted, &mut self.buf);
-                        if self.buf.len() > start {
-                            self.buf.splice(start..start, pf.header.iter().copied());
+                        let start = out.len();
+                        render_account(pf, acc, &self.services, self.targeted, out);
+                        if out.len() > start {
+                            out.splice(start..start, pf.header.iter().copied());
                         }
                     }
                     self.next_family();
                 }
                 _ => {
                     if let Some((svc, meta)) = self.services.get(self.svc) {
-                        let start = self.buf.len();
-                        render_unit(pf, svc, meta, &mut self.buf);
-                        if self.buf.len() > start && !self.header_done {
-                            self.buf.splice(start..start, pf.header.iter().copied());
+                        let start = out.len();
+                        render_unit(pf, svc, meta, out);
+                        if out.len() > start && !self.header_done {
+                            out.splice(start..start, pf.header.iter().copied());
                             self.header_done = true;
                         }
                         self.svc += 1;
@@ -233,27 +187,13 @@ impl Scrape {
                 }
             }
         }
+        true
     }
 
     fn next_family(&mut self) {
         self.fam += 1;
         self.svc = 0;
         self.header_done = false;
-    }
-}
-
-impl Read for Scrape {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.pos >= self.buf.len() {
-            if self.done {
-                return Ok(0);
-            }
-            self.fill();
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
     }
 }
 
@@ -449,13 +389,8 @@ fn render_account(
         }
         "cert_expiry_timestamp_seconds" => {
             for c in &acc.certificates {
-                let labels = [
-                    ("cn", c.cn.as_str()),
-                    ("id", &c.id),
-                    ("issuer", &c.issuer),
-                    ("name", &c.name),
-                    ("sn", &c.sn),
-                ];
+                let labels =
+                    [("cn", c.cn.as_str()), ("id", &c.id), ("issuer", &c.issuer), ("name", &c.name), ("sn", &c.sn)];
                 line(&labels, c.not_after);
             }
         }

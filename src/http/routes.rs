@@ -1,13 +1,14 @@
 //! Request routing: `/metrics[?target=id]`, `/sd`, `/`, `/healthz`, `/readyz`.
 
-use std::io::Read;
+use std::io::Write;
 
 use flate2::Compression;
-use flate2::read::GzEncoder;
-use tiny_http::{Header, Method, Request, Response, StatusCode};
+use flate2::write::GzEncoder;
+use tiny_http::{HTTPVersion, Header, Method, Request, Response};
 
 use super::render::Scrape;
 use super::server::HttpState;
+use super::stream::Chunked;
 
 /// Content type of the Prometheus text format, version 0.0.4.
 pub const EXPOSITION_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -18,21 +19,12 @@ pub fn handle(req: Request, state: &HttpState) {
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let method_ok = matches!(req.method(), Method::Get | Method::Head);
     let result = match path {
-        _ if !method_ok => {
-            req.respond(text(405, "method not allowed\n").with_header(header("Allow", "GET, HEAD")))
-        }
+        _ if !method_ok => req.respond(text(405, "method not allowed\n").with_header(header("Allow", "GET, HEAD"))),
         "/metrics" => metrics(req, state, query),
         "/sd" => {
-            let ids: Vec<String> = state
-                .registry
-                .snapshot()
-                .iter()
-                .map(|s| s.id.to_string())
-                .collect();
+            let ids: Vec<String> = state.registry.snapshot().iter().map(|s| s.id.to_string()).collect();
             let body = serde_json::json!([{ "targets": ids }]).to_string();
-            req.respond(
-                Response::from_string(body).with_header(header("Content-Type", "application/json")),
-            )
+            req.respond(Response::from_string(body).with_header(header("Content-Type", "application/json")))
         }
         "/" => index(req, state),
         "/healthz" => req.respond(text(200, "ok\n")),
@@ -52,12 +44,7 @@ fn metrics(req: Request, state: &HttpState, query: &str) -> std::io::Result<()> 
     let (services, targeted) = match &target {
         Some(id) => match state.registry.get(id) {
             Some(s) => (vec![s], true),
-            None => {
-                return req.respond(text(
-                    404,
-                    &format!("unknown target {id:?}: not an exported service\n"),
-                ));
-            }
+            None => return req.respond(text(404, &format!("unknown target {id:?}: not an exported service\n"))),
         },
         None => (state.registry.snapshot(), false),
     };
@@ -65,36 +52,63 @@ fn metrics(req: Request, state: &HttpState, query: &str) -> std::io::Result<()> 
     if !targeted {
         (state.self_metrics)(&mut tail);
     }
-    let scrape = Scrape::new(
-        state.plan.clone(),
-        services,
-        Some(state.account()),
-        targeted,
-        tail,
-    );
-    let gzip = req.headers().iter().any(|h| {
-        h.field.equiv("Accept-Encoding")
-            && h.value
-                .as_str()
-                .split(',')
-                .any(|e| e.trim().starts_with("gzip"))
-    });
-    let mut headers = vec![header("Content-Type", EXPOSITION_TYPE)];
-    let body: Box<dyn Read + Send> = if gzip {
-        headers.push(header("Content-Encoding", "gzip"));
-        Box::new(GzEncoder::new(scrape, Compression::fast()))
+    let mut scrape = Scrape::new(state.plan.clone(), services, Some(state.account()), targeted, tail);
+    let gzip = req
+        .headers()
+        .iter()
+        .any(|h| h.field.equiv("Accept-Encoding") && h.value.as_str().split(',').any(|e| e.trim().starts_with("gzip")));
+    let head_only = *req.method() == Method::Head;
+    let http10 = *req.http_version() == HTTPVersion(1, 0);
+    let mut w = req.into_writer();
+    let mut head = format!("HTTP/1.1 200 OK\r\nContent-Type: {EXPOSITION_TYPE}\r\n");
+    if gzip {
+        head.push_str("Content-Encoding: gzip\r\n");
+    }
+    // HTTP/1.0 has no chunked encoding: the body ends when the connection closes.
+    head.push_str(if http10 { "Connection: close\r\n\r\n" } else { "Transfer-Encoding: chunked\r\n\r\n" });
+    w.write_all(head.as_bytes())?;
+    if head_only {
+        return w.flush();
+    }
+    if http10 {
+        let mut buf = Vec::with_capacity(80 * 1024);
+        let body: &mut dyn Write = &mut w;
+        let mut sink: Box<dyn Write> =
+            if gzip { Box::new(GzEncoder::new(body, Compression::fast())) } else { Box::new(body) };
+        while {
+            buf.clear();
+            let more = scrape.next_chunk(&mut buf);
+            sink.write_all(&buf)?;
+            more
+        } {}
+        return sink.flush();
+    }
+    let mut chunked = Chunked::new(w);
+    if gzip {
+        let mut gz = GzEncoder::new(chunked, Compression::fast());
+        let mut buf = Vec::with_capacity(80 * 1024);
+        while {
+            buf.clear();
+            let more = scrape.next_chunk(&mut buf);
+            gz.write_all(&buf)?;
+            more
+        } {}
+        gz.finish()?.finish()?;
     } else {
-        Box::new(scrape)
-    };
-    req.respond(Response::new(StatusCode(200), headers, body, None, None))
+        while {
+            let more = scrape.next_chunk(chunked.staging());
+            chunked.emit()?;
+            more
+        } {}
+        chunked.finish()?;
+    }
+    Ok(())
 }
 
 fn index(req: Request, state: &HttpState) -> std::io::Result<()> {
     let services = state.registry.snapshot();
-    let wants_json = req
-        .headers()
-        .iter()
-        .any(|h| h.field.equiv("Accept") && h.value.as_str().contains("application/json"));
+    let wants_json =
+        req.headers().iter().any(|h| h.field.equiv("Accept") && h.value.as_str().contains("application/json"));
     if wants_json {
         let list: Vec<serde_json::Value> = services
             .iter()
@@ -106,10 +120,8 @@ fn index(req: Request, state: &HttpState) -> std::io::Result<()> {
             .collect();
         let body = serde_json::json!({"metrics": "/metrics", "sd": "/sd", "healthz": "/healthz",
             "readyz": "/readyz", "services": list});
-        return req.respond(
-            Response::from_string(body.to_string())
-                .with_header(header("Content-Type", "application/json")),
-        );
+        return req
+            .respond(Response::from_string(body.to_string()).with_header(header("Content-Type", "application/json")));
     }
     let mut html = String::from(concat!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>fastly-exporter</title></head><body>",
@@ -129,9 +141,7 @@ fn index(req: Request, state: &HttpState) -> std::io::Result<()> {
         ));
     }
     html.push_str("</ul></body></html>\n");
-    req.respond(
-        Response::from_string(html).with_header(header("Content-Type", "text/html; charset=utf-8")),
-    )
+    req.respond(Response::from_string(html).with_header(header("Content-Type", "text/html; charset=utf-8")))
 }
 
 fn text(status: u16, body: &str) -> Response<std::io::Cursor<Vec<u8>>> {
@@ -166,8 +176,5 @@ fn url_escape(s: &str) -> String {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }

@@ -31,13 +31,7 @@ impl Health {
 
     /// `(ready, reason)`.
     pub fn get(&self) -> (bool, String) {
-        (
-            self.ready.load(Ordering::SeqCst),
-            self.reason
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-        )
+        (self.ready.load(Ordering::SeqCst), self.reason.read().unwrap_or_else(|p| p.into_inner()).clone())
     }
 }
 
@@ -63,10 +57,7 @@ pub struct HttpState {
 impl HttpState {
     /// The current account snapshot.
     pub fn account(&self) -> Arc<AccountSnapshot> {
-        self.account
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.account.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -81,13 +72,8 @@ pub struct HttpServer {
 impl HttpServer {
     /// Binds `listen` and starts `workers` threads. Binding happens before anything else so a
     /// taken port fails the start with a clear message.
-    pub fn start(
-        listen: &str,
-        state: Arc<HttpState>,
-        workers: usize,
-    ) -> Result<HttpServer, String> {
-        let server = tiny_http::Server::http(listen)
-            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    pub fn start(listen: &str, state: Arc<HttpState>, workers: usize) -> Result<HttpServer, String> {
+        let server = tiny_http::Server::http(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let server = Arc::new(server);
         let stop = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::new();
@@ -99,12 +85,7 @@ impl HttpServer {
                 .map_err(|e| format!("cannot start HTTP worker: {e}"))?;
             handles.push(h);
         }
-        Ok(HttpServer {
-            server,
-            stop,
-            workers: handles,
-            state,
-        })
+        Ok(HttpServer { server, stop, workers: handles, state })
     }
 
     /// The bound address (useful with port 0).

@@ -45,11 +45,7 @@ pub struct Backoff {
 impl Backoff {
     /// Fresh state; `seed` varies the jitter between pollers.
     pub fn new(stream: Stream, seed: u64) -> Backoff {
-        Backoff {
-            stream,
-            no_data: 0,
-            rng: seed | 1,
-        }
+        Backoff { stream, no_data: 0, rng: seed | 1 }
     }
 
     /// The wait after `outcome`, updating the consecutive "No data" count.
@@ -65,9 +61,7 @@ impl Backoff {
                 Duration::from_secs(n * n * n + self.jitter() * n)
             }
             Outcome::Unauthorized => Duration::from_secs(120),
-            Outcome::RateLimited(asked) => asked
-                .unwrap_or(Duration::from_secs(60))
-                .min(MAX_RETRY_AFTER),
+            Outcome::RateLimited(asked) => asked.unwrap_or(Duration::from_secs(60)).min(MAX_RETRY_AFTER),
             Outcome::Status | Outcome::TooLarge => match self.stream {
                 Stream::Origin => Duration::from_secs(30),
                 _ => Duration::from_secs(5),
@@ -116,14 +110,8 @@ mod tests {
         assert_eq!(rt.next(Outcome::Status), Duration::from_secs(5));
         assert_eq!(origin.next(Outcome::Status), Duration::from_secs(30));
         assert_eq!(rt.next(Outcome::Transport), Duration::from_secs(1));
-        assert_eq!(
-            rt.next(Outcome::RateLimited(Some(Duration::from_secs(7)))),
-            Duration::from_secs(7)
-        );
-        assert_eq!(
-            rt.next(Outcome::RateLimited(Some(Duration::from_secs(99_999)))),
-            MAX_RETRY_AFTER
-        );
+        assert_eq!(rt.next(Outcome::RateLimited(Some(Duration::from_secs(7)))), Duration::from_secs(7));
+        assert_eq!(rt.next(Outcome::RateLimited(Some(Duration::from_secs(99_999)))), MAX_RETRY_AFTER);
         assert_eq!(parse_retry_after(" 30 "), Some(Duration::from_secs(30)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
     }

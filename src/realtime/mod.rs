@@ -3,6 +3,7 @@
 pub mod backoff;
 pub mod parse;
 pub mod poller;
+pub mod work;
 
 #[cfg(test)]
 mod tests;

@@ -11,17 +11,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::api::client::{ApiError, Client};
+use crate::api::client::{ApiError, Client, Reply};
 use crate::catalog::{Stream, catalog};
 use crate::statelog::StateLog;
-use crate::table::{Batch, PollResult, Scratch, Service};
+use crate::table::{PollResult, Service};
 
 use super::backoff::{Backoff, Outcome, parse_retry_after};
 use super::parse::{Mode, parse_response};
+use super::work::{self, Work};
 
 /// Stack size of poller threads: they parse and do HTTP, nothing recursive beyond serde's
 /// few levels; small stacks keep a thousand idle pollers cheap.
-const STACK_SIZE: usize = 256 * 1024;
+const STACK_SIZE: usize = 128 * 1024;
 
 /// Counters shared by all pollers, exported as the exporter's own metrics.
 #[derive(Debug, Default)]
@@ -37,7 +38,8 @@ pub struct PollerSpec {
     pub service: Arc<Service>,
     /// Which stream it polls.
     pub stream: Stream,
-    /// Client for rt.fastly.com.
+    /// Client for rt.fastly.com, owned by this poller: a connection pool of one, so no
+    /// poller ever scans or locks a pool shared with a thousand others.
     pub client: Arc<Client>,
     /// Per-datacenter or aggregate rows.
     pub mode: Mode,
@@ -60,14 +62,8 @@ impl Poller {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let name = format!("poll-{}-{}", spec.stream.name(), spec.service.id);
-        let handle = thread::Builder::new()
-            .name(name)
-            .stack_size(STACK_SIZE)
-            .spawn(move || run(spec, &flag))?;
-        Ok(Poller {
-            stop,
-            thread: handle.thread().clone(),
-        })
+        let handle = thread::Builder::new().name(name).stack_size(STACK_SIZE).spawn(move || run(spec, &flag))?;
+        Ok(Poller { stop, thread: handle.thread().clone() })
     }
 
     /// Asks the poller to stop; returns at once. The caller may clear the poller's table right
@@ -87,143 +83,113 @@ struct State {
     ts: u64,
     backoff: Backoff,
     log: StateLog,
-    body: Vec<u8>,
-    batch: Batch,
-    scratch: Scratch,
 }
 
 fn run(spec: PollerSpec, stop: &AtomicBool) {
-    let seed = spec
-        .service
-        .id
-        .bytes()
-        .fold(spec.stream as u64 + 1, |h, b| {
-            h.wrapping_mul(31).wrapping_add(b.into())
-        });
-    let mut st = State {
-        ts: 0,
-        backoff: Backoff::new(spec.stream, seed ^ now_unix()),
-        log: StateLog::default(),
-        body: Vec::new(),
-        batch: Batch::default(),
-        scratch: Scratch::default(),
-    };
+    let seed = spec.service.id.bytes().fold(spec.stream as u64 + 1, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+    let mut st = State { ts: 0, backoff: Backoff::new(spec.stream, seed ^ now_unix()), log: StateLog::default() };
     while !stop.load(Ordering::SeqCst) {
         let delay = match catch_unwind(AssertUnwindSafe(|| poll_once(&spec, stop, &mut st))) {
             Ok(d) => d,
             Err(_) => {
-                log::error!(
-                    "service {}: {} poller panicked; restarting in 5s",
-                    spec.service.id,
-                    spec.stream.name()
-                );
+                log::error!("service {}: {} poller panicked; restarting in 5s", spec.service.id, spec.stream.name());
                 spec.stats.restarts.fetch_add(1, Ordering::Relaxed);
-                st.batch.clear();
                 Duration::from_secs(5)
             }
         };
         sleep_unless_stopped(delay, stop);
     }
-    log::debug!(
-        "service {}: {} poller stopped",
-        spec.service.id,
-        spec.stream.name()
-    );
+    log::debug!("service {}: {} poller stopped", spec.service.id, spec.stream.name());
 }
 
 /// One request and its consequences; returns the wait before the next one.
 fn poll_once(spec: &PollerSpec, stop: &AtomicBool, st: &mut State) -> Duration {
     let svc = &spec.service;
     let subject = format!("service {}: {} poll", svc.id, spec.stream.name());
-    let url = format!(
-        "/v1/{}/{}/ts/{}",
-        spec.stream.path(),
-        escape_path(&svc.id),
-        st.ts
-    );
+    let url = format!("/v1/{}/{}/ts/{}", spec.stream.path(), escape_path(&svc.id), st.ts);
     let started = Instant::now();
-    let reply = spec.client.get_into(&url, spec.max_body, &mut st.body);
-    if st.body.capacity() > 4 << 20 && st.body.len() < 1 << 20 {
-        st.body = Vec::new(); // give back the memory of an unusually large answer
-    }
-    let (outcome, result) = match reply {
-        Err(e) => {
-            log::debug!("{subject}: GET {url}: {e}");
-            st.log.fail(&subject, &format!("failing: {e}"));
-            match e {
-                ApiError::TooLarge(_) => (Outcome::TooLarge, PollResult::Error),
-                _ => (Outcome::Transport, PollResult::Error),
-            }
-        }
-        Ok(r) => {
-            log::debug!(
-                "{subject}: GET {url} -> {} ({} bytes, {:?})",
-                r.status,
-                st.body.len(),
-                started.elapsed()
-            );
-            match r.status {
-                200 => handle_ok(spec, stop, st, &subject),
-                401 | 403 => {
-                    st.log.fail(
-                        &subject,
-                        &format!("failing: HTTP {} (token may be invalid)", r.status),
-                    );
-                    (Outcome::Unauthorized, PollResult::Error)
-                }
-                429 => {
-                    st.log.fail(&subject, "failing: HTTP 429 (rate limited)");
-                    (
-                        Outcome::RateLimited(r.retry_after.as_deref().and_then(parse_retry_after)),
-                        PollResult::Unknown,
-                    )
-                }
-                s => {
-                    st.log.fail(&subject, &format!("failing: HTTP {s}"));
-                    (Outcome::Status, PollResult::Unknown)
-                }
-            }
-        }
-    };
+    // Headers first (the long wait), then borrow buffers only to read, parse and merge.
+    let pending = spec.client.call(&url);
+    let mut work = work::take();
+    let reply = pending.and_then(|p| p.read_into(spec.max_body, &mut work.body));
+    let (outcome, result) = judge(spec, stop, st, &mut work, reply, &subject, &url, started);
+    drop(work);
     if spec.stream == Stream::Realtime && !stop.load(Ordering::SeqCst) {
         svc.count_result(result);
     }
     st.backoff.next(outcome)
 }
 
+/// Classifies a reply, merging its data when it is a good one.
+#[allow(clippy::too_many_arguments)]
+fn judge(
+    spec: &PollerSpec,
+    stop: &AtomicBool,
+    st: &mut State,
+    work: &mut Work,
+    reply: Result<Reply, ApiError>,
+    subject: &str,
+    url: &str,
+    started: Instant,
+) -> (Outcome, PollResult) {
+    match reply {
+        Err(e) => {
+            log::debug!("{subject}: GET {url}: {e}");
+            st.log.fail(subject, &format!("failing: {e}"));
+            match e {
+                ApiError::TooLarge(_) => (Outcome::TooLarge, PollResult::Error),
+                _ => (Outcome::Transport, PollResult::Error),
+            }
+        }
+        Ok(r) => {
+            log::debug!("{subject}: GET {url} -> {} ({} bytes, {:?})", r.status, work.body.len(), started.elapsed());
+            match r.status {
+                200 => handle_ok(spec, stop, st, work, subject),
+                401 | 403 => {
+                    st.log.fail(subject, &format!("failing: HTTP {} (token may be invalid)", r.status));
+                    (Outcome::Unauthorized, PollResult::Error)
+                }
+                429 => {
+                    st.log.fail(subject, "failing: HTTP 429 (rate limited)");
+                    (Outcome::RateLimited(r.retry_after.as_deref().and_then(parse_retry_after)), PollResult::Unknown)
+                }
+                s => {
+                    st.log.fail(subject, &format!("failing: HTTP {s}"));
+                    (Outcome::Status, PollResult::Unknown)
+                }
+            }
+        }
+    }
+}
+
+/// A 200: parse the whole body, then merge it under the table lock unless stopped.
 fn handle_ok(
     spec: &PollerSpec,
     stop: &AtomicBool,
     st: &mut State,
+    work: &mut Work,
     subject: &str,
 ) -> (Outcome, PollResult) {
-    if let Err(e) = parse_response(&st.body, spec.stream, spec.mode, &mut st.batch) {
+    let Work { body, batch, scratch } = work;
+    if let Err(e) = parse_response(body, spec.stream, spec.mode, batch) {
         st.log.fail(subject, &format!("failing: {e}"));
         return (Outcome::Transport, PollResult::Error);
     }
     st.log.ok(subject);
-    let no_data = st
-        .batch
-        .error
-        .as_deref()
-        .is_some_and(|e| e.contains("No data available"));
-    if !st.batch.is_empty() {
+    let no_data = batch.error.as_deref().is_some_and(|e| e.contains("No data available"));
+    if !batch.is_empty() {
         let mut table = spec.service.table_mut(spec.stream);
         if stop.load(Ordering::SeqCst) {
             return (Outcome::Data, PollResult::Success);
         }
         let def = catalog().stream(spec.stream);
-        table.merge(def, spec.stream.entity_label(), &st.batch, &mut st.scratch);
+        table.merge(def, spec.stream.entity_label(), batch, scratch);
     }
     spec.service.mark_success(now_unix());
-    if let Some(ts) = st.batch.timestamp.filter(|t| *t > 0) {
+    if let Some(ts) = batch.timestamp.filter(|t| *t > 0) {
         st.ts = ts;
     }
-    if no_data {
-        (Outcome::NoData, PollResult::NoData)
-    } else {
-        (Outcome::Data, PollResult::Success)
-    }
+    if no_data { (Outcome::NoData, PollResult::NoData) } else { (Outcome::Data, PollResult::Success) }
 }
 
 fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
@@ -239,10 +205,7 @@ fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
 
 /// Unix time in seconds.
 pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Escapes a service ID for use as a path segment (IDs are alphanumeric in practice).

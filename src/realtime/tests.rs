@@ -5,9 +5,7 @@ use crate::table::{Batch, Scratch, StreamTable};
 const REALTIME: &[u8] = include_bytes!("../../tests/fixtures/realtime.json");
 
 fn value(t: &StreamTable, dc: &str, family: &str, series: usize) -> f64 {
-    let fam = catalog()
-        .family(Scope::Stream(Stream::Realtime), family)
-        .unwrap();
+    let fam = catalog().family(Scope::Stream(Stream::Realtime), family).unwrap();
     let row = t.rows().iter().find(|r| &*r.dc == dc).unwrap();
     row.values[fam.series[series].slot]
 }
@@ -16,12 +14,7 @@ fn load(mode: Mode) -> (StreamTable, Batch) {
     let mut b = Batch::default();
     parse_response(REALTIME, Stream::Realtime, mode, &mut b).unwrap();
     let mut t = StreamTable::default();
-    t.merge(
-        catalog().stream(Stream::Realtime),
-        None,
-        &b,
-        &mut Scratch::default(),
-    );
+    t.merge(catalog().stream(Stream::Realtime), None, &b, &mut Scratch::default());
     (t, b)
 }
 
@@ -42,9 +35,7 @@ fn fixture_aggregate_spot_values() {
     assert_eq!(value(&t, "aggregate", "http_total", 1), 48.0);
     assert_eq!(value(&t, "aggregate", "http_total", 2), 33.0);
     assert!((value(&t, "aggregate", "compute_execution_time_total", 0) - 28.6).abs() < 1e-9);
-    let fam = catalog()
-        .family(Scope::Stream(Stream::Realtime), "miss_duration_seconds")
-        .unwrap();
+    let fam = catalog().family(Scope::Stream(Stream::Realtime), "miss_duration_seconds").unwrap();
     let v = &t.rows()[0].values;
     let s = fam.series[0].slot;
     let count: f64 = v[s..s + fam.buckets.len() + 1].iter().sum();
@@ -66,10 +57,7 @@ fn broken_bodies_add_nothing() {
         br#"[1,2]"#,
         b"",
     ] {
-        assert!(
-            parse_response(bad, Stream::Realtime, Mode::PerDatacenter, &mut b).is_err(),
-            "{bad:?}"
-        );
+        assert!(parse_response(bad, Stream::Realtime, Mode::PerDatacenter, &mut b).is_err(), "{bad:?}");
     }
 }
 
@@ -86,11 +74,7 @@ fn envelope_variants() {
     let recs: Vec<_> = b.records().collect();
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].dc, "A\"B");
-    assert_eq!(
-        recs[0].entries.len(),
-        1,
-        "null skipped, unknown skipped, non-integer key skipped"
-    );
+    assert_eq!(recs[0].entries.len(), 1, "null skipped, unknown skipped, non-integer key skipped");
     assert_eq!(recs[0].entries[0].key, 12.0);
 }
 
@@ -99,10 +83,7 @@ fn origin_and_domain_fixtures_parse_into_entity_rows() {
     let mut b = Batch::default();
     let origins = include_bytes!("../../tests/fixtures/origins.json");
     parse_response(origins, Stream::Origin, Mode::PerDatacenter, &mut b).unwrap();
-    let recs: Vec<_> = b
-        .records()
-        .map(|r| (r.dc.to_string(), r.entity.to_string()))
-        .collect();
+    let recs: Vec<_> = b.records().map(|r| (r.dc.to_string(), r.entity.to_string())).collect();
     assert_eq!(recs, [("TYO".to_string(), "testorigin".to_string())]);
     parse_response(origins, Stream::Origin, Mode::Aggregate, &mut b).unwrap();
     assert_eq!(b.records().next().unwrap().dc, "aggregate");

@@ -74,11 +74,7 @@ impl Batch {
 
     /// Adds a plain number to the open record.
     pub fn push(&mut self, field: u16, value: f64) {
-        self.entries.push(Entry {
-            field,
-            key: 0.0,
-            value,
-        });
+        self.entries.push(Entry { field, key: 0.0, value });
     }
 
     /// Adds one `"<key>": count` entry of a map field to the open record.
@@ -90,11 +86,7 @@ impl Batch {
     pub fn end_record(&mut self) {
         if let Some((dc, entity, start)) = self.open.take() {
             let entries = start..self.entries.len() as u32;
-            self.records.push(Record {
-                dc,
-                entity,
-                entries,
-            });
+            self.records.push(Record { dc, entity, entries });
         }
     }
 

@@ -29,12 +29,7 @@ pub enum PollResult {
 
 impl PollResult {
     /// All results in label order.
-    pub const ALL: [PollResult; 4] = [
-        PollResult::Success,
-        PollResult::NoData,
-        PollResult::Error,
-        PollResult::Unknown,
-    ];
+    pub const ALL: [PollResult; 4] = [PollResult::Success, PollResult::NoData, PollResult::Error, PollResult::Unknown];
 
     /// The label value, exactly as the Go exporter spells it.
     pub fn label(self) -> &'static str {
@@ -65,11 +60,7 @@ impl ServiceMeta {
         push_label(&mut labels, "service_id", id);
         labels.push(',');
         push_label(&mut labels, "service_name", name);
-        ServiceMeta {
-            name: name.to_string(),
-            version: version.to_string(),
-            labels,
-        }
+        ServiceMeta { name: name.to_string(), version: version.to_string(), labels }
     }
 }
 
@@ -114,16 +105,12 @@ impl Service {
 
     /// Read access to one stream's rows (scrapes).
     pub fn table(&self, stream: Stream) -> RwLockReadGuard<'_, StreamTable> {
-        self.tables[stream.index()]
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+        self.tables[stream.index()].read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Write access to one stream's rows (the stream's poller, or removal).
     pub fn table_mut(&self, stream: Stream) -> RwLockWriteGuard<'_, StreamTable> {
-        self.tables[stream.index()]
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
+        self.tables[stream.index()].write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Counts one real-time poll outcome.
@@ -161,29 +148,17 @@ impl Registry {
 
     /// The services in ID order; the list is a snapshot, the services themselves are live.
     pub fn snapshot(&self) -> Vec<Arc<Service>> {
-        self.services
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.services.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
     }
 
     /// One service by ID.
     pub fn get(&self, id: &str) -> Option<Arc<Service>> {
-        self.services
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
+        self.services.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
     }
 
     /// Number of services.
     pub fn len(&self) -> usize {
-        self.services
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
+        self.services.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// True when no service is exported.

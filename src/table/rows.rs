@@ -54,13 +54,7 @@ impl StreamTable {
     ///
     /// Runs under the table's write lock; cost is proportional to the values present in the
     /// batch, not to the catalog size.
-    pub fn merge(
-        &mut self,
-        def: &StreamDef,
-        entity_label: Option<&str>,
-        batch: &Batch,
-        scratch: &mut Scratch,
-    ) {
+    pub fn merge(&mut self, def: &StreamDef, entity_label: Option<&str>, batch: &Batch, scratch: &mut Scratch) {
         if scratch.dense.len() != def.fields.len() {
             scratch.dense = vec![0.0; def.fields.len()];
             scratch.present = vec![false; def.fields.len()];
@@ -71,16 +65,8 @@ impl StreamTable {
         }
     }
 
-    fn row_index(
-        &mut self,
-        def: &StreamDef,
-        entity_label: Option<&str>,
-        dc: &str,
-        entity: &str,
-    ) -> usize {
-        let found = self
-            .rows
-            .binary_search_by(|r| (&*r.dc, &*r.entity).cmp(&(dc, entity)));
+    fn row_index(&mut self, def: &StreamDef, entity_label: Option<&str>, dc: &str, entity: &str) -> usize {
+        let found = self.rows.binary_search_by(|r| (&*r.dc, &*r.entity).cmp(&(dc, entity)));
         match found {
             Ok(i) => i,
             Err(i) => {
@@ -117,13 +103,7 @@ fn apply_record(def: &StreamDef, row: &mut [f64], rec: &RecordView<'_>, s: &mut 
             }
             FieldKind::Map => {
                 for t in &def.targets[f] {
-                    if let Target::ObserveMap {
-                        first,
-                        sum,
-                        scale,
-                        bounds,
-                    } = t
-                    {
+                    if let Target::ObserveMap { first, sum, scale, bounds } = t {
                         let at = e.key * scale;
                         row[first + bucket_index(bounds, at)] += e.value;
                         row[*sum] += e.value * at;

@@ -2,11 +2,7 @@ use super::*;
 use crate::catalog::{Kind, Scope, Stream, catalog};
 
 fn slot(stream: Stream, name: &str, series: usize) -> usize {
-    catalog()
-        .family(Scope::Stream(stream), name)
-        .unwrap()
-        .series[series]
-        .slot
+    catalog().family(Scope::Stream(stream), name).unwrap().series[series].slot
 }
 
 fn field(stream: Stream, key: &str) -> u16 {
@@ -29,11 +25,7 @@ fn merge_adds_counters_and_creates_rows_sorted() {
     let mut t = StreamTable::default();
     let mut b = Batch::default();
     let mut s = Scratch::default();
-    record(
-        &mut b,
-        "TYO",
-        &[("requests", 3.0), ("compute_execution_time_ms", 1100.0)],
-    );
+    record(&mut b, "TYO", &[("requests", 3.0), ("compute_execution_time_ms", 1100.0)]);
     record(&mut b, "AMS", &[]);
     record(&mut b, "TYO", &[("requests", 2.0)]);
     t.merge(def, None, &b, &mut s);
@@ -41,15 +33,9 @@ fn merge_adds_counters_and_creates_rows_sorted() {
     assert_eq!(dcs, ["AMS", "TYO"]);
     let tyo = &t.rows()[1];
     assert_eq!(tyo.values[slot(Stream::Realtime, "requests_total", 0)], 5.0);
-    assert_eq!(
-        tyo.values[slot(Stream::Realtime, "compute_execution_time_total", 0)],
-        1.1
-    );
+    assert_eq!(tyo.values[slot(Stream::Realtime, "compute_execution_time_total", 0)], 1.1);
     assert_eq!(&*tyo.labels, "datacenter=\"TYO\"");
-    assert!(
-        t.rows()[0].values.iter().all(|v| *v == 0.0),
-        "an empty record makes a zero row"
-    );
+    assert!(t.rows()[0].values.iter().all(|v| *v == 0.0), "an empty record makes a zero row");
 }
 
 #[test]
@@ -58,19 +44,11 @@ fn http_version_one_is_guarded_per_record() {
     let mut t = StreamTable::default();
     let mut b = Batch::default();
     let mut s = Scratch::default();
-    record(
-        &mut b,
-        "X",
-        &[("requests", 10.0), ("http2", 3.0), ("http3", 2.0)],
-    );
+    record(&mut b, "X", &[("requests", 10.0), ("http2", 3.0), ("http3", 2.0)]);
     record(&mut b, "X", &[("requests", 1.0), ("http2", 5.0)]);
     t.merge(def, None, &b, &mut s);
     let v = &t.rows()[0].values;
-    assert_eq!(
-        v[slot(Stream::Realtime, "http_total", 0)],
-        5.0,
-        "10-3-2, then 0 (underflow guard)"
-    );
+    assert_eq!(v[slot(Stream::Realtime, "http_total", 0)], 5.0, "10-3-2, then 0 (underflow guard)");
     assert_eq!(v[slot(Stream::Realtime, "http_total", 1)], 8.0);
     assert_eq!(v[slot(Stream::Realtime, "http_total", 2)], 2.0);
 }
@@ -78,9 +56,7 @@ fn http_version_one_is_guarded_per_record() {
 #[test]
 fn histograms_take_counts_into_buckets() {
     let def = catalog().stream(Stream::Realtime);
-    let fam = catalog()
-        .family(Scope::Stream(Stream::Realtime), "miss_duration_seconds")
-        .unwrap();
+    let fam = catalog().family(Scope::Stream(Stream::Realtime), "miss_duration_seconds").unwrap();
     assert_eq!(fam.kind, Kind::Histogram);
     let mut t = StreamTable::default();
     let mut b = Batch::default();
@@ -102,9 +78,7 @@ fn histograms_take_counts_into_buckets() {
     assert_eq!(v[first + 4], 3.0);
     assert_eq!(v[first + nb], 1.0);
     assert!((v[first + nb + 1] - (0.01 + 0.3 + 90.0)).abs() < 1e-9);
-    let obj = catalog()
-        .family(Scope::Stream(Stream::Realtime), "object_size_bytes")
-        .unwrap();
+    let obj = catalog().family(Scope::Stream(Stream::Realtime), "object_size_bytes").unwrap();
     assert_eq!(v[obj.series[0].slot], 4.0);
     assert_eq!(v[obj.series[0].slot + obj.buckets.len() + 1], 4096.0);
 }
@@ -123,21 +97,14 @@ fn domain_gauges_are_set_not_added() {
     b.end_record();
     t.merge(def, Some("domain"), &b, &mut s);
     assert_eq!(t.rows()[0].values[ratio], 0.75);
-    assert_eq!(
-        &*t.rows()[0].labels,
-        "datacenter=\"X\",domain=\"example.com\""
-    );
+    assert_eq!(&*t.rows()[0].labels, "datacenter=\"X\",domain=\"example.com\"");
     b.clear();
     let dc = b.add_name("X");
     let host = b.add_name("example.com");
     b.begin_record(dc, host);
     b.end_record();
     t.merge(def, Some("domain"), &b, &mut s);
-    assert_eq!(
-        t.rows()[0].values[ratio],
-        0.0,
-        "absent in the last record: set to 0 like upstream"
-    );
+    assert_eq!(t.rows()[0].values[ratio], 0.0, "absent in the last record: set to 0 like upstream");
 }
 
 #[test]

@@ -27,23 +27,14 @@ impl Scrape {
 
     /// Series whose key starts with `prefix`.
     pub fn with_prefix(&self, prefix: &str) -> BTreeMap<String, f64> {
-        self.series
-            .iter()
-            .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), *v))
-            .collect()
+        self.series.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// Samples of metric `name` whose labels include every pair in `labels`.
     pub fn find(&self, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
         self.samples
             .iter()
-            .filter(|(n, l, _)| {
-                n == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.iter().any(|(a, b)| a == k && b == v))
-            })
+            .filter(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.iter().any(|(a, b)| a == k && b == v)))
             .map(|(_, _, v)| *v)
             .collect()
     }
@@ -87,23 +78,17 @@ pub fn parse(text: &str) -> Scrape {
 }
 
 fn parse_sample(line: &str) -> Sample {
-    let (head, value) = line
-        .rsplit_once(' ')
-        .unwrap_or_else(|| panic!("bad sample {line:?}"));
+    let (head, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad sample {line:?}"));
     let value: f64 = match value {
         "+Inf" => f64::INFINITY,
         "-Inf" => f64::NEG_INFINITY,
         "NaN" => f64::NAN,
-        v => v
-            .parse()
-            .unwrap_or_else(|_| panic!("bad value in {line:?}")),
+        v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
     };
     let Some((name, rest)) = head.split_once('{') else {
         return (head.to_string(), Vec::new(), value);
     };
-    let body = rest
-        .strip_suffix('}')
-        .unwrap_or_else(|| panic!("bad labels in {line:?}"));
+    let body = rest.strip_suffix('}').unwrap_or_else(|| panic!("bad labels in {line:?}"));
     let mut labels = Vec::new();
     let mut chars = body.chars().peekable();
     while chars.peek().is_some() {
@@ -134,24 +119,15 @@ pub fn key(name: &str, labels: &[(String, String)]) -> String {
     let mut sorted: Vec<&(String, String)> = labels.iter().filter(|(k, _)| k != "le").collect();
     sorted.sort();
     let le = labels.iter().find(|(k, _)| k == "le");
-    let mut parts: Vec<String> = sorted
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-        .collect();
+    let mut parts: Vec<String> = sorted.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
     if let Some((_, v)) = le {
         parts.push(format!("le=\"{}\"", go_le(v)));
     }
-    if parts.is_empty() {
-        name.to_string()
-    } else {
-        format!("{name}{{{}}}", parts.join(","))
-    }
+    if parts.is_empty() { name.to_string() } else { format!("{name}{{{}}}", parts.join(",")) }
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// Bucket bounds as Go prints them (the oracle files use Go's %g: `1.024e+06`).
@@ -171,9 +147,7 @@ pub fn diff(expected: &BTreeMap<String, f64>, have: &BTreeMap<String, f64>) -> V
     for (k, v) in expected {
         match have.get(k) {
             None => out.push(format!("missing {k} (expected {v})")),
-            Some(h) if round3(*h) != round3(*v) => {
-                out.push(format!("wrong {k}: have {h}, expected {v}"))
-            }
+            Some(h) if round3(*h) != round3(*v) => out.push(format!("wrong {k}: have {h}, expected {v}")),
             _ => {}
         }
     }
@@ -192,14 +166,7 @@ pub fn oracle(name: &str) -> BTreeMap<String, f64> {
     v.as_object()
         .expect("object")
         .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_f64()
-                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                    .expect("number"),
-            )
-        })
+        .map(|(k, v)| (k.clone(), v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).expect("number")))
         .collect()
 }
 
@@ -207,20 +174,10 @@ pub fn oracle(name: &str) -> BTreeMap<String, f64> {
 pub fn patched(mut base: BTreeMap<String, f64>, patch_name: &str) -> BTreeMap<String, f64> {
     let bytes = super::fixture(&format!("oracle/{patch_name}"));
     let v: serde_json::Value = serde_json::from_slice(&bytes).expect("patch JSON");
-    for k in v
-        .get("delete")
-        .and_then(|d| d.as_array())
-        .into_iter()
-        .flatten()
-    {
+    for k in v.get("delete").and_then(|d| d.as_array()).into_iter().flatten() {
         base.remove(k.as_str().expect("key"));
     }
-    for (k, val) in v
-        .get("set")
-        .and_then(|s| s.as_object())
-        .into_iter()
-        .flatten()
-    {
+    for (k, val) in v.get("set").and_then(|s| s.as_object()).into_iter().flatten() {
         base.insert(k.clone(), val.as_f64().expect("number"));
     }
     base

@@ -28,10 +28,7 @@ pub fn fixture_fake(realtime: &str) -> FakeFastly {
     FakeFastly::start(FakeConfig {
         token: Some("T".into()),
         services: vec![FakeService::new("my-service-id", "my-service-name", 123)],
-        realtime: StreamMode::FixtureThenHold {
-            body: fixture(realtime),
-            hold: Duration::from_secs(40),
-        },
+        realtime: StreamMode::FixtureThenHold { body: fixture(realtime), hold: Duration::from_secs(40) },
         origins: StreamMode::NotFound,
         domains: StreamMode::NotFound,
         ..FakeConfig::default()
@@ -62,10 +59,7 @@ impl Exporter {
             all.extend(["-listen".to_string(), "127.0.0.1:0".to_string()]);
         }
         let mut cmd = Command::new(BIN);
-        cmd.args(&all)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(Stdio::null());
+        cmd.args(&all).stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
         scrub_env(&mut cmd);
         cmd.envs(env.iter().copied());
         let mut child = cmd.spawn().expect("exporter starts");
@@ -78,11 +72,7 @@ impl Exporter {
             if let Some(i) = text.find("listening on http://") {
                 let rest = &text[i + "listening on http://".len()..];
                 let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                return Exporter {
-                    child,
-                    addr,
-                    output,
-                };
+                return Exporter { child, addr, output };
             }
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("exporter exited early ({status}):\n{text}");
@@ -110,12 +100,7 @@ impl Exporter {
     }
 
     /// Scrapes until `pred` holds, or panics after `timeout` showing the last scrape.
-    pub fn wait_for(
-        &self,
-        what: &str,
-        timeout: Duration,
-        pred: impl Fn(&expo::Scrape) -> bool,
-    ) -> expo::Scrape {
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&expo::Scrape) -> bool) -> expo::Scrape {
         let deadline = Instant::now() + timeout;
         loop {
             let m = self.metrics();
@@ -129,6 +114,14 @@ impl Exporter {
         }
     }
 
+    /// Waits like [`Exporter::wait_for`], then scrapes once more: a poll merged while a scrape
+    /// was in progress can show in some families and not yet in earlier ones, so assertions on
+    /// a whole scrape use one taken after the data has settled.
+    pub fn wait_settled(&self, what: &str, timeout: Duration, pred: impl Fn(&expo::Scrape) -> bool) -> expo::Scrape {
+        self.wait_for(what, timeout, pred);
+        self.metrics()
+    }
+
     /// Everything the process wrote so far (stdout and stderr interleaved).
     pub fn output(&self) -> String {
         self.output.lock().unwrap().clone()
@@ -136,10 +129,7 @@ impl Exporter {
 
     /// Sends a signal by name (`HUP`, `TERM`, …).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status();
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status();
         assert!(status.is_ok_and(|s| s.success()), "kill -{name} failed");
     }
 
@@ -214,10 +204,8 @@ pub fn get_raw(url: &str, headers: &[(&str, &str)]) -> (u16, BTreeMap<String, St
     let rest = url.strip_prefix("http://").expect("http URL");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
-    let mut sock =
-        std::net::TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
-    sock.set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
+    let mut sock = std::net::TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
+    sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -225,28 +213,15 @@ pub fn get_raw(url: &str, headers: &[(&str, &str)]) -> (u16, BTreeMap<String, St
     req.push_str("\r\n");
     sock.write_all(req.as_bytes()).unwrap();
     let mut raw = Vec::new();
-    sock.read_to_end(&mut raw)
-        .unwrap_or_else(|e| panic!("read {url}: {e}"));
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
+    sock.read_to_end(&mut raw).unwrap_or_else(|e| panic!("read {url}: {e}"));
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("header end");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .expect("status");
-    let hdrs: BTreeMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
-        .collect();
+    let status: u16 = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).expect("status");
+    let hdrs: BTreeMap<String, String> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string())).collect();
     let mut body = raw[split + 4..].to_vec();
-    if hdrs
-        .get("transfer-encoding")
-        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
-    {
+    if hdrs.get("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
         body = dechunk(&body);
     }
     (status, hdrs, body)
@@ -255,13 +230,9 @@ pub fn get_raw(url: &str, headers: &[(&str, &str)]) -> (u16, BTreeMap<String, St
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let eol = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("chunk size line");
+        let eol = data.windows(2).position(|w| w == b"\r\n").expect("chunk size line");
         let size_text = String::from_utf8_lossy(&data[..eol]).into_owned();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .expect("chunk size");
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).expect("chunk size");
         data = &data[eol + 2..];
         if size == 0 {
             return out;
@@ -273,8 +244,7 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 
 /// Runs the shared exposition linter (`tests/expo.py`) on a text; returns its report.
 pub fn lint(text: &str, strict: bool) -> (bool, String) {
-    let dir =
-        std::env::temp_dir().join(format!("fe-lint-{}-{}", std::process::id(), rand_suffix()));
+    let dir = std::env::temp_dir().join(format!("fe-lint-{}-{}", std::process::id(), rand_suffix()));
     std::fs::write(&dir, text).unwrap();
     let script = format!("{}/tests/expo.py", env!("CARGO_MANIFEST_DIR"));
     let mut cmd = Command::new("python3");
@@ -284,22 +254,16 @@ pub fn lint(text: &str, strict: bool) -> (bool, String) {
     }
     let out = cmd.output().expect("python3 runs tests/expo.py");
     let _ = std::fs::remove_file(&dir);
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
 }
 
 fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
 // ---- Helpers added for the discovery / polling / CLI / HTTP end-to-end tests. ----
 
-use fastly_exporter::fake::RecordedRequest;
+pub use fastly_exporter::fake::RecordedRequest;
 
 /// Starts the exporter with `-token token` and both endpoints pointed at `fake`, plus `extra`.
 pub fn start_against(fake: &FakeFastly, token: &str, extra: &[&str]) -> Exporter {
@@ -308,12 +272,7 @@ pub fn start_against(fake: &FakeFastly, token: &str, extra: &[&str]) -> Exporter
 
 /// Like [`start_against`], with the token optional (e.g. given by the environment) and extra
 /// environment variables.
-pub fn start_against_env(
-    fake: &FakeFastly,
-    token: Option<&str>,
-    extra: &[&str],
-    env: &[(&str, &str)],
-) -> Exporter {
+pub fn start_against_env(fake: &FakeFastly, token: Option<&str>, extra: &[&str], env: &[(&str, &str)]) -> Exporter {
     let url = fake.url();
     let mut args: Vec<&str> = Vec::new();
     if let Some(t) = token {
@@ -337,12 +296,7 @@ pub fn fake_with(services: Vec<FakeService>, realtime: StreamMode) -> FakeFastly
 }
 
 /// Polls `cond` every 50 ms until it holds; panics after `timeout` with `what` and `detail()`.
-pub fn wait_until(
-    what: &str,
-    timeout: Duration,
-    mut cond: impl FnMut() -> bool,
-    detail: impl Fn() -> String,
-) {
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool, detail: impl Fn() -> String) {
     let deadline = Instant::now() + timeout;
     while !cond() {
         if Instant::now() > deadline {
@@ -382,10 +336,7 @@ impl Exporter {
             }
             thread::sleep(Duration::from_millis(50));
         };
-        panic!(
-            "/sd never became {want:?}; last {last:?}; log:\n{}",
-            self.output()
-        );
+        panic!("/sd never became {want:?}; last {last:?}; log:\n{}", self.output());
     }
 
     /// Status of `/readyz`.
@@ -397,11 +348,7 @@ impl Exporter {
 /// Requests the fake received for the real-time stream of service `id`, oldest first.
 pub fn rt_polls(fake: &FakeFastly, id: &str) -> Vec<RecordedRequest> {
     let prefix = format!("/v1/channel/{id}/ts/");
-    fake.state()
-        .requests()
-        .into_iter()
-        .filter(|r| r.path_and_query.starts_with(&prefix))
-        .collect()
+    fake.state().requests().into_iter().filter(|r| r.path_and_query.starts_with(&prefix)).collect()
 }
 
 /// The `ts` a real-time poll asked for.
@@ -416,15 +363,8 @@ pub fn ts_of(r: &RecordedRequest) -> u64 {
 
 /// A real-time answer carrying one record: `requests` per datacenter, `Timestamp` = `ts`.
 pub fn rt_data(ts: u64, datacenters: &[(&str, u64)]) -> Vec<u8> {
-    let dcs: serde_json::Map<String, serde_json::Value> = datacenters
-        .iter()
-        .map(|(dc, n)| {
-            (
-                dc.to_string(),
-                serde_json::json!({"requests": n, "hits": n}),
-            )
-        })
-        .collect();
+    let dcs: serde_json::Map<String, serde_json::Value> =
+        datacenters.iter().map(|(dc, n)| (dc.to_string(), serde_json::json!({"requests": n, "hits": n}))).collect();
     let total: u64 = datacenters.iter().map(|(_, n)| n).sum();
     serde_json::json!({
         "Data": [{
@@ -441,33 +381,20 @@ pub fn rt_data(ts: u64, datacenters: &[(&str, u64)]) -> Vec<u8> {
 
 /// Fastly's "No data available" envelope.
 pub fn rt_no_data(ts: u64) -> Vec<u8> {
-    format!(
-        r#"{{"Data":[],"Timestamp":{ts},"AggregateDelay":0,"Error":"No data available, please retry"}}"#
-    )
-    .into_bytes()
+    format!(r#"{{"Data":[],"Timestamp":{ts},"AggregateDelay":0,"Error":"No data available, please retry"}}"#)
+        .into_bytes()
 }
 
 /// A fresh path in the temp directory (not created).
 pub fn temp_path(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!(
-        "fe-test-{}-{}-{name}",
-        std::process::id(),
-        rand_suffix()
-    ))
+    std::env::temp_dir().join(format!("fe-test-{}-{}-{name}", std::process::id(), rand_suffix()))
 }
 
 /// Like [`run_to_exit`], but kills the process after `timeout`: exit code (None if it had to
 /// be killed), stdout, stderr.
-pub fn run_to_exit_timeout(
-    args: &[&str],
-    env: &[(&str, &str)],
-    timeout: Duration,
-) -> (Option<i32>, String, String) {
+pub fn run_to_exit_timeout(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> (Option<i32>, String, String) {
     let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     scrub_env(&mut cmd);
     cmd.envs(env.iter().copied());
     let mut child = cmd.spawn().expect("runs");
@@ -494,16 +421,11 @@ pub fn run_to_exit_timeout(
     (code, out, err)
 }
 
-fn pump_joinable(
-    mut stream: impl Read + Send + 'static,
-    into: Arc<Mutex<String>>,
-) -> thread::JoinHandle<()> {
+fn pump_joinable(mut stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let mut buf = Vec::new();
         let _ = stream.read_to_end(&mut buf);
-        into.lock()
-            .unwrap()
-            .push_str(&String::from_utf8_lossy(&buf));
+        into.lock().unwrap().push_str(&String::from_utf8_lossy(&buf));
     })
 }
 
@@ -519,14 +441,10 @@ pub fn request(
     let rest = url.strip_prefix("http://").expect("http URL");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
-    let mut sock =
-        std::net::TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
-    sock.set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    let mut sock = std::net::TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
+    sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -534,28 +452,15 @@ pub fn request(
     sock.write_all(req.as_bytes()).unwrap();
     sock.write_all(body).unwrap();
     let mut raw = Vec::new();
-    sock.read_to_end(&mut raw)
-        .unwrap_or_else(|e| panic!("read {url}: {e}"));
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
+    sock.read_to_end(&mut raw).unwrap_or_else(|e| panic!("read {url}: {e}"));
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("header end");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .expect("status");
-    let hdrs: BTreeMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
-        .collect();
+    let status: u16 = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).expect("status");
+    let hdrs: BTreeMap<String, String> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string())).collect();
     let mut body = raw[split + 4..].to_vec();
-    if hdrs
-        .get("transfer-encoding")
-        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
-    {
+    if hdrs.get("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
         body = dechunk(&body);
     }
     (status, hdrs, body)
