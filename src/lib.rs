@@ -12,5 +12,6 @@ pub mod fake;
 pub mod filter;
 pub mod http;
 pub mod realtime;
+pub mod selfmetrics;
 pub mod statelog;
 pub mod table;

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use fastly_exporter::app::{self, Signals};
+use fastly_exporter::app;
 use fastly_exporter::config::{self, Command};
 
 fn main() -> ExitCode {
@@ -45,21 +45,12 @@ fn main() -> ExitCode {
     for w in &cfg.warnings {
         log::warn!("{w}");
     }
-    let signals = Signals::default();
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        if let Err(e) = signal_hook::flag::register(sig, signals.terminate.clone()) {
-            log::warn!("cannot handle signal {sig}: {e}");
-        }
-    }
-    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, signals.reload.clone()) {
-        log::warn!("cannot handle SIGHUP: {e}");
-    }
     let reload = || match config::load(&args, &|k| std::env::var(k).ok()) {
         Ok(Command::Run(cfg)) => Ok(*cfg),
         Ok(_) => Err("unexpected command on reload".to_string()),
         Err(e) => Err(e.to_string()),
     };
-    match app::run(*cfg, &signals, &reload) {
+    match app::run(*cfg, &reload) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

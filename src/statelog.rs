@@ -2,9 +2,14 @@
 //!
 //! A poller retrying every second against a broken endpoint would otherwise write 86,400
 //! identical lines a day per service. A `StateLog` writes one line when a failure starts or
-//! changes kind, and one when it clears, with how often it happened and since when.
+//! changes kind, one when it clears, and an hourly reminder while it lasts, each saying how
+//! often it happened and since when:
+//! `service X: rt poll failing: HTTP 503 (3 times since 12:00:01)`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How often a persisting failure is logged again.
+const REMIND_EVERY_SECS: u64 = 3600;
 
 /// The failure state of one repeating task.
 #[derive(Debug, Default)]
@@ -12,29 +17,38 @@ pub struct StateLog {
     current: Option<String>,
     count: u64,
     since: u64,
+    last_logged: u64,
 }
 
 impl StateLog {
-    /// Records a failure described by `what` (no secrets in it); logs only on a new kind.
+    /// Records a failure described by `what` (no secrets in it); logs only on a new kind,
+    /// or as an hourly reminder.
     pub fn fail(&mut self, subject: &str, what: &str) {
+        let now = now();
         if self.current.as_deref() == Some(what) {
             self.count += 1;
+            if now >= self.last_logged + REMIND_EVERY_SECS {
+                log::warn!("{subject} still failing: {what} ({} times since {})", self.count, clock(self.since));
+                self.last_logged = now;
+            }
             return;
         }
-        if let Some(prev) = self.current.take() {
-            log::warn!("{subject}: {prev} ({} times since {}); now: {what}", self.count, clock(self.since));
-        } else {
-            log::warn!("{subject}: {what}");
+        match self.current.take() {
+            Some(prev) => {
+                log::warn!("{subject} failing: {prev} ({} times since {}); now: {what}", self.count, clock(self.since))
+            }
+            None => log::warn!("{subject} failing: {what}"),
         }
         self.current = Some(what.to_string());
         self.count = 1;
-        self.since = now();
+        self.since = now;
+        self.last_logged = now;
     }
 
     /// Records a success; logs the recovery if something was failing.
     pub fn ok(&mut self, subject: &str) {
         if let Some(prev) = self.current.take() {
-            log::info!("{subject}: recovered after {prev} ({} times since {})", self.count, clock(self.since));
+            log::info!("{subject} recovered: {prev} ({} times since {})", self.count, clock(self.since));
         }
     }
 

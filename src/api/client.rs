@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::resolver::{CachingResolver, SharedResolver};
 
@@ -36,6 +36,9 @@ pub enum ApiError {
     TooLarge(u64),
     /// The body could not be read completely (truncated).
     Body(String),
+    /// Not sent: api.fastly.com asked us to wait (429 `Retry-After`, or the rate-limit window
+    /// is used up) for this much longer.
+    Paused(Duration),
 }
 
 impl fmt::Display for ApiError {
@@ -44,6 +47,7 @@ impl fmt::Display for ApiError {
             ApiError::Transport(e) => write!(f, "request failed: {e}"),
             ApiError::TooLarge(n) => write!(f, "response body exceeds the {n}-byte limit"),
             ApiError::Body(e) => write!(f, "reading response body failed: {e}"),
+            ApiError::Paused(d) => write!(f, "rate limited by the API; next request in {}s", d.as_secs()),
         }
     }
 }
@@ -77,6 +81,8 @@ pub struct Client {
     agent: ureq::Agent,
     base: String,
     token: String,
+    /// When set, requests are refused until this instant (api.fastly.com rate limiting).
+    paused_until: Option<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl fmt::Debug for Client {
@@ -108,7 +114,15 @@ impl Client {
             ureq::unversioned::transport::DefaultConnector::new(),
             SharedResolver(CachingResolver::shared()),
         );
-        Client { agent, base: base.trim_end_matches('/').to_string(), token: token.to_string() }
+        Client { agent, base: base.trim_end_matches('/').to_string(), token: token.to_string(), paused_until: None }
+    }
+
+    /// Makes this client honour api.fastly.com's rate limiting for every caller: after a 429
+    /// it sends nothing until `Retry-After` (at most 15 minutes) has passed, and when
+    /// `Fastly-RateLimit-Remaining` reaches 0 it waits for `Fastly-RateLimit-Reset`.
+    pub fn with_rate_gate(mut self) -> Client {
+        self.paused_until = Some(std::sync::Mutex::new(None));
+        self
     }
 
     /// The base URL requests are relative to.
@@ -120,13 +134,27 @@ impl Client {
     /// returns once the response headers have arrived; the body is read separately so a
     /// poller only needs a body buffer for the moment it actually reads one.
     pub fn call(&self, url: &str) -> Result<Pending, ApiError> {
+        if let Some(gate) = &self.paused_until {
+            let mut until = gate.lock().unwrap_or_else(|p| p.into_inner());
+            match *until {
+                Some(t) if t > Instant::now() => return Err(ApiError::Paused(t - Instant::now())),
+                Some(_) => {
+                    *until = None;
+                    log::info!("api: rate-limit pause over; resuming requests");
+                }
+                None => {}
+            }
+        }
         let full = if url.starts_with('/') { format!("{}{url}", self.base) } else { url.to_string() };
-        let resp = self
-            .agent
-            .get(&full)
-            .header("Fastly-Key", &self.token)
-            .call()
-            .map_err(|e| ApiError::Transport(describe(&e)))?;
+        let endpoint = crate::selfmetrics::endpoint_of(url);
+        let metrics = crate::selfmetrics::global();
+        let resp = match self.agent.get(&full).header("Fastly-Key", &self.token).call() {
+            Ok(r) => r,
+            Err(e) => {
+                metrics.count_request(endpoint, "error");
+                return Err(ApiError::Transport(describe(&e)));
+            }
+        };
         let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let reply = Reply {
             status: resp.status().as_u16(),
@@ -134,6 +162,35 @@ impl Client {
             retry_after: header("retry-after"),
             rate_limit_remaining: header("fastly-ratelimit-remaining"),
         };
+        metrics.count_request(endpoint, &reply.status.to_string());
+        if let Some(gate) = &self.paused_until {
+            let remaining = reply.rate_limit_remaining.as_deref().and_then(|v| v.trim().parse::<i64>().ok());
+            if let Some(n) = remaining {
+                metrics.set_rate_limit_remaining(n);
+            }
+            let wait = if reply.status == 429 {
+                let asked = reply.retry_after.as_deref().and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(60);
+                Some(Duration::from_secs(asked))
+            } else if remaining == Some(0) {
+                header("fastly-ratelimit-reset").and_then(|v| v.trim().parse::<u64>().ok()).map(|reset| {
+                    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                    Duration::from_secs(reset.saturating_sub(now))
+                })
+            } else {
+                None
+            };
+            if let Some(wait) = wait.map(|w| w.min(Duration::from_secs(15 * 60))).filter(|w| !w.is_zero()) {
+                let mut until = gate.lock().unwrap_or_else(|p| p.into_inner());
+                if until.is_none() {
+                    log::warn!(
+                        "api: rate limited (HTTP {}); pausing API requests for {}s",
+                        reply.status,
+                        wait.as_secs()
+                    );
+                }
+                *until = Some(Instant::now() + wait);
+            }
+        }
         Ok(Pending { reply, resp })
     }
 

@@ -241,5 +241,5 @@ impl Metadata {
 }
 
 fn keeping(e: &FetchError) -> String {
-    format!("failed: {e}; keeping the previous values")
+    format!("{e}; keeping the previous values")
 }

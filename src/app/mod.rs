@@ -16,7 +16,7 @@ use crate::filter::Filter;
 use crate::http::render::Plan;
 use crate::http::server::{Health, HttpServer, HttpState};
 use crate::realtime::parse::Mode;
-use crate::realtime::poller::{Poller, PollerSpec, PollerStats};
+use crate::realtime::poller::{Poller, PollerSpec};
 use crate::statelog::StateLog;
 use crate::table::{AccountSnapshot, BuildInfo, Registry};
 
@@ -24,19 +24,51 @@ mod metadata;
 
 use metadata::Metadata;
 
-/// Worker threads serving HTTP; scrapes are streamed, so a few suffice.
-const HTTP_WORKERS: usize = 4;
+/// Worker threads serving HTTP. Scrapes are streamed, so a few suffice; eight keep a couple
+/// of stalled readers (dropped after `IO_TIMEOUT`) from delaying everyone else.
+const HTTP_WORKERS: usize = 8;
+
+/// How long SIGTERM waits for in-flight scrapes before exiting (the whole exit stays < 2 s).
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 
 /// Consecutive failed service-list refreshes after which `/readyz` reports not ready.
 const UNREADY_AFTER_FAILURES: u32 = 3;
 
-/// Flags set by signal handlers and read by the main loop.
-#[derive(Debug, Default)]
+/// Signal handling: a dedicated thread waits for signals, so shutdown never waits for the
+/// main loop (which may be inside a 15 s API call). SIGTERM/SIGINT stop the HTTP server, give
+/// in-flight scrapes `SHUTDOWN_GRACE` and exit 0; pollers blocked in long polls are simply
+/// abandoned. SIGHUP sets `reload` for the main loop.
 pub struct Signals {
-    /// SIGTERM / SIGINT: shut down.
-    pub terminate: Arc<AtomicBool>,
-    /// SIGHUP: reload the config file's filters.
+    /// Set by SIGHUP, cleared by the main loop when it reloads.
     pub reload: Arc<AtomicBool>,
+}
+
+impl Signals {
+    /// Installs the handlers and starts the signal thread.
+    pub fn install(server: HttpServer) -> Result<Signals, String> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        let reload = Arc::new(AtomicBool::new(false));
+        let flag = reload.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for sig in signals.forever() {
+                    if sig == SIGHUP {
+                        log::info!("SIGHUP: reloading configuration and refreshing");
+                        flag.store(true, Ordering::SeqCst);
+                        continue;
+                    }
+                    let name = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
+                    log::info!("{name}: shutting down");
+                    server.shutdown(SHUTDOWN_GRACE);
+                    std::process::exit(0);
+                }
+            })
+            .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+        Ok(Signals { reload })
+    }
 }
 
 /// The build as `-version` and `build_info` report it.
@@ -59,7 +91,6 @@ pub struct App {
     registry: Arc<Registry>,
     plan: Arc<Plan>,
     api: Client,
-    stats: Arc<PollerStats>,
     pollers: HashMap<(Arc<str>, Stream), Poller>,
     metadata: Metadata,
     listed: Option<Vec<ServiceInfo>>,
@@ -81,17 +112,15 @@ impl App {
             plan: plan.clone(),
             account: RwLock::new(Arc::new(account)),
             health: Health::default(),
-            self_metrics: Box::new(|_| {}),
             in_flight: Default::default(),
         });
         state.health.set(false, "the service list has not been fetched yet");
-        let api = Client::new(&cfg.api_endpoint, &cfg.token, cfg.api_timeout, 4);
+        let api = Client::new(&cfg.api_endpoint, &cfg.token, cfg.api_timeout, 4).with_rate_gate();
         App {
             selector: selector(&cfg),
             registry,
             plan,
             api,
-            stats: Arc::default(),
             pollers: HashMap::new(),
             metadata,
             listed: None,
@@ -123,7 +152,7 @@ impl App {
                     Some(l) => format!("keeping the previous list of {} services", l.len()),
                     None => "no service list yet".to_string(),
                 };
-                self.list_log.fail("service list refresh", &format!("failed: {e}; {keeping}"));
+                self.list_log.fail("service list refresh", &format!("{e}; {keeping}"));
                 if self.listed.is_none() || self.list_failures >= UNREADY_AFTER_FAILURES {
                     let reason = format!("{} consecutive service list refreshes failed, last: {e}", self.list_failures);
                     self.state.health.set(false, &reason);
@@ -180,7 +209,6 @@ impl App {
                 client: Arc::new(Client::new(&self.cfg.rt_endpoint, &self.cfg.token, self.cfg.rt_timeout, 1)),
                 mode,
                 max_body: self.cfg.rt_max_body,
-                stats: self.stats.clone(),
             };
             match Poller::spawn(spec) {
                 Ok(p) => {
@@ -188,6 +216,10 @@ impl App {
                 }
                 Err(e) => log::error!("service {}: cannot start {} poller: {e}", key.0, key.1.name()),
             }
+        }
+        for stream in Stream::ALL {
+            let n = self.pollers.keys().filter(|(_, s)| *s == stream).count();
+            crate::selfmetrics::global().set_pollers(stream.index(), n as u64);
         }
     }
 
@@ -205,11 +237,11 @@ impl App {
         self.selector = new;
     }
 
-    /// Runs the scheduler until `signals.terminate` is set. SIGHUP re-reads the configuration
-    /// through `reload` and refreshes the service list at once.
-    pub fn run(mut self, server: HttpServer, signals: &Signals, reload: &dyn Fn() -> Result<Config, String>) {
+    /// Runs the scheduler until the process exits (the signal thread ends it). SIGHUP
+    /// re-reads the configuration through `reload` and refreshes everything at once.
+    pub fn run(mut self, signals: &Signals, reload: &dyn Fn() -> Result<Config, String>) -> ! {
         let mut next_services = Instant::now();
-        while !signals.terminate.load(Ordering::SeqCst) {
+        loop {
             let mut now = Instant::now();
             if signals.reload.swap(false, Ordering::SeqCst) {
                 match reload() {
@@ -232,11 +264,6 @@ impl App {
                 std::thread::sleep((next_services - now).min(Duration::from_millis(100)));
             }
         }
-        log::info!("shutting down");
-        server.shutdown(Duration::from_millis(1500));
-        for p in self.pollers.values() {
-            p.stop();
-        }
     }
 }
 
@@ -248,13 +275,13 @@ fn selector(cfg: &Config) -> Selector {
     }
 }
 
-/// Starts everything and blocks until shutdown. Errors are start-up failures (port taken).
-/// `reload` re-reads the configuration on SIGHUP.
-pub fn run(cfg: Config, signals: &Signals, reload: &dyn Fn() -> Result<Config, String>) -> Result<(), String> {
+/// Starts everything and runs until a signal ends the process. Errors are start-up failures
+/// (port taken). `reload` re-reads the configuration on SIGHUP.
+pub fn run(cfg: Config, reload: &dyn Fn() -> Result<Config, String>) -> Result<(), String> {
     let listen = cfg.listen.clone();
     let app = App::new(cfg);
     let server = HttpServer::start(&listen, app.http_state(), HTTP_WORKERS)?;
+    let signals = Signals::install(server.clone())?;
     log::info!("listening on http://{}", server.addr());
-    app.run(server, signals, reload);
-    Ok(())
+    app.run(&signals, reload)
 }

@@ -48,15 +48,25 @@ fn metrics(req: Request, state: &HttpState, query: &str) -> std::io::Result<()> 
         },
         None => (state.registry.snapshot(), false),
     };
+    let started = std::time::Instant::now();
     let mut tail = Vec::new();
     if !targeted {
-        (state.self_metrics)(&mut tail);
+        crate::selfmetrics::global().render(&mut tail);
     }
     let mut scrape = Scrape::new(state.plan.clone(), services, Some(state.account()), targeted, tail);
     let gzip = req
         .headers()
         .iter()
         .any(|h| h.field.equiv("Accept-Encoding") && h.value.as_str().split(',').any(|e| e.trim().starts_with("gzip")));
+    let result = stream_body(req, &mut scrape, gzip);
+    if !targeted && result.is_ok() {
+        crate::selfmetrics::global().set_scrape_seconds(started.elapsed().as_secs_f64());
+    }
+    result
+}
+
+/// Writes the response head and the streamed body (chunked, gzipped when asked).
+fn stream_body(req: Request, scrape: &mut Scrape, gzip: bool) -> std::io::Result<()> {
     let head_only = *req.method() == Method::Head;
     let http10 = *req.http_version() == HTTPVersion(1, 0);
     let mut w = req.into_writer();

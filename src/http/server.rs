@@ -4,9 +4,11 @@
 //! response as a stream, so memory does not grow with the scrape size. Workers poll their
 //! queue with a short timeout so shutdown never waits on a blocked `recv`.
 
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::table::{AccountSnapshot, Registry};
@@ -35,9 +37,6 @@ impl Health {
     }
 }
 
-/// Writes the exporter's own metrics (appended to plain `/metrics` scrapes).
-pub type SelfMetricsFn = Box<dyn Fn(&mut Vec<u8>) + Send + Sync>;
-
 /// What request handlers read: the table, the render plan and the account snapshot.
 pub struct HttpState {
     /// The metric table.
@@ -48,8 +47,6 @@ pub struct HttpState {
     pub account: RwLock<Arc<AccountSnapshot>>,
     /// Readiness.
     pub health: Health,
-    /// Appends the exporter's own metrics to plain `/metrics` scrapes.
-    pub self_metrics: SelfMetricsFn,
     /// Scrapes being answered right now (shutdown waits for them).
     pub in_flight: AtomicUsize,
 }
@@ -61,11 +58,15 @@ impl HttpState {
     }
 }
 
-/// A running server.
+/// How long a connection may sit without sending request bytes (idle keep-alive, slowloris)
+/// or without accepting response bytes (a stalled reader) before it is dropped.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running server; cheap to clone so the signal thread can shut it down.
+#[derive(Clone)]
 pub struct HttpServer {
     server: Arc<tiny_http::Server>,
     stop: Arc<AtomicBool>,
-    workers: Vec<JoinHandle<()>>,
     state: Arc<HttpState>,
 }
 
@@ -73,19 +74,19 @@ impl HttpServer {
     /// Binds `listen` and starts `workers` threads. Binding happens before anything else so a
     /// taken port fails the start with a clear message.
     pub fn start(listen: &str, state: Arc<HttpState>, workers: usize) -> Result<HttpServer, String> {
-        let server = tiny_http::Server::http(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let listener = bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let server =
+            tiny_http::Server::from_listener(listener, None).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let server = Arc::new(server);
         let stop = Arc::new(AtomicBool::new(false));
-        let mut handles = Vec::new();
         for i in 0..workers.max(1) {
             let (server, stop, state) = (server.clone(), stop.clone(), state.clone());
-            let h = thread::Builder::new()
+            thread::Builder::new()
                 .name(format!("http-{i}"))
                 .spawn(move || worker(&server, &stop, &state))
                 .map_err(|e| format!("cannot start HTTP worker: {e}"))?;
-            handles.push(h);
         }
-        Ok(HttpServer { server, stop, workers: handles, state })
+        Ok(HttpServer { server, stop, state })
     }
 
     /// The bound address (useful with port 0).
@@ -97,18 +98,27 @@ impl HttpServer {
         }
     }
 
-    /// Stops taking requests, lets in-flight scrapes finish for up to `grace`, then returns.
-    pub fn shutdown(self, grace: Duration) {
+    /// Stops taking requests and waits up to `grace` for in-flight responses to finish.
+    pub fn shutdown(&self, grace: Duration) {
         self.stop.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + grace;
         while self.state.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(20));
+            thread::sleep(Duration::from_millis(10));
         }
-        for _ in &self.workers {
-            self.server.unblock();
-        }
-        drop(self.workers);
+        self.server.unblock();
     }
+}
+
+/// Binds the listening socket with read/write timeouts that every accepted connection
+/// inherits (Linux copies them on accept). tiny_http has no timeouts of its own: without
+/// this an idle or stalled client would hold a thread forever.
+fn bind(listen: &str) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(listen)?;
+    // Socket options are set through a TcpStream view of the same descriptor (safe std API).
+    let view = TcpStream::from(OwnedFd::from(listener));
+    view.set_read_timeout(Some(IO_TIMEOUT))?;
+    view.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(TcpListener::from(OwnedFd::from(view)))
 }
 
 fn worker(server: &tiny_http::Server, stop: &AtomicBool, state: &HttpState) {

@@ -7,7 +7,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,13 +24,6 @@ use super::work::{self, Work};
 /// few levels; small stacks keep a thousand idle pollers cheap.
 const STACK_SIZE: usize = 128 * 1024;
 
-/// Counters shared by all pollers, exported as the exporter's own metrics.
-#[derive(Debug, Default)]
-pub struct PollerStats {
-    /// Poller threads restarted after a panic.
-    pub restarts: AtomicU64,
-}
-
 /// What a poller needs, fixed for its lifetime.
 #[derive(Clone)]
 pub struct PollerSpec {
@@ -45,8 +38,6 @@ pub struct PollerSpec {
     pub mode: Mode,
     /// Body size cap.
     pub max_body: u64,
-    /// Shared counters.
-    pub stats: Arc<PollerStats>,
 }
 
 /// Handle to a running poller.
@@ -93,7 +84,7 @@ fn run(spec: PollerSpec, stop: &AtomicBool) {
             Ok(d) => d,
             Err(_) => {
                 log::error!("service {}: {} poller panicked; restarting in 5s", spec.service.id, spec.stream.name());
-                spec.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                crate::selfmetrics::global().count_restart();
                 Duration::from_secs(5)
             }
         };
@@ -107,6 +98,8 @@ fn poll_once(spec: &PollerSpec, stop: &AtomicBool, st: &mut State) -> Duration {
     let svc = &spec.service;
     let subject = format!("service {}: {} poll", svc.id, spec.stream.name());
     let url = format!("/v1/{}/{}/ts/{}", spec.stream.path(), escape_path(&svc.id), st.ts);
+    #[cfg(debug_assertions)]
+    debug_fault(svc);
     let started = Instant::now();
     // Headers first (the long wait), then borrow buffers only to read, parse and merge.
     let pending = spec.client.call(&url);
@@ -135,7 +128,7 @@ fn judge(
     match reply {
         Err(e) => {
             log::debug!("{subject}: GET {url}: {e}");
-            st.log.fail(subject, &format!("failing: {e}"));
+            st.log.fail(subject, &e.to_string());
             match e {
                 ApiError::TooLarge(_) => (Outcome::TooLarge, PollResult::Error),
                 _ => (Outcome::Transport, PollResult::Error),
@@ -146,15 +139,15 @@ fn judge(
             match r.status {
                 200 => handle_ok(spec, stop, st, work, subject),
                 401 | 403 => {
-                    st.log.fail(subject, &format!("failing: HTTP {} (token may be invalid)", r.status));
+                    st.log.fail(subject, &format!("HTTP {} (token may be invalid)", r.status));
                     (Outcome::Unauthorized, PollResult::Error)
                 }
                 429 => {
-                    st.log.fail(subject, "failing: HTTP 429 (rate limited)");
+                    st.log.fail(subject, "HTTP 429 (rate limited)");
                     (Outcome::RateLimited(r.retry_after.as_deref().and_then(parse_retry_after)), PollResult::Unknown)
                 }
                 s => {
-                    st.log.fail(subject, &format!("failing: HTTP {s}"));
+                    st.log.fail(subject, &format!("HTTP {s}"));
                     (Outcome::Status, PollResult::Unknown)
                 }
             }
@@ -172,7 +165,7 @@ fn handle_ok(
 ) -> (Outcome, PollResult) {
     let Work { body, batch, scratch } = work;
     if let Err(e) = parse_response(body, spec.stream, spec.mode, batch) {
-        st.log.fail(subject, &format!("failing: {e}"));
+        st.log.fail(subject, &e.to_string());
         return (Outcome::Transport, PollResult::Error);
     }
     st.log.ok(subject);
@@ -200,6 +193,16 @@ fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
             return;
         }
         thread::park_timeout(deadline - now);
+    }
+}
+
+/// Test-only fault injection, compiled into debug builds only: a poller whose service ID is
+/// named by `FASTLY_EXPORTER_DEBUG_PANIC_SERVICE` panics before each request, so end-to-end
+/// tests can prove a panicking poller is caught, counted and restarted.
+#[cfg(debug_assertions)]
+fn debug_fault(svc: &Service) {
+    if std::env::var("FASTLY_EXPORTER_DEBUG_PANIC_SERVICE").is_ok_and(|id| id == *svc.id) {
+        panic!("injected test panic for service {}", svc.id);
     }
 }
 

@@ -1,0 +1,220 @@
+//! The exporter's own health metrics, served on plain `/metrics` (never on `?target=`).
+//!
+//! Counters live in one process-wide struct that the API client, pollers and scrapes update;
+//! process figures are read from `/proc/self` at scrape time. Names are fixed (not subject
+//! to `-namespace`) so alerts on the exporter itself do not depend on its configuration.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::exposition::{push_label, write_f64};
+
+/// Process-wide counters.
+#[derive(Debug)]
+pub struct SelfMetrics {
+    api_requests: Mutex<BTreeMap<(&'static str, String), u64>>,
+    rate_limit_remaining: AtomicI64,
+    pollers: [AtomicU64; 3],
+    restarts: AtomicU64,
+    scrape_seconds: AtomicU64,
+    start_time: f64,
+}
+
+/// The process-wide instance.
+pub fn global() -> &'static SelfMetrics {
+    static GLOBAL: std::sync::OnceLock<SelfMetrics> = std::sync::OnceLock::new();
+    GLOBAL.get_or_init(|| SelfMetrics {
+        api_requests: Mutex::new(BTreeMap::new()),
+        rate_limit_remaining: AtomicI64::new(-1),
+        pollers: Default::default(),
+        restarts: AtomicU64::new(0),
+        scrape_seconds: AtomicU64::new(f64::NAN.to_bits()),
+        start_time: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+    })
+}
+
+/// The `endpoint` label of a request path: which API a request was for.
+pub fn endpoint_of(path: &str) -> &'static str {
+    let path = path.split_once("://").map_or(path, |(_, rest)| rest.find('/').map_or("", |i| &rest[i..]));
+    let path = path.split('?').next().unwrap_or("");
+    if path.starts_with("/v1/channel/") {
+        "realtime"
+    } else if path.starts_with("/v1/origins/") {
+        "origins"
+    } else if path.starts_with("/v1/domains/") {
+        "domains"
+    } else if path.contains("/dictionary") {
+        "dictionaries"
+    } else if path.starts_with("/service") {
+        "services"
+    } else if path.starts_with("/entitled-products/") {
+        "products"
+    } else if path.starts_with("/datacenters") {
+        "datacenters"
+    } else if path.starts_with("/tokens/") {
+        "tokens"
+    } else if path.starts_with("/tls/certificates") {
+        "certificates"
+    } else {
+        "other"
+    }
+}
+
+impl SelfMetrics {
+    /// Counts one request by endpoint and outcome (HTTP status, or `error` for transport
+    /// failures).
+    pub fn count_request(&self, endpoint: &'static str, code: &str) {
+        let mut m = self.api_requests.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&(endpoint, code.to_string())) {
+            *n += 1;
+        } else {
+            m.insert((endpoint, code.to_string()), 1);
+        }
+    }
+
+    /// Records api.fastly.com's `Fastly-RateLimit-Remaining`.
+    pub fn set_rate_limit_remaining(&self, n: i64) {
+        self.rate_limit_remaining.store(n, Ordering::Relaxed);
+    }
+
+    /// Running pollers of a stream (0 = real-time, 1 = origins, 2 = domains).
+    pub fn set_pollers(&self, stream: usize, n: u64) {
+        self.pollers[stream].store(n, Ordering::Relaxed);
+    }
+
+    /// Counts a poller restarted after a panic.
+    pub fn count_restart(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Poller restarts so far.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Records how long the last full scrape took.
+    pub fn set_scrape_seconds(&self, s: f64) {
+        self.scrape_seconds.store(s.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Appends the exposition of all self metrics.
+    pub fn render(&self, out: &mut Vec<u8>) {
+        let requests = self.api_requests.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if !requests.is_empty() {
+            let help = "Requests to the Fastly APIs by endpoint and HTTP status (error: no HTTP answer).";
+            head(out, "fastly_exporter_api_requests_total", "counter", help);
+            for ((endpoint, code), n) in &requests {
+                line(out, "fastly_exporter_api_requests_total", &[("code", code), ("endpoint", endpoint)], *n as f64);
+            }
+        }
+        let remaining = self.rate_limit_remaining.load(Ordering::Relaxed);
+        if remaining >= 0 {
+            let help = "Fastly-RateLimit-Remaining of the last api.fastly.com answer.";
+            head(out, "fastly_exporter_api_rate_limit_remaining", "gauge", help);
+            line(out, "fastly_exporter_api_rate_limit_remaining", &[], remaining as f64);
+        }
+        head(out, "fastly_exporter_poller_restarts_total", "counter", "Poller threads restarted after a panic.");
+        line(out, "fastly_exporter_poller_restarts_total", &[], self.restarts() as f64);
+        head(out, "fastly_exporter_pollers", "gauge", "Running poller threads by product.");
+        for (i, product) in ["realtime", "origin_inspector", "domain_inspector"].iter().enumerate() {
+            line(
+                out,
+                "fastly_exporter_pollers",
+                &[("product", product)],
+                self.pollers[i].load(Ordering::Relaxed) as f64,
+            );
+        }
+        let scrape = f64::from_bits(self.scrape_seconds.load(Ordering::Relaxed));
+        if !scrape.is_nan() {
+            let help = "Duration of the previous full /metrics scrape.";
+            head(out, "fastly_exporter_scrape_duration_seconds", "gauge", help);
+            line(out, "fastly_exporter_scrape_duration_seconds", &[], scrape);
+        }
+        if let Some(p) = ProcStats::read() {
+            head(out, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+            line(out, "process_cpu_seconds_total", &[], p.cpu_seconds);
+            head(out, "process_open_fds", "gauge", "Number of open file descriptors.");
+            line(out, "process_open_fds", &[], p.open_fds as f64);
+            head(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+            line(out, "process_resident_memory_bytes", &[], p.rss_bytes as f64);
+        }
+        let help = "Start time of the process since unix epoch in seconds.";
+        head(out, "process_start_time_seconds", "gauge", help);
+        line(out, "process_start_time_seconds", &[], self.start_time.floor());
+    }
+}
+
+fn head(out: &mut Vec<u8>, name: &str, kind: &str, help: &str) {
+    out.extend_from_slice(format!("# HELP {name} {help}\n# TYPE {name} {kind}\n").as_bytes());
+}
+
+fn line(out: &mut Vec<u8>, name: &str, labels: &[(&str, &str)], v: f64) {
+    let mut s = String::from(name);
+    if !labels.is_empty() {
+        s.push('{');
+        for (i, (k, val)) in labels.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            push_label(&mut s, k, val);
+        }
+        s.push('}');
+    }
+    s.push(' ');
+    out.extend_from_slice(s.as_bytes());
+    write_f64(out, v);
+    out.push(b'\n');
+}
+
+/// Figures of the current process from `/proc/self` (Linux; absent elsewhere).
+struct ProcStats {
+    cpu_seconds: f64,
+    rss_bytes: u64,
+    open_fds: usize,
+}
+
+impl ProcStats {
+    fn read() -> Option<ProcStats> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+        let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+        let open_fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0);
+        // Linux reports in clock ticks of 1/100 s and 4 KiB pages on every platform we ship.
+        Some(ProcStats { cpu_seconds: ticks / 100.0, rss_bytes: pages * 4096, open_fds })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(endpoint_of("/v1/channel/x/ts/0"), "realtime");
+        assert_eq!(endpoint_of("http://h:1/v1/origins/x/ts/5"), "origins");
+        assert_eq!(endpoint_of("/service?page=1"), "services");
+        assert_eq!(endpoint_of("/service/x/version/3/dictionary/d/info"), "dictionaries");
+        assert_eq!(endpoint_of("/tls/certificates?page[number]=1"), "certificates");
+        assert_eq!(endpoint_of("/nope"), "other");
+    }
+
+    #[test]
+    fn renders_valid_families() {
+        let m = global();
+        m.count_request("services", "200");
+        m.count_request("services", "200");
+        m.set_rate_limit_remaining(950);
+        let mut out = Vec::new();
+        m.render(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("fastly_exporter_api_requests_total{code=\"200\",endpoint=\"services\"}"), "{text}");
+        assert!(text.contains("fastly_exporter_api_rate_limit_remaining 950\n"));
+        assert!(text.contains("# TYPE process_resident_memory_bytes gauge\n"));
+    }
+}
