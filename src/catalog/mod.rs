@@ -19,6 +19,7 @@
 //! Scopes `service` and `account` have source `-`: their values come from service metadata
 //! and account APIs, handled by dedicated code, but their names, types and help live here too.
 
+pub mod docs;
 mod spec;
 
 pub use spec::{
