@@ -14,3 +14,21 @@ fn metrics_reference_is_up_to_date() {
         assert!(committed.contains(&format!("_{}`", f.name)), "{} missing", f.name);
     }
 }
+
+/// The README's flag table lists every flag `-h` prints.
+#[test]
+fn readme_lists_every_flag() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let usage = fastly_exporter::config::usage();
+    let mut n = 0;
+    for line in usage.lines() {
+        let Some(rest) = line.strip_prefix("  -") else { continue };
+        let name = rest.split([' ', ',']).next().unwrap_or("");
+        if name.is_empty() {
+            continue;
+        }
+        n += 1;
+        assert!(readme.contains(&format!("`-{name}`")), "README does not document -{name}");
+    }
+    assert!(n >= 25, "only {n} flags found in -h output");
+}
