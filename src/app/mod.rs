@@ -2,7 +2,7 @@
 //! shutdown. Nothing here blocks on rt.fastly.com; api.fastly.com calls are bounded by
 //! `-api-timeout`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -178,11 +178,11 @@ impl App {
         for svc in &removed {
             log::info!("service {}: no longer selected; removing its series", svc.id);
         }
-        let mut wanted: Vec<(Arc<str>, Stream)> = Vec::new();
+        let mut wanted: HashSet<(Arc<str>, Stream)> = HashSet::new();
         for svc in self.registry.snapshot() {
             for stream in Stream::ALL {
                 if self.metadata.entitled(stream) && self.plan.exports_stream(stream) {
-                    wanted.push((svc.id.clone(), stream));
+                    wanted.insert((svc.id.clone(), stream));
                 }
             }
         }

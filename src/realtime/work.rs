@@ -3,7 +3,7 @@
 //! A poller needs buffers only between "response headers arrived" and "batch merged", about
 //! a millisecond per second. But rt.fastly.com answers every long-poll at the same second
 //! boundary, so a thousand pollers would otherwise all hold a body and a batch at once (and the
-//! allocator keeps that peak as RSS for good). A small fixed set of buffers, taken in turn,
+//! allocator keeps that peak as RSS for good). A fixed set of buffers, taken in turn,
 //! bounds that memory regardless of the number of services; the wait for one is short because
 //! each is held only while a body is read, parsed and merged.
 
@@ -15,8 +15,9 @@ use crate::table::{Batch, Scratch};
 /// memory forever.
 const KEEP_LIMIT: usize = 4 << 20;
 
-/// How many pollers may read/parse/merge at once.
-pub const SLOTS: usize = 8;
+/// How many pollers may read/parse/merge at once (32 × ~110 KB). Enough that the burst at
+/// each second boundary rarely waits, few enough that the burst does not become RSS.
+pub const SLOTS: usize = 32;
 
 /// One set of buffers.
 #[derive(Default)]
