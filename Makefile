@@ -5,7 +5,7 @@ DEMO_API ?= 127.0.0.1:8081
 DEMO_LISTEN ?= 127.0.0.1:8080
 DEMO_SERVICES ?= 5
 
-.PHONY: all build release test lint demo bench soak static clean docs
+.PHONY: all build release test lint demo static static-check docs clean
 
 all: build
 
@@ -15,12 +15,27 @@ build:
 release:
 	$(CARGO) build --release --bins
 
-## Everything CI runs: formatting, lints, unit and end-to-end tests.
+## Everything CI runs: formatting, lints, unit and end-to-end tests, the static binary.
 test:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) build --release --bins
 	$(CARGO) test
+	scripts/static-check.sh
+
+## A fully static x86_64 musl binary: target/x86_64-unknown-linux-musl/release/fastly-exporter
+static:
+	scripts/static-check.sh --build-only
+	@ls -l target/x86_64-unknown-linux-musl/release/fastly-exporter
+	@file target/x86_64-unknown-linux-musl/release/fastly-exporter
+
+## Builds the static binary and runs it from an empty root against the fake API.
+static-check:
+	scripts/static-check.sh
+
+## Regenerates docs/metrics.md from the catalog.
+docs:
+	$(CARGO) run -q --example metrics-doc > docs/metrics.md
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -29,6 +44,22 @@ lint:
 ## Runs the exporter against the bundled fake Fastly API (no token needed).
 demo: release
 	@scripts/demo.sh "$(DEMO_API)" "$(DEMO_LISTEN)" "$(DEMO_SERVICES)"
+
+## Scale benchmark (about 5 minutes): fake Fastly + exporter at 100 and 1,000 services; prints a
+## table, also written to bench-out/last.txt. Select with BENCH_ONLY=A2,B (micro A1 A2 A3 B)
+## or `make bench BENCH_ARGS="A2 --datacenters 20"`.
+.PHONY: bench
+bench:
+	ulimit -n 65536 2>/dev/null || ulimit -n 20000 2>/dev/null || echo "bench: cannot raise the open-file limit"; \
+	$(CARGO) build --release --bins && \
+	$(CARGO) bench --bench scale -- $(BENCH_ARGS)
+
+## Soak test (10 minutes; `make soak SOAK_SECONDS=120` for a short one): release exporter against
+## the fake with 50 services and 5% faults, scraped every second; prints RSS at start (after a
+## 60 s warm-up), every minute and at the end; fails only if the exporter dies.
+.PHONY: soak
+soak:
+	SOAK_SECONDS=$(or $(SOAK_SECONDS),600) $(CARGO) test --release --test soak -- --ignored --nocapture
 
 clean:
 	$(CARGO) clean

@@ -12,6 +12,7 @@ pub mod fake;
 pub mod filter;
 pub mod http;
 pub mod realtime;
+pub mod rlimit;
 pub mod selfmetrics;
 pub mod statelog;
 pub mod table;

@@ -45,6 +45,11 @@ fn main() -> ExitCode {
     for w in &cfg.warnings {
         log::warn!("{w}");
     }
+    match fastly_exporter::rlimit::raise_nofile() {
+        Ok((old, new)) if new > old => log::debug!("open-file limit raised from {old} to {new}"),
+        Ok(_) => {}
+        Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
+    }
     let reload = || match config::load(&args, &|k| std::env::var(k).ok()) {
         Ok(Command::Run(cfg)) => Ok(*cfg),
         Ok(_) => Err("unexpected command on reload".to_string()),

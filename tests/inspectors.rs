@@ -12,13 +12,21 @@ fn entitlement(product: &str, has: bool) -> Vec<u8> {
     format!(r#"{{"product":{{"id":"{product}","object":"product"}},"has_access":{has}}}"#).into_bytes()
 }
 
+/// A fixture with a `Timestamp` added: the Origin/Domain Inspector fixtures have none, and
+/// without one a poller (ours and Go's alike) re-asks `ts` 0 and would count the data twice.
+fn with_timestamp(name: &str) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(&fixture(name)).unwrap();
+    v["Timestamp"] = serde_json::json!(1_700_000_000u64);
+    serde_json::to_vec(&v).unwrap()
+}
+
 /// One service; the chosen inspector stream answers its fixture once, then holds 40 s.
 fn fake(origins: bool) -> FakeFastly {
     let hold = Duration::from_secs(40);
     let (o, d) = if origins {
-        (StreamMode::FixtureThenHold { body: fixture("origins.json"), hold }, StreamMode::NotFound)
+        (StreamMode::FixtureThenHold { body: with_timestamp("origins.json"), hold }, StreamMode::NotFound)
     } else {
-        (StreamMode::NotFound, StreamMode::FixtureThenHold { body: fixture("domains.json"), hold })
+        (StreamMode::NotFound, StreamMode::FixtureThenHold { body: with_timestamp("domains.json"), hold })
     };
     let fake = FakeFastly::start(FakeConfig {
         token: Some("T".into()),

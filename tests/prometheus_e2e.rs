@@ -79,7 +79,7 @@ fn prometheus_discovers_and_scrapes_every_service() {
     }
     let fake = FakeFastly::start(FakeConfig {
         token: Some("T".into()),
-        services: SERVICES.iter().map(|id| FakeService::new(*id, &format!("name-{id}"), 7)).collect(),
+        services: SERVICES.iter().map(|id| FakeService::new(*id, format!("name-{id}"), 7)).collect(),
         realtime: StreamMode::FixtureThenHold { body: fixture("realtime.json"), hold: Duration::from_secs(60) },
         origins: StreamMode::NotFound,
         domains: StreamMode::NotFound,

@@ -64,6 +64,7 @@ pub struct Pending {
 impl Pending {
     /// Reads the whole body into `body` (cleared first), failing when it exceeds `max_body`
     /// bytes or ends early.
+    #[inline(never)]
     pub fn read_into(mut self, max_body: u64, body: &mut Vec<u8>) -> Result<Reply, ApiError> {
         body.clear();
         let mut reader = self.resp.body_mut().with_config().limit(max_body.saturating_add(1)).reader();
@@ -133,6 +134,7 @@ impl Client {
     /// Sends a GET for `url` (absolute, or a path starting with `/` relative to the base) and
     /// returns once the response headers have arrived; the body is read separately so a
     /// poller only needs a body buffer for the moment it actually reads one.
+    #[inline(never)]
     pub fn call(&self, url: &str) -> Result<Pending, ApiError> {
         if let Some(gate) = &self.paused_until {
             let mut until = gate.lock().unwrap_or_else(|p| p.into_inner());

@@ -5,6 +5,9 @@ use std::fmt::Write as _;
 
 use super::{Kind, Scope, Series, Source, Stream, catalog, fq_name};
 
+/// A documentation section: title, introduction, and which scopes it lists.
+type Section = (&'static str, &'static str, fn(Scope) -> bool);
+
 /// The full Markdown reference of every family, with the default namespace and subsystem.
 pub fn markdown() -> String {
     let mut out = String::new();
@@ -16,7 +19,7 @@ pub fn markdown() -> String {
          listed in exposition order (sorted by name, as client_golang prints them); `le` is added to \
          histogram buckets.\n",
     );
-    let sections: [(&str, &str, fn(Scope) -> bool); 5] = [
+    let sections: [Section; 5] = [
         ("Real-time stats", "Per service and datacenter, from `rt.fastly.com/v1/channel`.", |s| {
             s == Scope::Stream(Stream::Realtime)
         }),

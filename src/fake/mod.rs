@@ -15,7 +15,13 @@
 //! the placeholders `{{NEXT}}` (replaced by the absolute URL of the next page, or the
 //! quoted form `"{{NEXT}}"` by `null` on the last page) and `{{BASE}}` (the fake's base
 //! URL). That is how `/tls/certificates` pages point `links.next` back at the fake.
+//!
+//! Fault injection: [`StreamMode::Faulty`] serves generated data at full speed with random
+//! failures (truncated, malformed or oversized bodies, error statuses, resets, stalls, 429s)
+//! and keeps the ground truth of what was delivered in full ([`FakeState::delivered`]), so
+//! a test can demand that the exporter's counters equal it exactly.
 
+mod faults;
 mod fields;
 mod payload;
 mod routes;
@@ -23,7 +29,7 @@ mod server;
 mod services;
 mod streams;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -115,13 +121,109 @@ impl Reply {
     }
 }
 
+/// One failure a [`StreamMode::Faulty`] stream can inject into a poll.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// HTTP 200 whose `Content-Length` is the whole body, but only part of it is sent before
+    /// the connection is closed.
+    Truncated,
+    /// A complete HTTP 200 whose body is JSON cut off in the middle.
+    Malformed,
+    /// HTTP 200 with a valid JSON body (the real data plus padding) of at least
+    /// [`FaultSpec::oversize_bytes`]: pair it with an exporter `-rt-max-body` below that.
+    Oversize,
+    /// This status, with an empty body (always for 401/403) or a JSON error.
+    Status(u16),
+    /// The connection is closed without an answer.
+    Reset,
+    /// The poll is held this long (in the delay queue), then closed without an answer.
+    Stall(Duration),
+    /// HTTP 429 with `Retry-After: <secs>`.
+    RateLimited(u64),
+}
+
+impl Fault {
+    /// Name used by [`FakeState::faults_injected`]: `truncated`, `malformed`, `oversize`,
+    /// `status_503`, `reset`, `stall`, `rate_limited`.
+    pub fn label(&self) -> String {
+        match self {
+            Fault::Truncated => "truncated".into(),
+            Fault::Malformed => "malformed".into(),
+            Fault::Oversize => "oversize".into(),
+            Fault::Status(code) => format!("status_{code}"),
+            Fault::Reset => "reset".into(),
+            Fault::Stall(_) => "stall".into(),
+            Fault::RateLimited(_) => "rate_limited".into(),
+        }
+    }
+}
+
+/// Parameters of a [`StreamMode::Faulty`] stream.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultSpec {
+    /// The generated data (datacenters, seed) of clean answers.
+    pub data: GenSpec,
+    /// Probability that a poll gets a fault (change it later with
+    /// [`FakeState::set_fault_rate`]).
+    pub rate: f64,
+    /// Faults to draw from, uniformly.
+    pub kinds: Vec<Fault>,
+    /// Smallest body of an [`Fault::Oversize`] answer.
+    pub oversize_bytes: usize,
+    /// Clean answers of one service are at least this far apart (they are not paced by the
+    /// wall clock: `ts` advances as fast as this allows).
+    pub min_interval: Duration,
+    /// Seed of the fault draws.
+    pub seed: u64,
+}
+
+impl FaultSpec {
+    /// Faults at `rate`, drawn from `kinds`; default data, 256 KiB oversize bodies and at most
+    /// one clean answer per 100 ms per service.
+    pub fn new(rate: f64, kinds: Vec<Fault>) -> FaultSpec {
+        FaultSpec {
+            data: GenSpec::default(),
+            rate,
+            kinds,
+            oversize_bytes: 256 << 10,
+            min_interval: Duration::from_millis(100),
+            seed: 7,
+        }
+    }
+}
+
+/// Sums of one datacenter (for origins/domains: one `datacenter/entity`) over every `ts`
+/// delivered once.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DcTotals {
+    /// Sum of every numeric JSON field, by key (added in delivery order).
+    pub fields: BTreeMap<String, f64>,
+    /// Total count of all `miss_histogram` entries.
+    pub miss_histogram_count: u64,
+    /// `miss_histogram` merged: milliseconds → count.
+    pub miss_histogram: BTreeMap<u64, u64>,
+}
+
+/// What a [`StreamMode::Faulty`] stream delivered to one service: the ground truth.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Delivered {
+    /// Unique `ts` whose clean answer was written in full, ascending.
+    pub ts: Vec<u64>,
+    /// Clean answers written in full again for an already delivered `ts` (a correct exporter
+    /// never re-asks one, so this stays 0).
+    pub redelivered: u64,
+    /// Per datacenter (or `datacenter/entity`).
+    pub datacenters: BTreeMap<String, DcTotals>,
+}
+
 /// How one stream answers polls.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StreamMode {
     /// Every poll gets 404, as for a product the account is not entitled to.
     NotFound,
-    /// The first poll (`ts` 0) gets `body` at once; every later poll is held `hold`, then
-    /// answered with an empty "No data available" envelope echoing the polled `ts`.
+    /// Polls with `ts` 0 (a poller's first) get `body` at once; every other poll is held
+    /// `hold`, then answered with an empty "No data available" envelope echoing the polled
+    /// `ts`. A body without `Timestamp` makes the client re-ask `ts` 0 and get it again.
     /// Lets tests feed a fixture exactly once.
     FixtureThenHold {
         /// The body of the first answer (e.g. `tests/fixtures/realtime.json`).
@@ -135,6 +237,9 @@ pub enum StreamMode {
     /// The n-th poll of a (stream, service) gets the n-th reply; past the end, polls are
     /// held until shutdown. For scripting errors, backoff and timeouts.
     Script(Vec<Reply>),
+    /// Generated data answered at once (`Timestamp` = polled `ts` + 1, identical for a
+    /// re-asked `ts`), with random faults; see [`FaultSpec`] and [`FakeState::delivered`].
+    Faulty(FaultSpec),
 }
 
 /// Settings for [`FakeFastly::start`].
@@ -209,6 +314,10 @@ pub struct FakeState {
     script_pos: Mutex<HashMap<(Stream, String), usize>>,
     log: Mutex<VecDeque<RecordedRequest>>,
     total: AtomicU64,
+    /// Port the fake listens on (to find the socket of a connection to close).
+    port: u16,
+    tallies: faults::Tallies,
+    injected: Mutex<HashMap<Stream, BTreeMap<String, u64>>>,
 }
 
 impl FakeState {
@@ -242,6 +351,16 @@ impl FakeState {
         self.insert_route(path, routes::Route::new(200, pages));
     }
 
+    /// Canned answer for `GET path` (query ignored) with the status, body, extra headers
+    /// and delay of `reply`, e.g. a `/service` answering 429 with `Retry-After`, or 200 with
+    /// `Fastly-RateLimit-Remaining`. Delayed answers wait in the delay queue.
+    pub fn set_route_reply(&self, path: &str, reply: Reply) {
+        let mut route = routes::Route::new(reply.status, vec![reply.body]);
+        route.headers = reply.headers;
+        route.delay = reply.delay;
+        self.insert_route(path, route);
+    }
+
     /// Removes a canned route, so the path falls back to built-in handling or 404.
     pub fn remove_route(&self, path: &str) {
         self.routes.write().unwrap_or_else(|e| e.into_inner()).remove(path);
@@ -257,6 +376,37 @@ impl FakeState {
         let rt = Arc::new(streams::ModeRt::build(stream, mode));
         self.modes.write().unwrap_or_else(|e| e.into_inner())[stream as usize] = rt;
         lock(&self.script_pos).retain(|(s, _), _| *s != stream);
+    }
+
+    /// Changes the fault probability of a [`StreamMode::Faulty`] stream for later polls
+    /// (no effect on other modes). The ground truth is kept.
+    pub fn set_fault_rate(&self, stream: Stream, rate: f64) {
+        if let streams::ModeRt::Faulty(f) = &*self.mode(stream) {
+            f.set_rate(rate);
+        }
+    }
+
+    /// The ground truth of a [`StreamMode::Faulty`] stream for one service: every `ts` whose
+    /// clean answer was written in full (each counted once) and the per-datacenter sums of
+    /// their fields. It survives mode changes.
+    pub fn delivered(&self, stream: Stream, service_id: &str) -> Delivered {
+        lock(&self.tallies).get(&(stream, service_id.to_string())).map(|t| t.summary()).unwrap_or_default()
+    }
+
+    /// The complete bodies behind [`FakeState::delivered`], by ascending `ts`, for checks
+    /// that need per-record values.
+    pub fn delivered_bodies(&self, stream: Stream, service_id: &str) -> Vec<(u64, Vec<u8>)> {
+        lock(&self.tallies).get(&(stream, service_id.to_string())).map(|t| t.bodies()).unwrap_or_default()
+    }
+
+    /// How many polls of a [`StreamMode::Faulty`] stream got each fault ([`Fault::label`]),
+    /// plus `clean` for those answered with data (whether or not fully written).
+    pub fn faults_injected(&self, stream: Stream) -> BTreeMap<String, u64> {
+        lock(&self.injected).get(&stream).cloned().unwrap_or_default()
+    }
+
+    fn count_injected(&self, stream: Stream, label: &str) {
+        *lock(&self.injected).entry(stream).or_default().entry(label.to_string()).or_insert(0) += 1;
     }
 
     /// The most recent requests (up to 100,000), oldest first.
@@ -348,6 +498,7 @@ pub struct FakeFastly {
     workers: Vec<JoinHandle<()>>,
     timer: Option<JoinHandle<()>>,
     responders: Vec<JoinHandle<()>>,
+    kicker: Option<JoinHandle<()>>,
 }
 
 impl FakeFastly {
@@ -384,6 +535,9 @@ impl FakeFastly {
             script_pos: Mutex::new(HashMap::new()),
             log: Mutex::new(VecDeque::new()),
             total: AtomicU64::new(0),
+            port: addr.port(),
+            tallies: Default::default(),
+            injected: Mutex::new(HashMap::new()),
         });
         let mut fake = FakeFastly {
             addr,
@@ -395,6 +549,7 @@ impl FakeFastly {
             workers: Vec::new(),
             timer: None,
             responders: Vec::new(),
+            kicker: None,
         };
         server::spawn_threads(&mut fake, cfg.workers.max(1))?;
         Ok(fake)
@@ -425,6 +580,9 @@ impl Drop for FakeFastly {
         }
         for w in self.workers.drain(..) {
             let _ = w.join();
+        }
+        if let Some(k) = self.kicker.take() {
+            let _ = k.join();
         }
         self.queue.close();
         if let Some(t) = self.timer.take() {

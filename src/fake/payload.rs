@@ -143,7 +143,7 @@ impl Rng {
     }
 
     /// Uniform integer in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+    pub(super) fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next_u64() % (hi - lo + 1)
     }
 
@@ -153,7 +153,7 @@ impl Rng {
     }
 
     /// Uniform float in `[0, 1)`.
-    fn unit(&mut self) -> f64 {
+    pub(super) fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
@@ -358,6 +358,12 @@ pub fn sample_bodies(stream: Stream, spec: &GenSpec) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The end of an envelope after its prefix: `recorded`, then `Timestamp` (= `recorded + 1`),
+/// then `extra` (more top-level members, each starting with a comma), then the closing brace.
+pub(super) fn tail(recorded: u64, extra: &str) -> Vec<u8> {
+    format!("{recorded}}}],\"Timestamp\":{}{extra}}}", recorded + 1).into_bytes()
+}
+
 /// The pre-rendered envelopes of one generated stream.
 pub(super) struct GenPool {
     prefixes: Vec<Arc<[u8]>>,
@@ -374,10 +380,23 @@ impl GenPool {
     /// The answer for one service and one second: shared prefix plus a short tail carrying
     /// `recorded` and `Timestamp` (= `recorded + 1`, the next `ts` to poll).
     pub(super) fn body(&self, service_hash: u64, recorded: u64) -> (Arc<[u8]>, Vec<u8>) {
-        let idx = service_hash.wrapping_add(recorded) % VARIANTS;
-        let prefix = Arc::clone(&self.prefixes[idx as usize]);
-        let tail = format!("{recorded}}}],\"Timestamp\":{}}}", recorded + 1);
-        (prefix, tail.into_bytes())
+        let prefix = self.prefix(self.variant(service_hash, recorded));
+        (prefix, tail(recorded, ""))
+    }
+
+    /// Which pre-rendered envelope answers for this service and second.
+    pub(super) fn variant(&self, service_hash: u64, recorded: u64) -> usize {
+        (service_hash.wrapping_add(recorded) % self.prefixes.len() as u64) as usize
+    }
+
+    /// Envelope `i` up to (and including) `"recorded":`.
+    pub(super) fn prefix(&self, i: usize) -> Arc<[u8]> {
+        Arc::clone(&self.prefixes[i])
+    }
+
+    /// Number of pre-rendered envelopes.
+    pub(super) fn variants(&self) -> usize {
+        self.prefixes.len()
     }
 
     /// Bytes held by the pool, for sizing reports.

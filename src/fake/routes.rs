@@ -15,10 +15,14 @@ const NEXT: &str = "{{NEXT}}";
 /// Placeholder replaced by the fake's base URL (`http://host:port`).
 const BASE: &str = "{{BASE}}";
 
-/// One canned path: a status and one body per page.
+/// One canned path: a status and one body per page, plus extra headers and a delay.
 pub(super) struct Route {
     status: u16,
     pages: Vec<Arc<[u8]>>,
+    /// Extra response headers (e.g. `Retry-After`).
+    pub(super) headers: Vec<(String, String)>,
+    /// How long the answer is held (in the delay queue).
+    pub(super) delay: std::time::Duration,
 }
 
 impl Route {
@@ -28,7 +32,7 @@ impl Route {
         if pages.is_empty() {
             pages.push(Arc::from(Vec::new()));
         }
-        Route { status, pages }
+        Route { status, pages, headers: Vec::new(), delay: std::time::Duration::ZERO }
     }
 
     /// Status and body for `GET path?query`; `base` is the fake's base URL as the client

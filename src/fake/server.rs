@@ -25,6 +25,21 @@ pub(super) struct Resp {
     headers: Vec<(String, String)>,
     head: Arc<[u8]>,
     tail: Vec<u8>,
+    /// How it goes on the wire (normally, or as an injected fault).
+    pub(super) wire: Wire,
+}
+
+/// How a [`Resp`] is written.
+pub(super) enum Wire {
+    /// Through tiny_http, as usual.
+    Normal,
+    /// Written by hand; the callback runs only once every byte reached the socket.
+    Tracked(Box<dyn FnOnce() + Send>),
+    /// Head with the full `Content-Length`, only `keep` body bytes, then the connection (to
+    /// the fake's `port`) is closed.
+    Truncate { keep: usize, port: u16 },
+    /// No answer at all: the connection (to the fake's `port`) is closed.
+    Close { port: u16 },
 }
 
 impl Resp {
@@ -40,12 +55,13 @@ impl Resp {
 
     /// JSON body = `head` followed by `tail`.
     pub(super) fn spliced(status: u16, head: Arc<[u8]>, tail: Vec<u8>) -> Resp {
-        Resp { status, headers: vec![("Content-Type".to_string(), "application/json".to_string())], head, tail }
+        let headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+        Resp { status, headers, head, tail, wire: Wire::Normal }
     }
 
     /// No body and no content type, like Fastly's bare 401/403 answers.
     pub(super) fn empty(status: u16) -> Resp {
-        Resp { status, headers: Vec::new(), head: Arc::from(Vec::new()), tail: Vec::new() }
+        Resp { status, headers: Vec::new(), head: Arc::from(Vec::new()), tail: Vec::new(), wire: Wire::Normal }
     }
 
     /// Sets a header, replacing any existing one of the same name.
@@ -63,6 +79,79 @@ impl Resp {
         Response::new(StatusCode(self.status), headers, reader, Some(len), None).with_chunked_threshold(usize::MAX)
     }
 }
+
+/// Writes the answer by hand (status line, headers, `Content-Length` of the whole body) and
+/// at most `limit` body bytes; returns the peer address and whether every byte was written.
+fn write_raw(rq: Request, resp: &Resp, limit: usize) -> (Option<std::net::SocketAddr>, io::Result<()>) {
+    use std::io::Write;
+    let peer = rq.remote_addr().copied();
+    let mut w = rq.into_writer();
+    let len = resp.head.len() + resp.tail.len();
+    let reason = StatusCode(resp.status).default_reason_phrase();
+    let mut head = format!("HTTP/1.1 {} {reason}\r\n", resp.status);
+    for (k, v) in &resp.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {len}\r\n\r\n"));
+    let body_head = &resp.head[..resp.head.len().min(limit)];
+    let body_tail = &resp.tail[..resp.tail.len().min(limit - body_head.len())];
+    let result = w
+        .write_all(head.as_bytes())
+        .and_then(|_| w.write_all(body_head))
+        .and_then(|_| w.write_all(body_tail))
+        .and_then(|_| w.flush());
+    (peer, result)
+}
+
+/// Closes (both directions of) the server side of the connection from `peer` to the fake's
+/// `port`, so the client sees the connection end. tiny_http offers no way to close a
+/// keep-alive connection, so the socket is found among this process's descriptors.
+#[cfg(target_os = "linux")]
+fn close_connection(port: u16, peer: Option<std::net::SocketAddr>) {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    unsafe extern "C" {
+        fn getsockname(fd: i32, addr: *mut u8, len: *mut u32) -> i32;
+        fn getpeername(fd: i32, addr: *mut u8, len: *mut u32) -> i32;
+        fn shutdown(fd: i32, how: i32) -> i32;
+    }
+    type NameFn = unsafe extern "C" fn(i32, *mut u8, *mut u32) -> i32;
+    fn name(f: NameFn, fd: i32) -> Option<SocketAddr> {
+        let mut buf = [0u8; 128];
+        let mut len = buf.len() as u32;
+        // SAFETY: `buf` is writable for `len` bytes; the call writes at most `len` bytes and
+        // only inspects `fd`, which may be any descriptor (errors are returned, not UB).
+        if unsafe { f(fd, buf.as_mut_ptr(), &mut len) } != 0 {
+            return None;
+        }
+        let port = u16::from_be_bytes([buf[2], buf[3]]);
+        match u16::from_ne_bytes([buf[0], buf[1]]) {
+            2 => Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(buf[4], buf[5], buf[6], buf[7])), port)),
+            10 => {
+                let mut ip = [0u8; 16];
+                ip.copy_from_slice(&buf[8..24]);
+                Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), port))
+            }
+            _ => None,
+        }
+    }
+    let Some(peer) = peer else { return };
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return };
+    for entry in dir.flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if !std::fs::read_link(entry.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:")) {
+            continue;
+        }
+        if name(getpeername, fd) == Some(peer) && name(getsockname, fd).is_some_and(|a| a.port() == port) {
+            // SAFETY: shutdown(2) on a descriptor only changes the state of that socket; the
+            // descriptor stays open and owned by tiny_http, which then sees end of stream.
+            unsafe { shutdown(fd, 2) };
+            return;
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn close_connection(_port: u16, _peer: Option<std::net::SocketAddr>) {}
 
 /// Reads `head` then `tail` without concatenating them.
 struct BodyReader {
@@ -89,8 +178,10 @@ impl Read for BodyReader {
 pub(super) enum Outcome {
     /// Right away, from the worker.
     Now(Resp),
-    /// At the given instant, from the delay queue.
+    /// At the given instant, from the delay queue (from the worker if already due).
     At(Instant, Resp),
+    /// At the given instant, always from the delay queue's responders, never the worker.
+    Queued(Instant, Resp),
 }
 
 /// A request waiting for its due time.
@@ -169,9 +260,27 @@ impl DelayQueue {
 
 type Job = (Request, Resp);
 
-fn send(rq: Request, resp: Resp) {
-    if let Err(e) = rq.respond(resp.into_response()) {
-        log::debug!("fake-fastly: respond failed: {e}");
+fn send(rq: Request, mut resp: Resp) {
+    match std::mem::replace(&mut resp.wire, Wire::Normal) {
+        Wire::Normal => {
+            if let Err(e) = rq.respond(resp.into_response()) {
+                log::debug!("fake-fastly: respond failed: {e}");
+            }
+        }
+        Wire::Tracked(done) => match write_raw(rq, &resp, usize::MAX) {
+            (_, Ok(())) => done(),
+            (_, Err(e)) => log::debug!("fake-fastly: respond failed: {e}"),
+        },
+        Wire::Truncate { keep, port } => {
+            let (peer, _) = write_raw(rq, &resp, keep);
+            close_connection(port, peer);
+        }
+        Wire::Close { port } => {
+            let peer = rq.remote_addr().copied();
+            close_connection(port, peer);
+            // Taking the writer keeps tiny_http from answering 500 when the request drops.
+            drop(rq.into_writer());
+        }
     }
 }
 
@@ -225,7 +334,7 @@ fn worker_loop(server: &tiny_http::Server, state: &FakeState, queue: &DelayQueue
             Ok(rq) => match handle(state, &rq) {
                 Outcome::Now(resp) => send(rq, resp),
                 Outcome::At(due, resp) if due <= Instant::now() => send(rq, resp),
-                Outcome::At(due, resp) => queue.push(due, rq, resp),
+                Outcome::At(due, resp) | Outcome::Queued(due, resp) => queue.push(due, rq, resp),
             },
             Err(e) => {
                 if shutdown.load(Ordering::SeqCst) {
@@ -235,6 +344,24 @@ fn worker_loop(server: &tiny_http::Server, state: &FakeState, queue: &DelayQueue
                 thread::sleep(Duration::from_millis(50));
             }
         }
+    }
+}
+
+/// How often the kicker opens (and at once closes) a connection to the fake.
+const KICK_EVERY: Duration = Duration::from_millis(10);
+
+/// Works around a lost wake-up in tiny_http 0.12's connection thread pool: `TaskPool::spawn`
+/// queues a new connection whenever its count of waiting threads is non-zero, but that count
+/// still includes threads already woken for earlier connections. When a client opens a burst
+/// of keep-alive connections (an exporter starting its pollers), some are queued behind
+/// connections that stay open for good, and their requests are never read. A new thread is
+/// only added when a connection arrives while no thread is waiting, and that thread takes the
+/// queue's next connection once done; so a steady trickle of empty connections drains the
+/// queue (one starved connection per kick at worst) at no visible cost.
+fn kicker_loop(addr: std::net::SocketAddr, shutdown: &AtomicBool) {
+    while !shutdown.load(Ordering::SeqCst) {
+        thread::sleep(KICK_EVERY);
+        let _ = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1));
     }
 }
 
@@ -260,6 +387,17 @@ pub(super) fn spawn_threads(fake: &mut FakeFastly, workers: usize) -> io::Result
             .spawn(move || worker_loop(&server, &state, &queue, &shutdown))?;
         fake.workers.push(h);
     }
+    let mut addr = fake.addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let shutdown = Arc::clone(&fake.shutdown);
+    let h = thread::Builder::new().name("fake-kicker".to_string()).spawn(move || kicker_loop(addr, &shutdown))?;
+    fake.kicker = Some(h);
     Ok(())
 }
 
@@ -285,7 +423,13 @@ fn handle(state: &FakeState, rq: &Request) -> Outcome {
     let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
     if let Some(route) = state.route(path) {
         let (status, body) = route.answer(path, query, &base);
-        let resp = if body.is_empty() { Resp::empty(status) } else { Resp::shared(status, body) };
+        let mut resp = if body.is_empty() { Resp::empty(status) } else { Resp::shared(status, body) };
+        for (k, v) in &route.headers {
+            resp.set_header(k, v);
+        }
+        if !route.delay.is_zero() {
+            return Outcome::At(Instant::now() + route.delay, resp);
+        }
         return Outcome::Now(resp);
     }
     if path == "/service" {

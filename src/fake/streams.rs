@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::faults::FaultRt;
 use super::payload::GenPool;
 use super::server::{Outcome, Resp};
 use super::{FakeState, Reply, Stream, StreamMode};
@@ -26,6 +27,8 @@ pub(super) enum ModeRt {
     Generated(GenPool),
     /// [`StreamMode::Script`].
     Script(Vec<Reply>),
+    /// [`StreamMode::Faulty`] with its payloads already rendered.
+    Faulty(FaultRt),
 }
 
 impl ModeRt {
@@ -36,6 +39,7 @@ impl ModeRt {
             StreamMode::FixtureThenHold { body, hold } => ModeRt::Hold { body: Arc::from(body), hold },
             StreamMode::Generated(spec) => ModeRt::Generated(GenPool::build(stream, &spec)),
             StreamMode::Script(replies) => ModeRt::Script(replies),
+            StreamMode::Faulty(spec) => ModeRt::Faulty(FaultRt::build(stream, spec)),
         }
     }
 
@@ -43,6 +47,7 @@ impl ModeRt {
     pub(super) fn heap_bytes(&self) -> usize {
         match self {
             ModeRt::Generated(pool) => pool.heap_bytes(),
+            ModeRt::Faulty(f) => f.heap_bytes(),
             _ => 0,
         }
     }
@@ -122,6 +127,9 @@ pub(super) fn answer(state: &FakeState, stream: Stream, id: &str, ts: &str) -> O
             // A few ms of slack so the client never sees the answer before the second ends.
             let due = Instant::now() + wait + Duration::from_millis(2);
             Outcome::At(due, Resp::spliced(200, head, tail))
+        }
+        ModeRt::Faulty(f) => {
+            f.answer(id, service_hash(id), ts, state.port, &state.tallies, &|label| state.count_injected(stream, label))
         }
         ModeRt::Script(replies) => {
             let n = state.next_script_index(stream, id);

@@ -311,3 +311,175 @@ fn prebuild_cost_is_small() {
     eprintln!("pre-built payloads for 1000 services: {took:?}, {bytes} bytes");
     assert!(bytes < 64 << 20);
 }
+
+// ---- StreamMode::Faulty ----
+
+/// One raw poll over a fresh connection: the bytes received until the server closed it
+/// (`Connection: close`), or an error.
+fn raw_poll(fake: &FakeFastly, id: &str, ts: u64) -> std::io::Result<Vec<u8>> {
+    let addr = fake.addr();
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    write!(s, "GET /v1/channel/{id}/ts/{ts} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    Ok(raw)
+}
+
+/// A raw answer as (status, `Content-Length`, body, headers).
+struct Raw {
+    status: u16,
+    len: Option<usize>,
+    body: Vec<u8>,
+    headers: Vec<(String, String)>,
+}
+
+/// Parses a raw answer (the body is whatever arrived, whatever `Content-Length` says).
+fn split_answer(raw: &[u8]) -> Raw {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let len = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("Content-Length")).and_then(|(_, v)| v.parse().ok());
+    Raw { status, len, body: raw[split + 4..].to_vec(), headers }
+}
+
+fn faulty(rate: f64, kinds: Vec<Fault>) -> FakeFastly {
+    start(FakeConfig {
+        services: services(2),
+        realtime: StreamMode::Faulty(FaultSpec {
+            oversize_bytes: 100_000,
+            min_interval: Duration::from_millis(20),
+            ..FaultSpec::new(rate, kinds)
+        }),
+        ..FakeConfig::default()
+    })
+}
+
+#[test]
+fn faulty_clean_answers_are_deterministic_fast_and_tallied_once() {
+    let fake = faulty(0.0, vec![Fault::Reset]);
+    let t0 = Instant::now();
+    let a = split_answer(&raw_poll(&fake, "svc0000", 1_000).unwrap());
+    let b = split_answer(&raw_poll(&fake, "svc0000", 1_000).unwrap());
+    let c = split_answer(&raw_poll(&fake, "svc0000", 1_001).unwrap());
+    let first = split_answer(&raw_poll(&fake, "svc0001", 0).unwrap());
+    assert!(t0.elapsed() < Duration::from_secs(3), "clean answers are not paced by the clock");
+    assert_eq!((a.status, a.len), (200, Some(a.body.len())));
+    assert_eq!(a.body, b.body, "a re-asked ts gets identical data");
+    assert_ne!(a.body, c.body);
+    let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(v["Timestamp"], 1_001);
+    assert_eq!(v["Data"][0]["recorded"], 1_000);
+    let v0: serde_json::Value = serde_json::from_slice(&first.body).unwrap();
+    assert!(v0["Timestamp"].as_u64().unwrap() > 1_600_000_000, "ts 0 answers a recent second");
+
+    let t0 = Instant::now();
+    while fake.state().delivered(Stream::Realtime, "svc0001").ts.is_empty() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let d = fake.state().delivered(Stream::Realtime, "svc0000");
+    assert_eq!(d.ts, [1_000, 1_001]);
+    assert_eq!(d.redelivered, 1);
+    assert_eq!(d.datacenters.len(), 10);
+    // The tally is the sum of the two distinct bodies, per datacenter.
+    let c_v: serde_json::Value = serde_json::from_slice(&c.body).unwrap();
+    for (dc, totals) in &d.datacenters {
+        let want = v["Data"][0]["datacenter"][dc]["requests"].as_f64().unwrap_or(0.0)
+            + c_v["Data"][0]["datacenter"][dc]["requests"].as_f64().unwrap_or(0.0);
+        assert_eq!(totals.fields.get("requests").copied().unwrap_or(0.0), want, "{dc}");
+        let hist: u64 = [&v, &c_v]
+            .iter()
+            .filter_map(|x| x["Data"][0]["datacenter"][dc]["miss_histogram"].as_object())
+            .flat_map(|h| h.values().map(|c| c.as_u64().unwrap()))
+            .sum();
+        assert_eq!(totals.miss_histogram_count, hist, "{dc}");
+    }
+    let bodies = fake.state().delivered_bodies(Stream::Realtime, "svc0000");
+    assert_eq!(bodies, vec![(1_000, a.body.clone()), (1_001, c.body.clone())]);
+    assert_eq!(fake.state().faults_injected(Stream::Realtime).get("clean"), Some(&4));
+}
+
+#[test]
+fn faulty_clean_answers_are_paced_per_service() {
+    let fake = start(FakeConfig {
+        services: services(1),
+        realtime: StreamMode::Faulty(FaultSpec {
+            min_interval: Duration::from_millis(200),
+            ..FaultSpec::new(0.0, Vec::new())
+        }),
+        ..FakeConfig::default()
+    });
+    let t0 = Instant::now();
+    for ts in 1..=4 {
+        raw_poll(&fake, "svc0000", ts).unwrap();
+    }
+    assert!(t0.elapsed() >= Duration::from_millis(590), "{:?}", t0.elapsed());
+}
+
+#[test]
+fn faulty_injects_each_kind_as_specified() {
+    let check = |kind: Fault, assert_fn: &dyn Fn(std::io::Result<Vec<u8>>)| {
+        let fake = faulty(1.0, vec![kind.clone()]);
+        let t0 = Instant::now();
+        assert_fn(raw_poll(&fake, "svc0000", 5));
+        let injected = fake.state().faults_injected(Stream::Realtime);
+        assert_eq!(injected.get(&kind.label()), Some(&1), "{kind:?}: {injected:?}");
+        assert!(fake.state().delivered(Stream::Realtime, "svc0000").ts.is_empty(), "{kind:?}");
+        t0.elapsed()
+    };
+    check(Fault::Truncated, &|raw| {
+        let a = split_answer(&raw.unwrap());
+        assert_eq!(a.status, 200);
+        assert!(a.body.len() < a.len.unwrap(), "{} of {:?} bytes", a.body.len(), a.len);
+    });
+    check(Fault::Malformed, &|raw| {
+        let a = split_answer(&raw.unwrap());
+        assert_eq!((a.status, a.len), (200, Some(a.body.len())));
+        assert!(serde_json::from_slice::<serde_json::Value>(&a.body).is_err());
+    });
+    check(Fault::Oversize, &|raw| {
+        let a = split_answer(&raw.unwrap());
+        assert_eq!((a.status, a.len), (200, Some(a.body.len())));
+        assert!(a.body.len() > 100_000);
+        let v: serde_json::Value = serde_json::from_slice(&a.body).expect("valid JSON");
+        assert_eq!(v["Timestamp"], 6);
+    });
+    for code in [500, 401] {
+        check(Fault::Status(code), &|raw| assert_eq!(split_answer(&raw.unwrap()).status, code));
+    }
+    check(Fault::RateLimited(7), &|raw| {
+        let a = split_answer(&raw.unwrap());
+        assert_eq!(a.status, 429);
+        assert!(a.headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("Retry-After") && v == "7"), "{:?}", a.headers);
+    });
+    let no_answer = |raw: std::io::Result<Vec<u8>>| assert!(raw.map_or(true, |r| r.is_empty()), "an answer came");
+    check(Fault::Reset, &no_answer);
+    let took = check(Fault::Stall(Duration::from_millis(600)), &no_answer);
+    assert!(took >= Duration::from_millis(550), "{took:?}");
+}
+
+#[test]
+fn faulty_rate_changes_at_runtime_and_tally_survives_mode_switches() {
+    let fake = faulty(1.0, vec![Fault::Status(503)]);
+    assert_eq!(split_answer(&raw_poll(&fake, "svc0000", 9).unwrap()).status, 503);
+    fake.state().set_fault_rate(Stream::Realtime, 0.0);
+    assert_eq!(split_answer(&raw_poll(&fake, "svc0000", 9).unwrap()).status, 200);
+    fake.state().set_stream_mode(Stream::Realtime, StreamMode::NotFound);
+    // The tally is updated just after the last byte is written: the client may be faster.
+    let t0 = Instant::now();
+    while fake.state().delivered(Stream::Realtime, "svc0000").ts.is_empty() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(fake.state().delivered(Stream::Realtime, "svc0000").ts, [9]);
+}
+
+#[test]
+fn canned_route_reply_carries_headers() {
+    let fake = start(FakeConfig { services: services(1), ..FakeConfig::default() });
+    fake.state().set_route_reply("/service", Reply::new(429, Vec::new()).with_header("Retry-After", "4"));
+    let a = get(&fake, "/service?page=1");
+    assert_eq!((a.status, a.header("Retry-After")), (429, Some("4")));
+}

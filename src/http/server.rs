@@ -4,7 +4,7 @@
 //! response as a stream, so memory does not grow with the scrape size. Workers poll their
 //! queue with a short timeout so shutdown never waits on a blocked `recv`.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -79,6 +79,9 @@ impl HttpServer {
             tiny_http::Server::from_listener(listener, None).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let server = Arc::new(server);
         let stop = Arc::new(AtomicBool::new(false));
+        let local =
+            server.server_addr().to_ip().ok_or_else(|| format!("cannot listen on {listen}: not an IP address"))?;
+        spawn_pinger(local, stop.clone())?;
         for i in 0..workers.max(1) {
             let (server, stop, state) = (server.clone(), stop.clone(), state.clone());
             thread::Builder::new()
@@ -109,9 +112,15 @@ impl HttpServer {
     }
 }
 
+/// How often the pinger connects to our own listener; well below `IO_TIMEOUT`.
+const PING_EVERY: Duration = Duration::from_secs(10);
+
 /// Binds the listening socket with read/write timeouts that every accepted connection
 /// inherits (Linux copies them on accept). tiny_http has no timeouts of its own: without
 /// this an idle or stalled client would hold a thread forever.
+///
+/// The receive timeout also applies to `accept()` itself, and tiny_http's accept loop gives up
+/// for good on its first error; [`spawn_pinger`] keeps `accept()` from ever waiting that long.
 fn bind(listen: &str) -> std::io::Result<TcpListener> {
     let listener = TcpListener::bind(listen)?;
     // Socket options are set through a TcpStream view of the same descriptor (safe std API).
@@ -135,9 +144,40 @@ fn worker(server: &tiny_http::Server, stop: &AtomicBool, state: &HttpState) {
             }
             Ok(None) => {}
             Err(e) => {
-                log::debug!("http: receive failed: {e}");
-                thread::sleep(Duration::from_millis(50));
+                // tiny_http reports here that its accept loop has ended; it never restarts it.
+                // A process that no longer serves must not look alive: exit so the supervisor
+                // (systemd, runit) starts a fresh one.
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                log::error!("http: the listener stopped accepting connections ({e}); exiting so the service restarts");
+                std::process::exit(1);
             }
         }
     }
+}
+
+/// Connects to our own listener every `PING_EVERY` and hangs up at once, so `accept()` never
+/// waits `IO_TIMEOUT` for a client (it would fail with EAGAIN and tiny_http would stop
+/// accepting). The short-lived connection also frees a tiny_http pool thread, which picks up
+/// any connection its pool left queued.
+fn spawn_pinger(addr: SocketAddr, stop: Arc<AtomicBool>) -> Result<(), String> {
+    let target = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port()),
+        _ => addr,
+    };
+    thread::Builder::new()
+        .name("http-pinger".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                thread::sleep(PING_EVERY);
+                if let Err(e) = TcpStream::connect_timeout(&target, Duration::from_secs(5)) {
+                    log::warn!("http: cannot reach our own listener at {target}: {e}");
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the HTTP pinger: {e}"))
 }

@@ -39,6 +39,7 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 /// Parses `body` into `batch` (which is cleared first).
+#[inline(never)]
 pub fn parse_response(body: &[u8], stream: Stream, mode: Mode, batch: &mut Batch) -> Result<(), ParseError> {
     batch.clear();
     let ctx = Ctx { def: catalog().stream(stream), stream, mode };

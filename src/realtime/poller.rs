@@ -94,6 +94,7 @@ fn run(spec: PollerSpec, stop: &AtomicBool) {
 }
 
 /// One request and its consequences; returns the wait before the next one.
+#[inline(never)]
 fn poll_once(spec: &PollerSpec, stop: &AtomicBool, st: &mut State) -> Duration {
     let svc = &spec.service;
     let subject = format!("service {}: {} poll", svc.id, spec.stream.name());
@@ -115,6 +116,7 @@ fn poll_once(spec: &PollerSpec, stop: &AtomicBool, st: &mut State) -> Duration {
 
 /// Classifies a reply, merging its data when it is a good one.
 #[allow(clippy::too_many_arguments)]
+#[inline(never)]
 fn judge(
     spec: &PollerSpec,
     stop: &AtomicBool,
@@ -156,6 +158,7 @@ fn judge(
 }
 
 /// A 200: parse the whole body, then merge it under the table lock unless stopped.
+#[inline(never)]
 fn handle_ok(
     spec: &PollerSpec,
     stop: &AtomicBool,

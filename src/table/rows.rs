@@ -54,6 +54,7 @@ impl StreamTable {
     ///
     /// Runs under the table's write lock; cost is proportional to the values present in the
     /// batch, not to the catalog size.
+    #[inline(never)]
     pub fn merge(&mut self, def: &StreamDef, entity_label: Option<&str>, batch: &Batch, scratch: &mut Scratch) {
         if scratch.dense.len() != def.fields.len() {
             scratch.dense = vec![0.0; def.fields.len()];

@@ -465,3 +465,41 @@ pub fn request(
     }
     (status, hdrs, body)
 }
+
+// ---- Helpers added for the fault-injection, robustness and soak tests. ----
+
+/// Like [`get_raw`], but returns connection and read errors (or a malformed answer) instead
+/// of panicking, and gives up reading after `timeout`: for clients racing a shutdown or an
+/// overloaded server.
+pub fn try_get(url: &str, timeout: Duration) -> std::io::Result<(u16, BTreeMap<String, String>, Vec<u8>)> {
+    use std::io::{Error, Write};
+    let rest = url.strip_prefix("http://").ok_or_else(|| Error::other("not an http URL"))?;
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let mut sock = std::net::TcpStream::connect(host)?;
+    sock.set_read_timeout(Some(timeout))?;
+    write!(sock, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    sock.read_to_end(&mut raw)?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| Error::other("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| Error::other("no status"))?;
+    let hdrs: BTreeMap<String, String> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string())).collect();
+    let mut body = raw[split + 4..].to_vec();
+    if hdrs.get("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        body = std::panic::catch_unwind(|| dechunk(&body)).map_err(|_| Error::other("bad chunked body"))?;
+    }
+    Ok((status, hdrs, body))
+}
+
+/// True for the exporter's own metrics (fixed names, plain `/metrics` only), which tests about
+/// the catalog's families leave aside.
+pub fn is_self_metric(name: &str) -> bool {
+    name.starts_with("fastly_exporter_") || name.starts_with("process_")
+}

@@ -1,0 +1,1112 @@
+//! `make bench`: the scale benchmark a user runs on a laptop. It prints a table, it asserts nothing.
+//!
+//! For each configuration it starts `target/release/fake-fastly` (generated live streams, one
+//! record per service per second) and `target/release/fastly-exporter` against it, waits until a
+//! scrape shows data for every service, lets it run, and then measures:
+//!
+//! * memory: VmRSS sampled every second over the ingest window (median) and VmHWM at the end;
+//! * ingest: exporter (and fake) CPU from `/proc/PID/stat` over a window with no scrapes, and
+//!   real-time responses/s from `fastly_rt_realtime_api_requests_total{result="success"}`
+//!   read by one full scrape before and one after the window;
+//! * render: full `/metrics` (median of 10), with gzip, `?target=` (median of 100), and a
+//!   baseline: this process serving a pre-built blob of the same size with the same chunked
+//!   framing (64 KiB chunks) to the same client.
+//!
+//! It also prints in-process micro figures (parse, merge, render into a sink). Select what runs
+//! with `BENCH_ONLY=A2,B` or arguments (`cargo bench --bench scale -- A2 micro`); names are
+//! `micro A1 A2 A3 B`. `--datacenters N` / `BENCH_DATACENTERS`, `--window S` / `BENCH_WINDOW`
+//! and `--settle S` / `BENCH_SETTLE` change the defaults (10, 20 s, 10 s). The final report is
+//! also written to `bench-out/last.txt`; process logs go to `bench-out/<config>-*.log`.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use fastly_exporter::catalog::{Stream, catalog};
+use fastly_exporter::fake::{GenSpec, Stream as FakeStream, sample_bodies};
+use fastly_exporter::filter::Filter;
+use fastly_exporter::http::render::{Plan, Scrape};
+use fastly_exporter::realtime::parse::{Mode, parse_response};
+use fastly_exporter::table::{AccountSnapshot, Batch, Registry, Scratch, StreamTable};
+
+/// `/proc/PID/stat` counts CPU time in USER_HZ, which Linux fixes at 100 for user space.
+const CLK_TCK: f64 = 100.0;
+/// Client read buffer.
+const READ_BUF: usize = 256 * 1024;
+/// Chunk size of the baseline blob (the exporter emits chunks of about this size).
+const BLOB_CHUNK: usize = 64 * 1024;
+/// How much of a real scrape is kept to fill the baseline blob.
+const SAMPLE: usize = 4 << 20;
+const FULL_RUNS: usize = 10;
+const GZIP_RUNS: usize = 10;
+const TARGET_RUNS: usize = 100;
+const BLOB_RUNS: usize = 10;
+const READY_TIMEOUT: Duration = Duration::from_secs(180);
+
+type Res<T> = Result<T, String>;
+
+/// Set by SIGINT/SIGTERM: every wait checks it, so the process guards get dropped.
+static STOP: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(false)));
+
+/// One end-to-end configuration.
+struct Config {
+    name: &'static str,
+    services: usize,
+    inspectors: bool,
+    aggregate: bool,
+}
+
+const CONFIGS: [Config; 4] = [
+    Config { name: "A1", services: 100, inspectors: false, aggregate: false },
+    Config { name: "A2", services: 1000, inspectors: false, aggregate: false },
+    Config { name: "A3", services: 1000, inspectors: false, aggregate: true },
+    Config { name: "B", services: 1000, inspectors: true, aggregate: true },
+];
+
+struct Settings {
+    only: Vec<String>,
+    datacenters: usize,
+    window: u64,
+    settle: u64,
+}
+
+impl Settings {
+    fn wants(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o.eq_ignore_ascii_case(name))
+    }
+}
+
+fn parse_settings() -> Res<Settings> {
+    let env_num = |k: &str, d: u64| -> Res<u64> {
+        match std::env::var(k) {
+            Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| format!("{k}={v:?} is not a number")),
+            _ => Ok(d),
+        }
+    };
+    let mut s = Settings {
+        only: std::env::var("BENCH_ONLY")
+            .unwrap_or_default()
+            .split([',', ' '])
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+            .collect(),
+        datacenters: env_num("BENCH_DATACENTERS", 10)? as usize,
+        window: env_num("BENCH_WINDOW", 20)?,
+        settle: env_num("BENCH_SETTLE", 10)?,
+    };
+    let mut args = std::env::args().skip(1);
+    let mut positional = Vec::new();
+    while let Some(a) = args.next() {
+        let num = |v: Option<String>| -> Res<u64> {
+            v.as_deref().and_then(|v| v.parse().ok()).ok_or_else(|| format!("{a} needs a number"))
+        };
+        match a.as_str() {
+            "--bench" => {} // added by `cargo bench`
+            "--datacenters" => s.datacenters = num(args.next())? as usize,
+            "--window" => s.window = num(args.next())?,
+            "--settle" => s.settle = num(args.next())?,
+            "-h" | "--help" => {
+                println!(
+                    "usage: cargo bench --bench scale -- [micro] [A1] [A2] [A3] [B] [--datacenters N] [--window S] \
+                     [--settle S]\n(or BENCH_ONLY=A2,B BENCH_DATACENTERS BENCH_WINDOW BENCH_SETTLE)"
+                );
+                std::process::exit(0);
+            }
+            _ if a.starts_with('-') => return Err(format!("unknown flag {a}")),
+            _ => positional.extend(a.split(',').filter(|x| !x.is_empty()).map(str::to_string)),
+        }
+    }
+    if !positional.is_empty() {
+        s.only = positional;
+    }
+    for o in &s.only {
+        if !o.eq_ignore_ascii_case("micro") && !CONFIGS.iter().any(|c| c.name.eq_ignore_ascii_case(o)) {
+            return Err(format!("unknown configuration {o:?} (use micro, A1, A2, A3, B)"));
+        }
+    }
+    s.datacenters = s.datacenters.max(1);
+    s.window = s.window.max(1);
+    Ok(s)
+}
+
+fn main() {
+    let settings = match parse_settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal exits at once; the first one stops the run cleanly.
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&STOP));
+        let _ = signal_hook::flag::register(sig, Arc::clone(&STOP));
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out_dir = root.join("bench-out");
+    let _ = std::fs::create_dir_all(&out_dir);
+    let started = Instant::now();
+
+    let mut report = String::new();
+    let _ = writeln!(report, "fastly-exporter scale benchmark (make bench)");
+    let _ = writeln!(report, "{}", machine_note());
+    eprintln!("{report}");
+
+    if settings.wants("micro") {
+        eprintln!("[micro] in-process parse / merge / render ...");
+        let micro = micro(settings.datacenters);
+        eprint!("{micro}");
+        report.push_str(&micro);
+    }
+
+    let selected: Vec<&Config> = CONFIGS.iter().filter(|c| settings.wants(c.name)).collect();
+    if !selected.is_empty() {
+        let bin = bin_dir(&root);
+        check_fd_limit();
+        let mut results = Vec::new();
+        for cfg in &selected {
+            if STOP.load(Ordering::SeqCst) {
+                break;
+            }
+            eprintln!("[{}] starting ({} services) ...", cfg.name, cfg.services);
+            let t = Instant::now();
+            let r = run_config(cfg, &settings, &bin, &out_dir);
+            match &r {
+                Ok(_) => eprintln!("[{}] done in {:.0} s", cfg.name, t.elapsed().as_secs_f64()),
+                Err(e) => eprintln!("[{}] FAILED after {:.0} s: {e}", cfg.name, t.elapsed().as_secs_f64()),
+            }
+            results.push((*cfg, r));
+        }
+        report.push_str(&table(&results, &settings));
+    }
+    let _ = writeln!(
+        report,
+        "total bench time: {:.0} s; load average at the end {}",
+        started.elapsed().as_secs_f64(),
+        load_average()
+    );
+    println!("\n{report}");
+    if STOP.load(Ordering::SeqCst) {
+        std::process::exit(130); // keep the last complete report
+    }
+    let path = out_dir.join("last.txt");
+    match std::fs::write(&path, &report) {
+        Ok(()) => println!("(written to {})", path.display()),
+        Err(e) => eprintln!("bench: cannot write {}: {e}", path.display()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Machine and environment
+
+fn machine_note() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = info
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".to_string());
+    let mem = status_kb_of("/proc/meminfo", "MemTotal").map_or(String::new(), |kb| format!(", {:.1} GiB RAM", gib(kb)));
+    format!(
+        "machine: nproc {cpus}, {model}{mem}, {} {}; load average {}",
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+        load_average()
+    )
+}
+
+/// The 1-minute load average: other work on the machine skews every figure.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn gib(kb: u64) -> f64 {
+    kb as f64 / (1024.0 * 1024.0)
+}
+
+/// `target/release`: next to this bench binary (`target/release/deps/scale-*`), else the default.
+fn bin_dir(root: &Path) -> PathBuf {
+    let beside = std::env::current_exe().ok().and_then(|p| p.parent()?.parent().map(Path::to_path_buf));
+    match beside {
+        Some(dir) if dir.join("fastly-exporter").exists() && dir.join("fake-fastly").exists() => dir,
+        _ => root.join("target/release"),
+    }
+}
+
+fn check_fd_limit() {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = soft.filter(|n| *n < 8192) {
+        eprintln!(
+            "bench: warning: open-file limit is {n}; 1,000 services need more (run via `make bench`, or ulimit -n 20000)"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// In-process micro figures
+
+/// Runs `f` repeatedly for at least `min` (after a short warm-up); returns seconds per call.
+fn per_call(min: Duration, mut f: impl FnMut(usize)) -> f64 {
+    for i in 0..50 {
+        f(i);
+    }
+    let t = Instant::now();
+    let mut n = 0;
+    while n < 100 || t.elapsed() < min {
+        for _ in 0..100 {
+            f(n);
+            n += 1;
+        }
+    }
+    t.elapsed().as_secs_f64() / n as f64
+}
+
+fn micro(datacenters: usize) -> String {
+    let spec = GenSpec { datacenters, entities: 2, seed: 1 };
+    let bodies = sample_bodies(FakeStream::Realtime, &spec);
+    let avg = bodies.iter().map(Vec::len).sum::<usize>() as f64 / bodies.len() as f64;
+    let def = catalog().stream(Stream::Realtime);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nmicro (in-process, one thread; real-time body: {datacenters} DCs, {} variants, {:.1} KB avg)",
+        bodies.len(),
+        avg / 1e3
+    );
+    let mut batches: Vec<Vec<Batch>> = Vec::new();
+    for (label, mode) in [("per-DC", Mode::PerDatacenter), ("aggregate", Mode::Aggregate)] {
+        let mut b = Batch::default();
+        let s = per_call(Duration::from_millis(800), |i| {
+            parse_response(&bodies[i % bodies.len()], Stream::Realtime, mode, &mut b).expect("sample body parses");
+        });
+        let _ = writeln!(out, "  parse {label:<10} {:>8.1} µs/body  {:>7.0} MB/s", s * 1e6, avg / s / 1e6);
+        let parsed = bodies
+            .iter()
+            .map(|body| {
+                let mut b = Batch::default();
+                parse_response(body, Stream::Realtime, mode, &mut b).expect("sample body parses");
+                b
+            })
+            .collect();
+        batches.push(parsed);
+    }
+    for (label, parsed) in ["per-DC", "aggregate"].iter().zip(&batches) {
+        let mut table = StreamTable::default();
+        let mut scratch = Scratch::default();
+        let s =
+            per_call(Duration::from_millis(500), |i| table.merge(def, None, &parsed[i % parsed.len()], &mut scratch));
+        let _ = writeln!(out, "  merge {label:<10} {:>8.1} µs/body", s * 1e6);
+    }
+    let keys: Vec<&str> =
+        def.fields.iter().copied().chain(["tls", "object_size_other", "tls_handshake_sent_bytes"]).collect();
+    let mut hits = 0u64;
+    let s = per_call(Duration::from_millis(200), |_| {
+        for k in &keys {
+            hits += u64::from(def.field_bytes(std::hint::black_box(k.as_bytes())).is_some());
+        }
+    });
+    let _ = writeln!(out, "  field lookup     {:>8.1} ns/key ({} keys)", s * 1e9 / keys.len() as f64, keys.len());
+    std::hint::black_box(hits);
+
+    // Render: 1,000 services × `datacenters` rows of the real-time stream into a sink.
+    let services = 1000;
+    let registry = Registry::new();
+    let mut scratch = Scratch::default();
+    for i in 0..services {
+        let (svc, _) = registry.upsert(&format!("svc{i:04}xxxxxxxxxxxxxxx"), &format!("service-{i}"), "1");
+        svc.table_mut(Stream::Realtime).merge(def, None, &batches[0][i % batches[0].len()], &mut scratch);
+    }
+    let plan = Arc::new(Plan::new("fastly", "rt", &Filter::default()));
+    let account = Arc::new(AccountSnapshot::default());
+    let mut buf = Vec::with_capacity(256 * 1024);
+    let mut render = |count_lines: bool| {
+        let mut scrape = Scrape::new(plan.clone(), registry.snapshot(), Some(account.clone()), false, Vec::new());
+        let (mut bytes, mut series) = (0usize, 0usize);
+        let t = Instant::now();
+        loop {
+            buf.clear();
+            let more = scrape.next_chunk(&mut buf);
+            bytes += buf.len();
+            if count_lines {
+                series += buf.split(|b| *b == b'\n').filter(|l| !l.is_empty() && l[0] != b'#').count();
+            }
+            if !more {
+                break;
+            }
+        }
+        (t.elapsed().as_secs_f64(), bytes, series)
+    };
+    let (_, bytes, series) = render(true);
+    let mut times: Vec<f64> = (0..5).map(|_| render(false).0).collect();
+    let med = median_f(&mut times);
+    let _ = writeln!(
+        out,
+        "  render {services} svc × {datacenters} DCs into a sink: {:.1} MB, {:.2} M series in {:.0} ms (median of 5) = \
+         {:.0} MB/s",
+        bytes as f64 / 1e6,
+        series as f64 / 1e6,
+        med * 1e3,
+        bytes as f64 / med / 1e6
+    );
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/// A child process killed (and reaped) when dropped: on success, error, panic or Ctrl-C.
+struct Proc {
+    name: &'static str,
+    child: Child,
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn check_alive(&mut self, log: &Path) -> Res<()> {
+        match self.child.try_wait() {
+            Ok(Some(st)) => Err(format!("{} exited ({st}); see {}", self.name, log.display())),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn command(bin: &Path, name: &str) -> Command {
+    let mut cmd = Command::new(bin.join(name));
+    // The user's FASTLY_* settings (filters, token, ...) must not leak into the benchmark.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("FASTLY_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+fn log_file(path: &Path) -> Res<File> {
+    File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))
+}
+
+/// Starts the fake on a free port; returns it and its base URL.
+fn start_fake(bin: &Path, cfg: &Config, dcs: usize, log: &Path) -> Res<(Proc, String)> {
+    let k = if cfg.inspectors { "2" } else { "0" };
+    let mut cmd = command(bin, "fake-fastly");
+    cmd.args(["-listen", "127.0.0.1:0", "-token", "bench", "-origins", k, "-domains", k])
+        .args(["-services", &cfg.services.to_string(), "-datacenters", &dcs.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file(log)?);
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e} (run `make bench`)", bin.join("fake-fastly").display()))?;
+    let mut proc = Proc { name: "fake-fastly", child };
+    let stdout = proc.child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).map_err(|e| format!("fake-fastly: {e}"))?;
+    let url = line
+        .trim()
+        .strip_prefix("fake-fastly listening on ")
+        .ok_or_else(|| format!("fake-fastly did not start ({:?}); see {}", line.trim(), log.display()))?
+        .to_string();
+    Ok((proc, url))
+}
+
+/// Works around a lost wake-up in tiny_http 0.12's connection thread pool (`TaskPool::spawn`
+/// trusts a waiting-thread count that includes threads already woken): when the exporter opens
+/// its long-poll connections in a burst, a few get queued behind keep-alive connections that never
+/// end, and their first poll hangs until `-rt-timeout` (45 s). Opening more idle connections than
+/// the exporter will use, then closing them, leaves that many waiting threads (they linger 5 s),
+/// so the startup burst usually finds an idle thread for every connection. Usually: later bursts
+/// (the exporter opening fresh pooled connections) can still hit it; the table's "poll failures"
+/// row and the readiness time show when it did.
+fn warm_fake(url: &str, connections: usize) -> Res<()> {
+    let addr = url.trim_start_matches("http://");
+    let socks: Vec<TcpStream> = (0..connections).filter_map(|_| TcpStream::connect(addr).ok()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(socks);
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(())
+}
+
+fn free_port() -> Res<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+fn start_exporter(bin: &Path, cfg: &Config, fake_url: &str, log: &Path) -> Res<(Proc, String)> {
+    let addr = format!("127.0.0.1:{}", free_port()?);
+    let mut cmd = command(bin, "fastly-exporter");
+    cmd.args(["-token", "bench", "-api-endpoint", fake_url, "-rt-endpoint", fake_url, "-listen", &addr]);
+    if cfg.aggregate {
+        cmd.arg("-aggregate-only");
+    }
+    let f = log_file(log)?;
+    let f2 = f.try_clone().map_err(|e| e.to_string())?;
+    cmd.stdin(Stdio::null()).stdout(f).stderr(f2);
+    let child = cmd.spawn().map_err(|e| format!("cannot start fastly-exporter: {e} (run `make bench`)"))?;
+    Ok((Proc { name: "fastly-exporter", child }, addr))
+}
+
+fn sleep(d: Duration) -> Res<()> {
+    let end = Instant::now() + d;
+    loop {
+        if STOP.load(Ordering::SeqCst) {
+            return Err("interrupted".to_string());
+        }
+        let now = Instant::now();
+        if now >= end {
+            return Ok(());
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(100)));
+    }
+}
+
+fn interrupted() -> Res<()> {
+    if STOP.load(Ordering::SeqCst) { Err("interrupted".to_string()) } else { Ok(()) }
+}
+
+fn cpu_ticks(pid: u32) -> Res<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
+    let rest = &s[s.rfind(')').ok_or("bad stat")? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 (utime) and 15 (stime); `rest` starts at field 3.
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).ok_or("bad stat");
+    Ok(num(11)? + num(12)?)
+}
+
+fn status_kb_of(path: &str, key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(path).ok()?;
+    let line = s.lines().find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))?;
+    line[key.len() + 1..].split_whitespace().next()?.parse().ok()
+}
+
+fn status_bytes(pid: u32, key: &str) -> Res<u64> {
+    status_kb_of(&format!("/proc/{pid}/status"), key).map(|kb| kb * 1024).ok_or_else(|| format!("no {key} for {pid}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP client: raw socket, HTTP/1.1, `Connection: close`, streaming chunked decoding.
+
+struct Fetch {
+    status: u16,
+    /// Body bytes as sent (de-chunked, still compressed with gzip).
+    bytes: u64,
+    /// From just before the request is written to the last body byte.
+    elapsed: Duration,
+}
+
+#[derive(Clone, Copy)]
+enum ChunkState {
+    Size,
+    Data(usize),
+    DataEnd,
+    Trailer,
+    Done,
+}
+
+/// Incremental `Transfer-Encoding: chunked` decoder handing body bytes to a sink.
+struct Dechunk {
+    state: ChunkState,
+    line: Vec<u8>,
+    bytes: u64,
+}
+
+impl Dechunk {
+    fn feed(&mut self, mut d: &[u8], sink: &mut dyn FnMut(&[u8])) -> Res<()> {
+        while !d.is_empty() {
+            match self.state {
+                ChunkState::Size | ChunkState::Trailer => {
+                    let Some(i) = d.iter().position(|b| *b == b'\n') else {
+                        self.line.extend_from_slice(d);
+                        if self.line.len() > 4096 {
+                            return Err("chunk header too long".to_string());
+                        }
+                        return Ok(());
+                    };
+                    self.line.extend_from_slice(&d[..i]);
+                    d = &d[i + 1..];
+                    let text = String::from_utf8_lossy(&self.line);
+                    let text = text.trim();
+                    self.state = match self.state {
+                        ChunkState::Size => {
+                            let hex = text.split(';').next().unwrap_or("").trim();
+                            match usize::from_str_radix(hex, 16) {
+                                Ok(0) => ChunkState::Trailer,
+                                Ok(n) => ChunkState::Data(n),
+                                Err(_) => return Err(format!("bad chunk size {text:?}")),
+                            }
+                        }
+                        _ if text.is_empty() => ChunkState::Done,
+                        _ => ChunkState::Trailer,
+                    };
+                    self.line.clear();
+                }
+                ChunkState::Data(rem) => {
+                    let n = rem.min(d.len());
+                    sink(&d[..n]);
+                    self.bytes += n as u64;
+                    d = &d[n..];
+                    self.state = if n == rem { ChunkState::DataEnd } else { ChunkState::Data(rem - n) };
+                }
+                ChunkState::DataEnd => match d.iter().position(|b| *b == b'\n') {
+                    Some(i) => {
+                        d = &d[i + 1..];
+                        self.state = ChunkState::Size;
+                    }
+                    None => return Ok(()),
+                },
+                ChunkState::Done => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn fetch(addr: &str, path: &str, gzip: bool, sink: &mut dyn FnMut(&[u8])) -> Res<Fetch> {
+    let err = |e: std::io::Error| format!("GET http://{addr}{path}: {e}");
+    let mut sock = TcpStream::connect(addr).map_err(err)?;
+    sock.set_read_timeout(Some(Duration::from_secs(60))).map_err(err)?;
+    let _ = sock.set_nodelay(true);
+    let mut req =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nUser-Agent: fastly-exporter-bench\r\n");
+    if gzip {
+        req.push_str("Accept-Encoding: gzip\r\n");
+    }
+    req.push_str("\r\n");
+    let mut buf = vec![0u8; READ_BUF];
+    let t0 = Instant::now();
+    sock.write_all(req.as_bytes()).map_err(err)?;
+    let mut filled = 0;
+    let head_end = loop {
+        let n = sock.read(&mut buf[filled..]).map_err(err)?;
+        if n == 0 {
+            return Err(format!("GET http://{addr}{path}: connection closed before the response head"));
+        }
+        filled += n;
+        if let Some(i) = find(&buf[..filled], b"\r\n\r\n") {
+            break i + 4;
+        }
+        if filled == buf.len() {
+            return Err("response head too large".to_string());
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let chunked = head.lines().any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
+    let length: Option<u64> =
+        head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok());
+    let mut bytes = 0u64;
+    if chunked {
+        let mut dec = Dechunk { state: ChunkState::Size, line: Vec::new(), bytes: 0 };
+        let mut data = head_end..filled;
+        loop {
+            dec.feed(&buf[data], sink)?;
+            if matches!(dec.state, ChunkState::Done) {
+                break;
+            }
+            let n = sock.read(&mut buf).map_err(err)?;
+            if n == 0 {
+                return Err(format!("GET http://{addr}{path}: connection closed mid-body"));
+            }
+            data = 0..n;
+        }
+        bytes = dec.bytes;
+    } else {
+        let mut data = head_end..filled;
+        loop {
+            sink(&buf[data.clone()]);
+            bytes += data.len() as u64;
+            if length.is_some_and(|l| bytes >= l) {
+                break;
+            }
+            let n = sock.read(&mut buf).map_err(err)?;
+            if n == 0 {
+                break;
+            }
+            data = 0..n;
+        }
+    }
+    Ok(Fetch { status, bytes, elapsed: t0.elapsed() })
+}
+
+/// What a full scrape shows, from one pass over its lines.
+#[derive(Default)]
+struct ScrapeStats {
+    series: u64,
+    service_info: u64,
+    rt_services: HashSet<Vec<u8>>,
+    origin_services: HashSet<Vec<u8>>,
+    domain_services: HashSet<Vec<u8>>,
+    rt_success: f64,
+    bytes: u64,
+    sample: Vec<u8>,
+    partial: Vec<u8>,
+    /// Midpoint of the scrape, for rates between two scrapes.
+    mid: Option<Instant>,
+}
+
+impl ScrapeStats {
+    fn feed(&mut self, data: &[u8]) {
+        if self.sample.len() < SAMPLE {
+            let n = (SAMPLE - self.sample.len()).min(data.len());
+            self.sample.extend_from_slice(&data[..n]);
+        }
+        let mut rest = data;
+        while let Some(i) = rest.iter().position(|b| *b == b'\n') {
+            if self.partial.is_empty() {
+                self.line(&rest[..i]);
+            } else {
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(&rest[..i]);
+                self.line(&line);
+                line.clear();
+                self.partial = line;
+            }
+            rest = &rest[i + 1..];
+        }
+        self.partial.extend_from_slice(rest);
+    }
+
+    fn line(&mut self, l: &[u8]) {
+        if l.is_empty() || l[0] == b'#' {
+            return;
+        }
+        self.series += 1;
+        let service = |l: &[u8]| {
+            let at = find(l, b"service_id=\"")? + 12;
+            let len = l[at..].iter().position(|b| *b == b'"')?;
+            Some(l[at..at + len].to_vec())
+        };
+        if l.starts_with(b"fastly_rt_service_info{") {
+            self.service_info += 1;
+        } else if l.starts_with(b"fastly_rt_requests_total{") {
+            self.rt_services.extend(service(l));
+        } else if l.starts_with(b"fastly_rt_realtime_api_requests_total{") && find(l, b"result=\"success\"").is_some() {
+            let v = l.rsplit(|b| *b == b' ').next().unwrap_or_default();
+            self.rt_success += std::str::from_utf8(v).ok().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        } else if l.starts_with(b"fastly_origin_responses_total{") {
+            self.origin_services.extend(service(l));
+        } else if l.starts_with(b"fastly_domain_requests_total{") {
+            self.domain_services.extend(service(l));
+        }
+    }
+}
+
+/// One full scrape parsed line by line (slower than a timed scrape: never timed).
+fn analyze(addr: &str) -> Res<ScrapeStats> {
+    let mut st = ScrapeStats::default();
+    let t = Instant::now();
+    let f = fetch(addr, "/metrics", false, &mut |d| st.feed(d))?;
+    if f.status != 200 {
+        return Err(format!("/metrics answered {}", f.status));
+    }
+    st.mid = Some(t + t.elapsed() / 2);
+    st.bytes = f.bytes;
+    Ok(st)
+}
+
+fn sd_targets(addr: &str) -> Res<Vec<String>> {
+    let mut body = Vec::new();
+    let f = fetch(addr, "/sd", false, &mut |d| body.extend_from_slice(d))?;
+    if f.status != 200 {
+        return Err(format!("/sd answered {}", f.status));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| format!("/sd: {e}"))?;
+    Ok(v.get(0)
+        .and_then(|g| g.get("targets"))
+        .and_then(|t| t.as_array())
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .unwrap_or_default())
+}
+
+/// Median time and bytes of `runs` fetches of `path` (stops early past `budget`, after 3).
+fn timed(addr: &str, path: &str, gzip: bool, runs: usize, budget: Duration) -> Res<Timed> {
+    let start = Instant::now();
+    let (mut times, mut sizes) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        interrupted()?;
+        let f = fetch(addr, path, gzip, &mut |_| {})?;
+        if f.status != 200 {
+            return Err(format!("{path} answered {}", f.status));
+        }
+        times.push(f.elapsed.as_secs_f64());
+        sizes.push(f.bytes as f64);
+        if i >= 2 && start.elapsed() > budget {
+            break;
+        }
+    }
+    let secs = median_f(&mut times);
+    let (min, max) = (times[0], times[times.len() - 1]); // sorted by median_f
+    Ok(Timed { n: times.len(), wanted: runs, secs, min, max, bytes: median_f(&mut sizes) })
+}
+
+struct Timed {
+    n: usize,
+    wanted: usize,
+    secs: f64,
+    min: f64,
+    max: f64,
+    bytes: f64,
+}
+
+fn median_f(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Baseline: a pre-built blob of the same size, chunked in 64 KiB chunks, over local TCP.
+
+struct BlobServer {
+    addr: String,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl BlobServer {
+    /// Serves `runs` connections, each the whole blob, then ends.
+    fn start(body_len: usize, sample: &[u8], runs: usize) -> Res<BlobServer> {
+        let sample: &[u8] = if sample.is_empty() { b"x\n" } else { sample };
+        let frames = body_len.div_ceil(BLOB_CHUNK);
+        let mut framed = Vec::with_capacity(body_len + frames * 12 + 5);
+        let mut ends = Vec::with_capacity(frames + 1);
+        let mut left = body_len;
+        let mut pos = 0;
+        while left > 0 {
+            let n = left.min(BLOB_CHUNK);
+            let _ = write!(framed, "{n:x}\r\n");
+            let mut todo = n;
+            while todo > 0 {
+                let off = pos % sample.len();
+                let k = todo.min(sample.len() - off);
+                framed.extend_from_slice(&sample[off..off + k]);
+                pos += k;
+                todo -= k;
+            }
+            framed.extend_from_slice(b"\r\n");
+            ends.push(framed.len());
+            left -= n;
+        }
+        framed.extend_from_slice(b"0\r\n\r\n");
+        ends.push(framed.len());
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("blob bind: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?.to_string();
+        let thread = std::thread::spawn(move || {
+            for _ in 0..runs {
+                let Ok((mut sock, _)) = listener.accept() else { return };
+                let mut req = Vec::new();
+                let mut b = [0u8; 4096];
+                while find(&req, b"\r\n\r\n").is_none() {
+                    match sock.read(&mut b) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&b[..n]),
+                    }
+                }
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+                            Transfer-Encoding: chunked\r\n\r\n";
+                if sock.write_all(head.as_bytes()).is_err() {
+                    continue;
+                }
+                let mut start = 0;
+                for &end in &ends {
+                    if sock.write_all(&framed[start..end]).is_err() {
+                        break;
+                    }
+                    start = end;
+                }
+            }
+        });
+        Ok(BlobServer { addr, thread: Some(thread) })
+    }
+}
+
+impl Drop for BlobServer {
+    fn drop(&mut self) {
+        // Unblock a pending accept (after an error), then join.
+        let _ = TcpStream::connect(&self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One configuration end to end
+
+#[derive(Default)]
+struct Outcome {
+    ready_secs: f64,
+    series: u64,
+    rss_steady: f64,
+    rss_peak: f64,
+    exporter_cpu: f64,
+    fake_cpu: f64,
+    window_secs: f64,
+    rt_per_sec: f64,
+    poll_failures: usize,
+    full: Option<Timed>,
+    gzip: Option<Timed>,
+    target: Option<Timed>,
+    blob: Option<Timed>,
+}
+
+impl Outcome {
+    fn bytes_per_series(&self) -> f64 {
+        self.rss_steady / self.series as f64
+    }
+
+    fn ingest_us(&self) -> f64 {
+        self.exporter_cpu / 100.0 / self.rt_per_sec * 1e6
+    }
+
+    /// Exporter CPU scaled to 1,000 real-time responses per second.
+    fn cpu_at_1000(&self) -> f64 {
+        self.exporter_cpu * 1000.0 / self.rt_per_sec
+    }
+
+    fn full_mbps(&self) -> f64 {
+        self.full.as_ref().map_or(f64::NAN, |f| f.bytes / f.secs / 1e6)
+    }
+}
+
+fn run_config(cfg: &Config, s: &Settings, bin: &Path, out_dir: &Path) -> Res<Outcome> {
+    let fake_log = out_dir.join(format!("{}-fake.log", cfg.name));
+    let exp_log = out_dir.join(format!("{}-exporter.log", cfg.name));
+    let (mut fake, url) = start_fake(bin, cfg, s.datacenters, &fake_log)?;
+    warm_fake(&url, cfg.services * if cfg.inspectors { 3 } else { 1 } + 64)?;
+    let (mut exp, addr) = start_exporter(bin, cfg, &url, &exp_log)?;
+    let t0 = Instant::now();
+    let n = cfg.services;
+
+    // Readiness: /sd lists every service, then one scrape shows data for all of them.
+    let ids = loop {
+        exp.check_alive(&exp_log)?;
+        fake.check_alive(&fake_log)?;
+        if let Ok(ids) = sd_targets(&addr)
+            && ids.len() >= n
+        {
+            break ids;
+        }
+        if t0.elapsed() > READY_TIMEOUT {
+            return Err(format!("/sd did not list {n} services within {READY_TIMEOUT:?}"));
+        }
+        sleep(Duration::from_millis(250))?;
+    };
+    let mut noted = false;
+    loop {
+        exp.check_alive(&exp_log)?;
+        let st = analyze(&addr)?;
+        let inspectors_ok = !cfg.inspectors || (st.origin_services.len() >= n && st.domain_services.len() >= n);
+        if st.service_info as usize >= n && st.rt_services.len() >= n && inspectors_ok {
+            break;
+        }
+        if !noted && t0.elapsed() > Duration::from_secs(8) {
+            noted = true;
+            eprintln!(
+                "[{}] {} of {n} services still without data after {:.0} s: their first poll is stuck in fake-fastly \
+                 (see warm_fake); waiting for the exporter's 45 s -rt-timeout",
+                cfg.name,
+                n.saturating_sub(st.rt_services.len()),
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        if t0.elapsed() > READY_TIMEOUT {
+            return Err(format!(
+                "no data for all {n} services within {READY_TIMEOUT:?}: service_info {}, requests_total for {}, \
+                 origin {}, domain {}",
+                st.service_info,
+                st.rt_services.len(),
+                st.origin_services.len(),
+                st.domain_services.len()
+            ));
+        }
+        sleep(Duration::from_secs(1))?;
+    }
+    let mut out = Outcome { ready_secs: t0.elapsed().as_secs_f64(), ..Default::default() };
+    eprintln!("[{}] data for all {n} services after {:.1} s; settling {} s", cfg.name, out.ready_secs, s.settle);
+    sleep(Duration::from_secs(s.settle))?;
+
+    // Ingest window: no scrapes, one full scrape on each side for the response counter.
+    let before = analyze(&addr)?;
+    sleep(Duration::from_secs(2))?;
+    eprintln!("[{}] ingest window {} s (no scrapes) ...", cfg.name, s.window);
+    let (e0, f0, w0) = (cpu_ticks(exp.pid())?, cpu_ticks(fake.pid())?, Instant::now());
+    let mut rss = Vec::new();
+    for i in 0..=s.window {
+        rss.push(status_bytes(exp.pid(), "VmRSS")? as f64);
+        if i < s.window {
+            let next = w0 + Duration::from_secs(i + 1);
+            sleep(next.saturating_duration_since(Instant::now()))?;
+        }
+    }
+    let (e1, f1) = (cpu_ticks(exp.pid())?, cpu_ticks(fake.pid())?);
+    out.window_secs = w0.elapsed().as_secs_f64();
+    let after = analyze(&addr)?;
+    out.exporter_cpu = (e1 - e0) as f64 / CLK_TCK / out.window_secs * 100.0;
+    out.fake_cpu = (f1 - f0) as f64 / CLK_TCK / out.window_secs * 100.0;
+    out.rss_steady = median_f(&mut rss);
+    out.series = after.series;
+    if let (Some(a), Some(b)) = (before.mid, after.mid) {
+        out.rt_per_sec = (after.rt_success - before.rt_success) / (b - a).as_secs_f64();
+    }
+
+    eprintln!("[{}] scrapes ...", cfg.name);
+    out.full = Some(timed(&addr, "/metrics", false, FULL_RUNS, Duration::from_secs(60))?);
+    out.gzip = Some(timed(&addr, "/metrics", true, GZIP_RUNS, Duration::from_secs(30))?);
+    let id = &ids[ids.len() / 2];
+    out.target = Some(timed(&addr, &format!("/metrics?target={id}"), false, TARGET_RUNS, Duration::from_secs(30))?);
+    out.rss_peak = status_bytes(exp.pid(), "VmHWM")? as f64;
+
+    // Baseline with the exporter still running (same background ingest load).
+    let size = out.full.as_ref().map_or(after.bytes as f64, |f| f.bytes) as usize;
+    let blob = BlobServer::start(size, &after.sample, BLOB_RUNS)?;
+    drop(after);
+    drop(before);
+    out.blob = Some(timed(&blob.addr, "/metrics", false, BLOB_RUNS, Duration::from_secs(600))?);
+    drop(blob);
+    let log = std::fs::read_to_string(&exp_log).unwrap_or_default();
+    out.poll_failures = log.lines().filter(|l| l.contains("poll failing")).count();
+    drop(exp);
+    drop(fake);
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+fn mb(b: f64) -> String {
+    if b >= 1e6 { format!("{:.1} MB", b / 1e6) } else { format!("{:.1} kB", b / 1e3) }
+}
+
+fn count(n: f64) -> String {
+    if n >= 1e6 { format!("{:.2} M", n / 1e6) } else { format!("{n:.0}") }
+}
+
+fn ms(t: &Option<Timed>) -> String {
+    t.as_ref().map_or("-".to_string(), |t| {
+        let v = t.secs * 1e3;
+        let v = if v < 10.0 { format!("{v:.2}") } else { format!("{v:.0}") };
+        if t.n == t.wanted { v } else { format!("{v} (n={})", t.n) }
+    })
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "ok" } else { "NO" }
+}
+
+type Cell<'a> = &'a dyn Fn(&Config, &Outcome) -> String;
+
+/// One line of the table: a label, then one cell per configuration.
+fn row(out: &mut String, results: &[(&Config, Res<Outcome>)], label: &str, f: Cell) {
+    let _ = write!(out, "{label:<36}");
+    for (cfg, r) in results {
+        let cell = match r {
+            Ok(o) => f(cfg, o),
+            Err(_) => "failed".to_string(),
+        };
+        let _ = write!(out, "{cell:>14}");
+    }
+    out.push('\n');
+}
+
+fn table(results: &[(&Config, Res<Outcome>)], s: &Settings) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nend to end: fake-fastly ({} DCs, ~60% of fields non-zero, miss_histogram 10-30 buckets; B: 2 origins + 2 \
+         domains per service) -> fastly-exporter on 127.0.0.1\ningest window {} s without scrapes after {} s of \
+         settling; full scrapes median of {FULL_RUNS}, gzip of {GZIP_RUNS}, ?target= of {TARGET_RUNS}",
+        s.datacenters, s.window, s.settle
+    );
+    row(&mut out, results, "configuration", &|c, _| c.name.to_string());
+    row(&mut out, results, "services", &|c, _| c.services.to_string());
+    row(&mut out, results, "streams", &|c, _| if c.inspectors { "rt+orig+dom" } else { "rt" }.to_string());
+    row(&mut out, results, "datacenter rows", &|c, _| if c.aggregate { "aggregate" } else { "per-DC" }.to_string());
+    row(&mut out, results, "data for all services after (s)", &|_, o| format!("{:.1}", o.ready_secs));
+    row(&mut out, results, "series (sample lines, full scrape)", &|_, o| count(o.series as f64));
+    row(&mut out, results, "steady RSS (median VmRSS)", &|_, o| mb(o.rss_steady));
+    row(&mut out, results, "peak RSS (VmHWM after scrapes)", &|_, o| mb(o.rss_peak));
+    row(&mut out, results, "bytes / series", &|_, o| format!("{:.1}", o.bytes_per_series()));
+    row(&mut out, results, "peak / steady", &|_, o| format!("{:.2}", o.rss_peak / o.rss_steady));
+    row(&mut out, results, "exporter CPU, ingest (% of 1 core)", &|_, o| format!("{:.1}", o.exporter_cpu));
+    row(&mut out, results, "fake-fastly CPU (% of 1 core)", &|_, o| format!("{:.1}", o.fake_cpu));
+    row(&mut out, results, "rt responses/s (success counter)", &|_, o| format!("{:.0}", o.rt_per_sec));
+    row(&mut out, results, "rt poll failures logged (whole run)", &|_, o| o.poll_failures.to_string());
+    row(&mut out, results, "ingest µs / rt response", &|_, o| format!("{:.0}", o.ingest_us()));
+    row(&mut out, results, "full /metrics ms", &|_, o| ms(&o.full));
+    row(&mut out, results, "full /metrics ms min..max", &|_, o| {
+        o.full.as_ref().map_or("-".into(), |f| format!("{:.0}..{:.0}", f.min * 1e3, f.max * 1e3))
+    });
+    row(&mut out, results, "full /metrics bytes", &|_, o| o.full.as_ref().map_or("-".into(), |f| mb(f.bytes)));
+    row(&mut out, results, "full /metrics MB/s", &|_, o| format!("{:.0}", o.full_mbps()));
+    row(&mut out, results, "gzip /metrics ms", &|_, o| ms(&o.gzip));
+    row(&mut out, results, "gzip /metrics bytes (compressed)", &|_, o| {
+        o.gzip.as_ref().map_or("-".into(), |f| mb(f.bytes))
+    });
+    row(&mut out, results, "?target=<one id> ms", &|_, o| ms(&o.target));
+    row(&mut out, results, "?target= bytes", &|_, o| o.target.as_ref().map_or("-".into(), |f| mb(f.bytes)));
+    row(&mut out, results, "blob of same size, fetch ms", &|_, o| ms(&o.blob));
+    row(&mut out, results, "render / transfer ratio", &|_, o| match (&o.full, &o.blob) {
+        (Some(f), Some(b)) => format!("{:.2}", f.secs / b.secs),
+        _ => "-".into(),
+    });
+    let _ = writeln!(out, "\ntargets (value, then ok = met / NO = not met)");
+    row(&mut out, results, "≤ 32 bytes per series (steady)", &|_, o| {
+        format!("{:.1} {}", o.bytes_per_series(), verdict(o.bytes_per_series() <= 32.0))
+    });
+    row(&mut out, results, "peak / steady < 2", &|_, o| {
+        let r = o.rss_peak / o.rss_steady;
+        format!("{r:.2} {}", verdict(r < 2.0))
+    });
+    row(&mut out, results, "ingest ≤ 15% core @1000 rt resp/s", &|_, o| {
+        format!("{:.1}% {}", o.cpu_at_1000(), verdict(o.cpu_at_1000() <= 15.0))
+    });
+    row(&mut out, results, "full render ≥ 400 MB/s", &|_, o| {
+        format!("{:.0} {}", o.full_mbps(), verdict(o.full_mbps() >= 400.0))
+    });
+    row(&mut out, results, "?target= < 1 ms at Scale A (A2)", &|c, o| match &o.target {
+        Some(t) if c.name == "A2" => format!("{:.2} {}", t.secs * 1e3, verdict(t.secs < 1e-3)),
+        _ => "-".into(),
+    });
+    let _ = writeln!(
+        out,
+        "(ingest % @1000 = exporter CPU x 1000 / rt responses/s; for B it includes the two Inspector streams.)"
+    );
+    for (cfg, r) in results {
+        if let Err(e) = r {
+            let _ = writeln!(out, "{} failed: {e}", cfg.name);
+        }
+    }
+    out
+}

@@ -1,0 +1,264 @@
+//! The `Faulty` stream mode: generated data at full speed, with injected failures, and the
+//! ground truth of what was really delivered.
+//!
+//! Each poll independently gets, with probability `rate`, one fault drawn uniformly from the
+//! spec's kinds; otherwise a clean 200 carrying the data of the polled `ts` (deterministic per
+//! service and `ts`) with `Timestamp: ts + 1`. Clean answers are paced per service, not by the
+//! wall clock, so a test sees many seconds of data in a few seconds of real time.
+//!
+//! A clean answer is tallied only once the server has written every byte of it to the socket,
+//! and a `ts` counts once however often it is delivered: the tally is exactly what a correct
+//! exporter must have counted. Every answer of this mode goes through the delay queue, so the
+//! worker threads never write a fault (or wait on a stall).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::payload::{GenPool, Rng, tail};
+use super::server::{Outcome, Resp, Wire};
+use super::{DcTotals, Delivered, Fault, FaultSpec, Stream, lock};
+
+/// The numbers of one datacenter (or `datacenter/entity`) block of one envelope.
+struct Row {
+    name: String,
+    nums: Vec<(String, f64)>,
+    hist: Vec<(u64, u64)>,
+}
+
+/// What one pre-rendered envelope adds to the ground truth when delivered.
+pub(super) struct VariantRows(Vec<Row>);
+
+impl VariantRows {
+    /// Reads the rows of a complete envelope (`Data[0].datacenter`).
+    fn parse(body: &[u8]) -> VariantRows {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
+        let mut rows = Vec::new();
+        if let Some(dcs) = v["Data"][0]["datacenter"].as_object() {
+            for (dc, block) in dcs {
+                walk(dc, block, &mut rows);
+            }
+        }
+        VariantRows(rows)
+    }
+}
+
+/// Numbers of `block` become one row named `name`; nested non-histogram objects (origins,
+/// domains) become rows named `name/key`.
+fn walk(name: &str, block: &serde_json::Value, rows: &mut Vec<Row>) {
+    let Some(obj) = block.as_object() else { return };
+    let mut row = Row { name: name.to_string(), nums: Vec::new(), hist: Vec::new() };
+    for (k, v) in obj {
+        if let Some(n) = v.as_f64() {
+            row.nums.push((k.clone(), n));
+        } else if let Some(h) = v.as_object() {
+            if k.contains("histogram") {
+                for (bucket, c) in h {
+                    if let (Ok(b), Some(c)) = (bucket.parse::<u64>(), c.as_u64()) {
+                        row.hist.push((b, c));
+                    }
+                }
+            } else {
+                walk(&format!("{name}/{k}"), v, rows);
+            }
+        }
+    }
+    if !row.nums.is_empty() || !row.hist.is_empty() {
+        rows.push(row);
+    }
+}
+
+/// The ground truth of one (stream, service).
+#[derive(Default)]
+pub(super) struct Tally {
+    /// Delivered `ts` → (envelope prefix, `recorded`), to rebuild the bodies on demand.
+    ts: BTreeMap<u64, (Arc<[u8]>, u64)>,
+    redelivered: u64,
+    rows: BTreeMap<String, DcTotals>,
+}
+
+impl Tally {
+    fn add(&mut self, ts: u64, recorded: u64, prefix: Arc<[u8]>, rows: &VariantRows) {
+        if self.ts.contains_key(&ts) {
+            self.redelivered += 1;
+            return;
+        }
+        self.ts.insert(ts, (prefix, recorded));
+        for row in &rows.0 {
+            let t = self.rows.entry(row.name.clone()).or_default();
+            for (k, n) in &row.nums {
+                *t.fields.entry(k.clone()).or_insert(0.0) += n;
+            }
+            for (b, c) in &row.hist {
+                *t.miss_histogram.entry(*b).or_insert(0) += c;
+                t.miss_histogram_count += c;
+            }
+        }
+    }
+
+    /// The public summary.
+    pub(super) fn summary(&self) -> Delivered {
+        Delivered {
+            ts: self.ts.keys().copied().collect(),
+            redelivered: self.redelivered,
+            datacenters: self.rows.clone(),
+        }
+    }
+
+    /// Every delivered body, by ascending `ts`.
+    pub(super) fn bodies(&self) -> Vec<(u64, Vec<u8>)> {
+        self.ts
+            .iter()
+            .map(|(ts, (prefix, recorded))| {
+                let mut body = prefix.to_vec();
+                body.extend_from_slice(&tail(*recorded, ""));
+                (*ts, body)
+            })
+            .collect()
+    }
+}
+
+/// Ground truth of every (stream, service), shared with the responder threads.
+pub(super) type Tallies = Arc<Mutex<HashMap<(Stream, String), Tally>>>;
+
+/// A [`super::StreamMode::Faulty`] ready to serve.
+pub(super) struct FaultRt {
+    stream: Stream,
+    pool: GenPool,
+    rows: Vec<Arc<VariantRows>>,
+    rate: AtomicU64,
+    kinds: Vec<Fault>,
+    oversize: usize,
+    interval: Duration,
+    /// `recorded` of the answer to `ts=0` (a fixed second, so that answer is deterministic).
+    base: u64,
+    rng: Mutex<Rng>,
+    next_slot: Mutex<HashMap<String, Instant>>,
+}
+
+impl FaultRt {
+    /// Renders the payloads of `spec.data` and learns what each adds to the ground truth.
+    pub(super) fn build(stream: Stream, spec: FaultSpec) -> FaultRt {
+        let pool = GenPool::build(stream, &spec.data);
+        let rows = (0..pool.variants())
+            .map(|i| {
+                let mut body = pool.prefix(i).to_vec();
+                body.extend_from_slice(&tail(1, ""));
+                Arc::new(VariantRows::parse(&body))
+            })
+            .collect();
+        let base = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(1) - 1;
+        FaultRt {
+            stream,
+            pool,
+            rows,
+            rate: AtomicU64::new(spec.rate.clamp(0.0, 1.0).to_bits()),
+            kinds: spec.kinds,
+            oversize: spec.oversize_bytes,
+            interval: spec.min_interval,
+            base,
+            rng: Mutex::new(Rng::new(spec.seed)),
+            next_slot: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Changes the fault probability of later polls.
+    pub(super) fn set_rate(&self, rate: f64) {
+        self.rate.store(rate.clamp(0.0, 1.0).to_bits(), Ordering::SeqCst);
+    }
+
+    /// Bytes of pre-built payloads.
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.pool.heap_bytes()
+    }
+
+    /// Decides the answer to one poll of service `id` (whose FNV hash is `hash`) at `ts`.
+    /// `count` records the kind injected; `tallies` receives clean answers once written.
+    pub(super) fn answer(
+        &self,
+        id: &str,
+        hash: u64,
+        ts: u64,
+        port: u16,
+        tallies: &Tallies,
+        count: &dyn Fn(&str),
+    ) -> Outcome {
+        let recorded = if ts == 0 { self.base } else { ts };
+        let variant = self.pool.variant(hash, recorded);
+        let prefix = self.pool.prefix(variant);
+        let now = Instant::now();
+        let (fault, r1) = {
+            let mut rng = lock(&self.rng);
+            let rate = f64::from_bits(self.rate.load(Ordering::SeqCst));
+            let fault = if !self.kinds.is_empty() && rng.unit() < rate {
+                Some(self.kinds[rng.range(0, self.kinds.len() as u64 - 1) as usize].clone())
+            } else {
+                None
+            };
+            (fault, rng.next_u64())
+        };
+        let Some(fault) = fault else {
+            count("clean");
+            let due = {
+                let mut slots = lock(&self.next_slot);
+                let slot = slots.entry(id.to_string()).or_insert(now);
+                let due = (*slot).max(now);
+                *slot = due + self.interval;
+                due
+            };
+            let mut resp = Resp::spliced(200, Arc::clone(&prefix), tail(recorded, ""));
+            let (tallies, stream, id, rows) =
+                (Arc::clone(tallies), self.stream, id.to_string(), Arc::clone(&self.rows[variant]));
+            resp.wire = Wire::Tracked(Box::new(move || {
+                lock(&tallies).entry((stream, id)).or_default().add(ts, recorded, prefix, &rows);
+            }));
+            return Outcome::Queued(due, resp);
+        };
+        count(&fault.label());
+        let full_len = prefix.len() + tail(recorded, "").len();
+        let resp = match fault {
+            Fault::Truncated => {
+                let mut resp = Resp::spliced(200, prefix, tail(recorded, ""));
+                resp.wire = Wire::Truncate { keep: 1 + (r1 as usize) % (full_len - 1), port };
+                resp
+            }
+            Fault::Malformed => {
+                let mut body = prefix.to_vec();
+                body.extend_from_slice(&tail(recorded, ""));
+                // Cut somewhere in the middle: a complete HTTP answer, never complete JSON.
+                let cut = full_len / 10 + (r1 as usize) % (full_len * 8 / 10);
+                body.truncate(cut);
+                Resp::json(200, body)
+            }
+            Fault::Oversize => {
+                let pad = self.oversize.saturating_sub(full_len) + 1;
+                let extra = format!(",\"Padding\":\"{}\"", "x".repeat(pad));
+                Resp::spliced(200, prefix, tail(recorded, &extra))
+            }
+            Fault::Status(code) => {
+                if code == 401 || code == 403 || r1 % 2 == 0 {
+                    Resp::empty(code)
+                } else {
+                    Resp::json(code, format!(r#"{{"Error":"injected HTTP {code}"}}"#).into_bytes())
+                }
+            }
+            Fault::Reset => {
+                let mut resp = Resp::empty(200);
+                resp.wire = Wire::Close { port };
+                resp
+            }
+            Fault::Stall(d) => {
+                let mut resp = Resp::empty(200);
+                resp.wire = Wire::Close { port };
+                return Outcome::Queued(now + d, resp);
+            }
+            Fault::RateLimited(secs) => {
+                let mut resp = Resp::json(429, br#"{"Error":"Too many requests"}"#.to_vec());
+                resp.set_header("Retry-After", &secs.to_string());
+                resp
+            }
+        };
+        Outcome::Queued(now, resp)
+    }
+}

@@ -1,0 +1,592 @@
+//! Fault injection end to end: the fake's `Faulty` stream truncates, corrupts, oversizes,
+//! refuses, resets, stalls and rate-limits polls at random, and keeps the ground truth of
+//! what it delivered in full. Whatever happens on the wire, every `fastly_rt_*` counter must
+//! equal that ground truth exactly: nothing lost, nothing counted twice.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use fastly_exporter::fake::{Delivered, Fault, FaultSpec, Reply, Stream};
+use support::expo::Scrape;
+use support::{
+    Exporter, FakeConfig, FakeFastly, FakeService, StreamMode, rt_polls, start_against, start_against_env, ts_of,
+    wait_until,
+};
+
+/// A distinctive token: it must never appear in the exporter's output.
+const TOKEN: &str = "tok-FAULTS-5e1c0a7b9d";
+
+/// Body cap given to the exporter; clean generated answers are ~60 KB, oversized ones 256 KiB.
+const MAX_BODY: &str = "128KiB";
+
+fn svc(id: &str) -> FakeService {
+    FakeService::new(id, format!("name of {id}"), 1)
+}
+
+/// A fake with `ids` and a `Faulty` real-time stream (no other product).
+fn faulty_fake(ids: &[&str], spec: FaultSpec) -> FakeFastly {
+    FakeFastly::start(FakeConfig {
+        token: Some(TOKEN.into()),
+        services: ids.iter().map(|id| svc(id)).collect(),
+        realtime: StreamMode::Faulty(spec),
+        origins: StreamMode::NotFound,
+        domains: StreamMode::NotFound,
+        ..FakeConfig::default()
+    })
+    .expect("fake starts")
+}
+
+fn start(fake: &FakeFastly) -> Exporter {
+    start_against(fake, TOKEN, &["-rt-max-body", MAX_BODY])
+}
+
+/// Every fault kind the main test draws from (401/403 have their own test: each costs a 120 s
+/// backoff, which would make this one take many minutes).
+fn all_kinds() -> Vec<Fault> {
+    vec![
+        Fault::Truncated,
+        Fault::Malformed,
+        Fault::Oversize,
+        Fault::Status(500),
+        Fault::Status(503),
+        Fault::Status(404),
+        Fault::Reset,
+        Fault::Stall(Duration::from_secs(2)),
+        Fault::RateLimited(1),
+    ]
+}
+
+fn result_count(m: &Scrape, id: &str, result: &str) -> f64 {
+    m.find("fastly_rt_realtime_api_requests_total", &[("service_id", id), ("result", result)])
+        .first()
+        .copied()
+        .unwrap_or(0.0)
+}
+
+fn api_requests(m: &Scrape, endpoint: &str, code: &str) -> f64 {
+    m.find("fastly_exporter_api_requests_total", &[("endpoint", endpoint), ("code", code)])
+        .first()
+        .copied()
+        .unwrap_or(0.0)
+}
+
+/// Waits until the fake's tally of every service in `ids` stops growing and two scrapes a
+/// second apart agree on every `fastly_rt_` series; then the exporter must show exactly one
+/// success per delivered `ts`. Returns the last scrape.
+fn wait_caught_up(fake: &FakeFastly, exp: &Exporter, ids: &[&str], timeout: Duration) -> Scrape {
+    let deadline = Instant::now() + timeout;
+    let tally = || ids.iter().map(|id| fake.state().delivered(Stream::Realtime, id).ts.len()).collect::<Vec<_>>();
+    let mut last = (tally(), exp.metrics());
+    loop {
+        std::thread::sleep(Duration::from_millis(1000));
+        let now = (tally(), exp.metrics());
+        if now.0 == last.0 && now.1.with_prefix("fastly_rt_") == last.1.with_prefix("fastly_rt_") {
+            for (id, n) in ids.iter().zip(&now.0) {
+                assert_eq!(result_count(&now.1, id, "success"), *n as f64, "{id}: successes vs delivered answers");
+            }
+            return now.1;
+        }
+        if Instant::now() > deadline {
+            panic!("exporter never caught up: delivered {:?}; log:\n{}", now.0, exp.output());
+        }
+        last = now;
+    }
+}
+
+// ---- The catalog, read generically: every rt family and where its value comes from. ----
+
+/// One `rt` family of `src/catalog/families.tsv`.
+struct Family {
+    name: String,
+    kind: String,
+    /// (fixed labels, source expression) per series.
+    series: Vec<(Vec<(String, String)>, String)>,
+    buckets: Vec<f64>,
+}
+
+fn rt_families() -> Vec<Family> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/catalog/families.tsv");
+    let text = std::fs::read_to_string(path).expect("families.tsv");
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        if cols[0] != "rt" {
+            continue;
+        }
+        let (name, kind, labels, source) = (cols[1], cols[2], cols[3], cols[4]);
+        let series = if labels.is_empty() {
+            vec![(Vec::new(), source.to_string())]
+        } else {
+            source
+                .split(';')
+                .map(|part| {
+                    let (ls, expr) = part.split_once(':').expect("labelled series");
+                    let ls = ls
+                        .split(',')
+                        .map(|kv| kv.split_once('=').expect("label=value"))
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                    (ls, expr.to_string())
+                })
+                .collect()
+        };
+        let buckets = cols
+            .get(5)
+            .filter(|b| !b.is_empty())
+            .map_or(Vec::new(), |b| b.split(',').map(|x| x.parse().expect("bucket bound")).collect());
+        out.push(Family { name: name.to_string(), kind: kind.to_string(), series, buckets });
+    }
+    out
+}
+
+/// An expected value: exact, or (for values scaled by a fraction, added per record in
+/// floating point) within a relative 1e-9.
+#[derive(Clone, Copy, Debug)]
+enum Want {
+    Exact(f64),
+    Close(f64),
+}
+
+impl Want {
+    fn matches(self, have: f64) -> bool {
+        match self {
+            Want::Exact(w) => have == w,
+            Want::Close(w) => (have - w).abs() <= 1e-9 * w.abs().max(1.0),
+        }
+    }
+}
+
+/// The ground truth of one service in the exporter's terms: for each datacenter, the expected
+/// value of every series (`name{labels}` without service labels).
+fn expected_rows(fake: &FakeFastly, id: &str, families: &[Family]) -> BTreeMap<String, BTreeMap<String, Want>> {
+    let truth: Delivered = fake.state().delivered(Stream::Realtime, id);
+    let records: Vec<serde_json::Value> = fake
+        .state()
+        .delivered_bodies(Stream::Realtime, id)
+        .iter()
+        .map(|(_, body)| serde_json::from_slice(body).expect("delivered bodies are JSON"))
+        .collect();
+    let mut out = BTreeMap::new();
+    for (dc, totals) in &truth.datacenters {
+        let sum = |f: &str| totals.fields.get(f).copied().unwrap_or(0.0);
+        let mut want = BTreeMap::new();
+        for fam in families {
+            let full = format!("fastly_rt_{}", fam.name);
+            for (labels, expr) in &fam.series {
+                let lbl = |extra: Option<(&str, String)>| {
+                    let mut l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    if let Some((k, v)) = extra {
+                        l.push(format!("{k}={v}"));
+                    }
+                    l.join(",")
+                };
+                if fam.kind == "histogram" {
+                    // (bound, count) observations of this datacenter.
+                    let obs: Vec<(f64, f64)> = if let Some(inner) = expr.strip_prefix("map(") {
+                        let (field, scale) = inner.trim_end_matches(')').split_once(',').unwrap();
+                        assert_eq!(field, "miss_histogram", "only miss_histogram is generated as a map");
+                        let scale: f64 = scale.parse().unwrap();
+                        totals.miss_histogram.iter().map(|(k, c)| (*k as f64 * scale, *c as f64)).collect()
+                    } else if let Some(inner) = expr.strip_prefix("obs(") {
+                        inner
+                            .trim_end_matches(')')
+                            .split(',')
+                            .map(|p| p.split_once('@').unwrap())
+                            .map(|(f, at)| (at.parse::<f64>().unwrap(), sum(f)))
+                            .collect()
+                    } else {
+                        panic!("unknown histogram source {expr}");
+                    };
+                    let count: f64 = obs.iter().map(|(_, c)| c).sum();
+                    if expr.starts_with("map(") {
+                        assert_eq!(count, totals.miss_histogram_count as f64);
+                    }
+                    want.insert(format!("{full}_count{{{}}}", lbl(None)), Want::Exact(count));
+                    let s: f64 = obs.iter().map(|(at, c)| at * c).sum();
+                    want.insert(format!("{full}_sum{{{}}}", lbl(None)), Want::Close(s));
+                    for b in &fam.buckets {
+                        let n: f64 = obs.iter().filter(|(at, _)| at <= b).map(|(_, c)| c).sum();
+                        want.insert(format!("{full}_bucket{{{}}}", lbl(Some(("le", b.to_string())))), Want::Exact(n));
+                    }
+                    want.insert(format!("{full}_bucket{{{}}}", lbl(Some(("le", "+Inf".into())))), Want::Exact(count));
+                } else if let Some(field) = expr.strip_suffix("/1000") {
+                    want.insert(format!("{full}{{{}}}", lbl(None)), Want::Close(sum(field) / 1000.0));
+                } else if expr.contains('+') {
+                    let v = expr.split('+').map(sum).sum();
+                    want.insert(format!("{full}{{{}}}", lbl(None)), Want::Exact(v));
+                } else if expr.contains('-') {
+                    // a-b-c: a minus (b + c) per record, 0 when negative.
+                    let parts: Vec<&str> = expr.split('-').collect();
+                    let mut v = 0.0;
+                    for r in &records {
+                        let block = &r["Data"][0]["datacenter"][dc];
+                        let get = |f: &str| block[f].as_f64().unwrap_or(0.0);
+                        let sub: f64 = parts[1..].iter().map(|f| get(f)).sum();
+                        if get(parts[0]) >= sub {
+                            v += get(parts[0]) - sub;
+                        }
+                    }
+                    want.insert(format!("{full}{{{}}}", lbl(None)), Want::Exact(v));
+                } else {
+                    assert!(expr.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "unknown source {expr}");
+                    want.insert(format!("{full}{{{}}}", lbl(None)), Want::Exact(sum(expr)));
+                }
+            }
+        }
+        out.insert(dc.clone(), want);
+    }
+    out
+}
+
+/// The exporter's rows of service `id` in the same shape as [`expected_rows`] (only
+/// `fastly_rt_*` samples with a `datacenter` label; `le` normalised through f64).
+fn exported_rows(m: &Scrape, id: &str) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let mut out: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    for (name, labels, v) in &m.samples {
+        if !name.starts_with("fastly_rt_") || !labels.iter().any(|(k, val)| k == "service_id" && val == id) {
+            continue;
+        }
+        let Some(dc) = labels.iter().find(|(k, _)| k == "datacenter").map(|(_, v)| v.clone()) else { continue };
+        let mut rest: Vec<String> = labels
+            .iter()
+            .filter(|(k, _)| !["service_id", "service_name", "datacenter", "le"].contains(&k.as_str()))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        rest.sort();
+        if let Some((_, le)) = labels.iter().find(|(k, _)| k == "le") {
+            let le = if le == "+Inf" { "+Inf".to_string() } else { le.parse::<f64>().expect("le").to_string() };
+            rest.push(format!("le={le}"));
+        }
+        out.entry(dc).or_default().insert(format!("{name}{{{}}}", rest.join(",")), *v);
+    }
+    out
+}
+
+/// Compares the exporter with the ground truth for `id`; returns (series checked, mismatches).
+fn compare(fake: &FakeFastly, m: &Scrape, id: &str, families: &[Family]) -> (usize, Vec<String>) {
+    let want = expected_rows(fake, id, families);
+    let have = exported_rows(m, id);
+    let mut bad = Vec::new();
+    let mut checked = 0;
+    let dcs_want: Vec<&String> = want.keys().collect();
+    let dcs_have: Vec<&String> = have.keys().filter(|dc| *dc != "aggregate").collect();
+    if dcs_want != dcs_have {
+        bad.push(format!("{id}: datacenters {dcs_have:?}, ground truth {dcs_want:?}"));
+    }
+    for (dc, series) in &want {
+        let empty = BTreeMap::new();
+        let row = have.get(dc).unwrap_or(&empty);
+        for (key, w) in series {
+            checked += 1;
+            match row.get(key) {
+                Some(h) if w.matches(*h) => {}
+                // A series the exporter omits must be one whose truth is 0.
+                None if w.matches(0.0) => {}
+                h => bad.push(format!("{id} {dc} {key}: exporter {h:?}, ground truth {w:?}")),
+            }
+        }
+        for key in row.keys().filter(|k| !series.contains_key(*k)) {
+            if key.starts_with("fastly_rt_") && !key.contains("realtime_api_requests") {
+                bad.push(format!("{id} {dc} {key}: exported but not in the catalog mapping"));
+            }
+        }
+    }
+    (checked, bad)
+}
+
+/// Counter-like series (counters, histogram parts) of a scrape.
+fn monotonic_series(m: &Scrape) -> BTreeMap<String, f64> {
+    let is_counter = |name: &str| {
+        let fam = ["_bucket", "_count", "_sum"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+        matches!(m.types.get(name).map(String::as_str), Some("counter"))
+            || matches!(m.types.get(fam).map(String::as_str), Some("histogram"))
+    };
+    m.samples
+        .iter()
+        .filter(|(n, _, _)| is_counter(n) && n.starts_with("fastly_"))
+        .map(|(n, l, v)| (support::expo::key(n, l), *v))
+        .collect()
+}
+
+/// Appends to `errs` every counter of `prev` that went down in `now`.
+fn check_monotonic(prev: &BTreeMap<String, f64>, now: &BTreeMap<String, f64>, errs: &mut Vec<String>) {
+    for (k, v) in now {
+        if let Some(p) = prev.get(k)
+            && v < p
+        {
+            errs.push(format!("{k} decreased from {p} to {v}"));
+        }
+    }
+}
+
+fn alive(exp: &mut Exporter) {
+    assert_eq!(exp.wait_exit(Duration::ZERO), None, "the exporter died; log:\n{}", exp.output());
+}
+
+/// Lines of the log that report a real-time poll failing (first occurrence or change).
+fn failing_lines(log: &str) -> usize {
+    log.lines().filter(|l| l.contains("rt poll failing")).count()
+}
+
+#[test]
+fn counters_equal_the_ground_truth_under_random_faults() {
+    let ids = ["faultA", "faultB", "faultC"];
+    // Phase 1: every poll is reset, for a while. Failures are logged once, not per poll.
+    let fake = faulty_fake(&ids, FaultSpec::new(1.0, vec![Fault::Reset]));
+    let mut exp = start(&fake);
+    wait_until(
+        "at least 6 failed polls per service",
+        Duration::from_secs(60),
+        || ids.iter().all(|id| rt_polls(&fake, id).len() >= 6),
+        || exp.output(),
+    );
+    let phase1_log = exp.output();
+    let phase1_failed: usize = ids.iter().map(|id| rt_polls(&fake, id).len()).sum();
+    assert!(
+        failing_lines(&phase1_log) <= 2 * ids.len() && failing_lines(&phase1_log) * 3 <= phase1_failed,
+        "{phase1_failed} failed polls logged as {} lines:\n{phase1_log}",
+        failing_lines(&phase1_log)
+    );
+
+    // Phase 2: 20 % of polls get a random fault of every kind.
+    let injected_phase1 = fake.state().faults_injected(Stream::Realtime);
+    let started = Instant::now();
+    fake.state().set_stream_mode(Stream::Realtime, StreamMode::Faulty(FaultSpec::new(0.2, all_kinds())));
+    let mut errs = Vec::new();
+    let mut prev = monotonic_series(&exp.metrics());
+    let mut scrapes = 0;
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        alive(&mut exp);
+        let now = monotonic_series(&exp.metrics());
+        check_monotonic(&prev, &now, &mut errs);
+        prev = now;
+        scrapes += 1;
+        if ids.iter().all(|id| fake.state().delivered(Stream::Realtime, id).ts.len() >= 40) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "too slow: delivered {:?}; injected {:?}; log:\n{}",
+            ids.map(|id| fake.state().delivered(Stream::Realtime, id).ts.len()),
+            fake.state().faults_injected(Stream::Realtime),
+            exp.output()
+        );
+    }
+    let injected = fake.state().faults_injected(Stream::Realtime);
+    eprintln!("phase 2: {:?}, {scrapes} scrapes; injected {injected:?}", started.elapsed());
+
+    // Phase 3: the stream stops (every later poll is held); the exporter catches up.
+    fake.state().set_stream_mode(Stream::Realtime, StreamMode::Script(Vec::new()));
+    let m = wait_caught_up(&fake, &exp, &ids, Duration::from_secs(60));
+    check_monotonic(&prev, &monotonic_series(&m), &mut errs);
+    assert!(errs.is_empty(), "counters went down:\n{}", errs.join("\n"));
+    alive(&mut exp);
+
+    // Every series of every datacenter equals the ground truth.
+    let families = rt_families();
+    assert!(families.len() > 200, "{} rt families", families.len());
+    let mut checked = 0;
+    for id in ids {
+        let truth = fake.state().delivered(Stream::Realtime, id);
+        assert_eq!(truth.redelivered, 0, "{id}: a delivered ts was asked again");
+        assert!(truth.datacenters.len() >= 10, "{id}: {:?}", truth.datacenters.keys());
+        let (n, bad) = compare(&fake, &m, id, &families);
+        checked += n;
+        assert!(bad.is_empty(), "{} mismatches, first ones:\n{}", bad.len(), bad[..bad.len().min(40)].join("\n"));
+        // Spot checks named in the brief, on top of the generic mapping.
+        let dc = truth.datacenters.keys().next().unwrap();
+        let t = &truth.datacenters[dc];
+        let get = |name: &str, extra: &[(&str, &str)]| {
+            let mut l = vec![("service_id", id), ("datacenter", dc.as_str())];
+            l.extend_from_slice(extra);
+            m.find(name, &l).first().copied().unwrap_or(0.0)
+        };
+        assert_eq!(get("fastly_rt_requests_total", &[]), t.fields.get("requests").copied().unwrap_or(0.0));
+        assert_eq!(get("fastly_rt_miss_duration_seconds_count", &[]), t.miss_histogram_count as f64);
+        assert_eq!(
+            get("fastly_rt_status_code_total", &[("status_code", "200")]),
+            t.fields.get("status_200").copied().unwrap_or(0.0)
+        );
+    }
+    eprintln!("{checked} series equal the ground truth");
+
+    // Outcome counters: one success per delivered ts, one error/unknown per fault.
+    let successes: f64 = ids.iter().map(|id| result_count(&m, id, "success")).sum();
+    let delivered: usize = ids.iter().map(|id| fake.state().delivered(Stream::Realtime, id).ts.len()).sum();
+    assert_eq!(successes, delivered as f64);
+    let n = |k: &str| injected.get(k).copied().unwrap_or(0) as f64;
+    let errors: f64 = ids.iter().map(|id| result_count(&m, id, "error")).sum();
+    let unknown: f64 = ids.iter().map(|id| result_count(&m, id, "unknown")).sum();
+    let want_errors = ["truncated", "malformed", "oversize", "reset", "stall"].map(n).iter().sum::<f64>();
+    let want_unknown = ["status_500", "status_503", "status_404", "rate_limited"].map(n).iter().sum::<f64>();
+    assert_eq!((errors, unknown), (want_errors, want_unknown), "(error, unknown) results vs faults {injected:?}");
+    for (code, label) in [("500", "status_500"), ("503", "status_503"), ("404", "status_404"), ("429", "rate_limited")]
+    {
+        assert!(n(label) == 0.0 || api_requests(&m, "realtime", code) >= 1.0, "code {code} not counted");
+    }
+    assert!(api_requests(&m, "realtime", "error") >= 1.0, "transport errors not counted");
+    assert!(api_requests(&m, "realtime", "200") >= delivered as f64);
+    assert_eq!(exp.readyz(), 200);
+
+    let log = exp.output();
+    assert!(!log.contains(TOKEN), "the token leaked into the output");
+    let faults = |i: &BTreeMap<String, u64>| i.iter().filter(|(k, _)| *k != "clean").map(|(_, v)| v).sum::<u64>();
+    let phase2_faults = faults(&injected) - faults(&injected_phase1);
+    let phase2_lines = log.lines().count() - phase1_log.lines().count();
+    eprintln!("phase 1: {phase1_failed} failed polls, {} log lines", phase1_log.lines().count());
+    eprintln!("phase 2 and after: {phase2_faults} faults, {phase2_lines} log lines");
+    // Each fault between successes is a state change: logged, then its recovery; never more.
+    assert!(phase2_lines as u64 <= 2 * phase2_faults + 10, "{log}");
+}
+
+#[test]
+fn a_poll_stalled_past_rt_timeout_is_abandoned_and_its_ts_asked_again() {
+    let fake = faulty_fake(&["stall"], FaultSpec::new(1.0, vec![Fault::Stall(Duration::from_secs(60))]));
+    let mut exp = start(&fake);
+    wait_until("the first poll", Duration::from_secs(10), || !rt_polls(&fake, "stall").is_empty(), || exp.output());
+    fake.state().set_fault_rate(Stream::Realtime, 0.0);
+    // Scraped every few seconds meanwhile, like Prometheus would (and the exporter's listener
+    // stops accepting after 30 s without a connection: see robustness.rs).
+    let mut last_scrape = Instant::now();
+    wait_until(
+        "a retry after the timeout",
+        Duration::from_secs(75),
+        || {
+            if last_scrape.elapsed() > Duration::from_secs(5) {
+                assert!(exp.metrics().with_prefix("fastly_rt_requests_total").is_empty());
+                last_scrape = Instant::now();
+            }
+            rt_polls(&fake, "stall").len() >= 2
+        },
+        || exp.output(),
+    );
+    let polls = rt_polls(&fake, "stall");
+    let gap = polls[1].at - polls[0].at;
+    assert!(gap >= Duration::from_secs(44) && gap < Duration::from_secs(59), "retry {gap:?} after the stalled poll");
+    assert_eq!(ts_of(&polls[1]), ts_of(&polls[0]), "the abandoned ts is asked again");
+    wait_until(
+        "a few clean deliveries",
+        Duration::from_secs(20),
+        || fake.state().delivered(Stream::Realtime, "stall").ts.len() >= 5,
+        || exp.output(),
+    );
+    alive(&mut exp);
+    fake.state().set_stream_mode(Stream::Realtime, StreamMode::Script(Vec::new()));
+    let m = wait_caught_up(&fake, &exp, &["stall"], Duration::from_secs(30));
+    let truth = fake.state().delivered(Stream::Realtime, "stall");
+    assert_eq!(truth.ts[0], ts_of(&polls[0]));
+    assert_eq!(truth.redelivered, 0);
+    let (_, bad) = compare(&fake, &m, "stall", &rt_families());
+    assert!(bad.is_empty(), "{}", bad[..bad.len().min(40)].join("\n"));
+    assert_eq!(result_count(&m, "stall", "error"), 1.0, "the timed-out poll is one error");
+    assert_eq!(fake.state().faults_injected(Stream::Realtime).get("stall"), Some(&1));
+}
+
+#[test]
+fn an_rt_429_waits_for_retry_after() {
+    let fake = faulty_fake(&["limited"], FaultSpec::new(1.0, vec![Fault::RateLimited(3)]));
+    let exp = start(&fake);
+    wait_until("the first poll", Duration::from_secs(10), || !rt_polls(&fake, "limited").is_empty(), || exp.output());
+    fake.state().set_fault_rate(Stream::Realtime, 0.0);
+    wait_until("a retry", Duration::from_secs(15), || rt_polls(&fake, "limited").len() >= 2, || exp.output());
+    let polls = rt_polls(&fake, "limited");
+    let gap = polls[1].at - polls[0].at;
+    assert!(gap >= Duration::from_millis(2500), "retried {gap:?} after a 429 with Retry-After: 3");
+    assert_eq!(ts_of(&polls[1]), ts_of(&polls[0]));
+    let m =
+        exp.wait_for("data after the 429", Duration::from_secs(10), |m| result_count(m, "limited", "success") >= 1.0);
+    assert_eq!(result_count(&m, "limited", "unknown"), 1.0);
+    assert!(api_requests(&m, "realtime", "429") >= 1.0);
+}
+
+#[test]
+fn unauthorized_polls_back_off_and_count_nothing() {
+    let ids = ["unauth1", "unauth2", "unauth3"];
+    let fake = faulty_fake(&ids, FaultSpec::new(1.0, vec![Fault::Status(401), Fault::Status(403)]));
+    let exp = start(&fake);
+    wait_until(
+        "a poll of each service",
+        Duration::from_secs(10),
+        || ids.iter().all(|id| !rt_polls(&fake, id).is_empty()),
+        || exp.output(),
+    );
+    std::thread::sleep(Duration::from_secs(8));
+    let m = exp.metrics();
+    for id in ids {
+        assert_eq!(rt_polls(&fake, id).len(), 1, "{id} polled again within 8 s of a 401/403");
+        assert_eq!(result_count(&m, id, "error"), 1.0, "{id}");
+    }
+    assert!(m.with_prefix("fastly_rt_requests_total").is_empty(), "data counted from a 401/403");
+    let injected = fake.state().faults_injected(Stream::Realtime);
+    for code in ["401", "403"] {
+        let n = injected.get(&format!("status_{code}")).copied().unwrap_or(0) as f64;
+        assert_eq!(api_requests(&m, "realtime", code), n, "{injected:?}");
+    }
+    assert!(!exp.output().contains(TOKEN));
+}
+
+#[test]
+fn an_api_429_pauses_every_api_request_for_retry_after() {
+    let fake = faulty_fake(&["apiA"], FaultSpec::new(0.0, Vec::new()));
+    fake.state().set_route_reply("/service", Reply::new(429, b"{}".to_vec()).with_header("Retry-After", "4"));
+    let exp = start(&fake);
+    let is_api = |r: &support::RecordedRequest| !r.path_and_query.starts_with("/v1/");
+    wait_until(
+        "the first service list request",
+        Duration::from_secs(10),
+        || fake.state().count("/service") >= 1,
+        || exp.output(),
+    );
+    let first = fake.state().requests().into_iter().find(|r| r.path_and_query.starts_with("/service")).unwrap();
+    fake.state().remove_route("/service");
+    // Ask for refreshes every half second; none may reach the API before Retry-After passed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fake.state().count("/service") < 2 {
+        assert!(Instant::now() < deadline, "the API was never asked again; log:\n{}", exp.output());
+        exp.signal("HUP");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let api: Vec<support::RecordedRequest> =
+        fake.state().requests().into_iter().filter(|r| is_api(r) && r.at > first.at).collect();
+    let gap = api[0].at - first.at;
+    assert!(gap >= Duration::from_millis(3500), "API asked {gap:?} after a 429 with Retry-After: 4: {api:?}");
+    assert!(gap < Duration::from_secs(10), "resumed only after {gap:?}");
+    exp.wait_sd(&["apiA"], Duration::from_secs(10));
+    assert!(exp.output().contains("rate limited"), "{}", exp.output());
+
+    // Fastly-RateLimit-Remaining of a service list answer is exported.
+    let list = br#"[{"id":"apiA","name":"name of apiA","version":1}]"#.to_vec();
+    fake.state().set_route_reply("/service", Reply::new(200, list).with_header("Fastly-RateLimit-Remaining", "123"));
+    exp.signal("HUP");
+    exp.wait_for("the rate-limit gauge", Duration::from_secs(15), |m| {
+        m.get("fastly_exporter_api_rate_limit_remaining") == Some(123.0)
+    });
+}
+
+#[test]
+fn a_panicking_poller_is_restarted_and_the_others_keep_going() {
+    let fake = faulty_fake(&["panicky", "steady"], FaultSpec::new(0.0, Vec::new()));
+    let mut exp = start_against_env(
+        &fake,
+        Some(TOKEN),
+        &["-rt-max-body", MAX_BODY],
+        &[("FASTLY_EXPORTER_DEBUG_PANIC_SERVICE", "panicky")],
+    );
+    let m = exp.wait_for("a poller restart", Duration::from_secs(15), |m| {
+        m.get("fastly_exporter_poller_restarts_total").is_some_and(|v| v >= 1.0)
+    });
+    let steady = |m: &Scrape| m.find("fastly_rt_requests_total", &[("service_id", "steady")]).iter().sum::<f64>();
+    let before = steady(&m);
+    std::thread::sleep(Duration::from_secs(2));
+    let m2 = exp.wait_for("steady keeps growing", Duration::from_secs(10), |m| steady(m) > before);
+    alive(&mut exp);
+    assert_eq!(exp.readyz(), 200);
+    let log = exp.output();
+    assert!(log.lines().any(|l| l.contains("panicky") && l.contains("panick")), "{log}");
+    assert!(rt_polls(&fake, "panicky").is_empty(), "the panic comes before the request");
+    assert!(m2.find("fastly_rt_requests_total", &[("service_id", "panicky")]).is_empty());
+    assert_eq!(m2.get(r#"fastly_exporter_pollers{product="realtime"}"#), Some(2.0));
+}
