@@ -4,17 +4,34 @@
 //! process figures are read from `/proc/self` at scrape time. Names are fixed (not subject
 //! to `-namespace`) so alerts on the exporter itself do not depend on its configuration.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::exposition::{push_label, write_f64};
 
+/// Every `endpoint` label value, in exposition order.
+pub const ENDPOINTS: [&str; 10] = [
+    "certificates",
+    "datacenters",
+    "dictionaries",
+    "domains",
+    "origins",
+    "other",
+    "products",
+    "realtime",
+    "services",
+    "tokens",
+];
+
+/// Status slots per endpoint: index 0 counts transport errors, 100..=599 HTTP statuses.
+const CODES: usize = 600;
+
 /// Process-wide counters.
 #[derive(Debug)]
 pub struct SelfMetrics {
-    api_requests: Mutex<BTreeMap<(&'static str, String), u64>>,
+    /// Request outcomes per endpoint, as plain atomics: a thousand pollers bump these every
+    /// second, all at the same moment, so no lock may sit on this path.
+    api_requests: Vec<AtomicU64>,
     rate_limit_remaining: AtomicI64,
     pollers: [AtomicU64; 3],
     restarts: AtomicU64,
@@ -26,7 +43,7 @@ pub struct SelfMetrics {
 pub fn global() -> &'static SelfMetrics {
     static GLOBAL: std::sync::OnceLock<SelfMetrics> = std::sync::OnceLock::new();
     GLOBAL.get_or_init(|| SelfMetrics {
-        api_requests: Mutex::new(BTreeMap::new()),
+        api_requests: (0..ENDPOINTS.len() * CODES).map(|_| AtomicU64::new(0)).collect(),
         rate_limit_remaining: AtomicI64::new(-1),
         pollers: Default::default(),
         restarts: AtomicU64::new(0),
@@ -63,15 +80,12 @@ pub fn endpoint_of(path: &str) -> &'static str {
 }
 
 impl SelfMetrics {
-    /// Counts one request by endpoint and outcome (HTTP status, or `error` for transport
-    /// failures).
-    pub fn count_request(&self, endpoint: &'static str, code: &str) {
-        let mut m = self.api_requests.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(&(endpoint, code.to_string())) {
-            *n += 1;
-        } else {
-            m.insert((endpoint, code.to_string()), 1);
-        }
+    /// Counts one request by endpoint and outcome: an HTTP status, or `None` for a request
+    /// that got no HTTP answer (label `code="error"`).
+    pub fn count_request(&self, endpoint: &str, status: Option<u16>) {
+        let e = ENDPOINTS.iter().position(|x| *x == endpoint).unwrap_or(5);
+        let code = status.map_or(0, |s| usize::from(s).min(CODES - 1));
+        self.api_requests[e * CODES + code].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records api.fastly.com's `Fastly-RateLimit-Remaining`.
@@ -101,11 +115,20 @@ impl SelfMetrics {
 
     /// Appends the exposition of all self metrics.
     pub fn render(&self, out: &mut Vec<u8>) {
-        let requests = self.api_requests.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut requests: Vec<(String, &str, u64)> = Vec::new();
+        for (e, endpoint) in ENDPOINTS.iter().enumerate() {
+            for code in 0..CODES {
+                let n = self.api_requests[e * CODES + code].load(Ordering::Relaxed);
+                if n > 0 {
+                    requests.push((if code == 0 { "error".to_string() } else { code.to_string() }, endpoint, n));
+                }
+            }
+        }
+        requests.sort();
         if !requests.is_empty() {
             let help = "Requests to the Fastly APIs by endpoint and HTTP status (error: no HTTP answer).";
             head(out, "fastly_exporter_api_requests_total", "counter", help);
-            for ((endpoint, code), n) in &requests {
+            for (code, endpoint, n) in &requests {
                 line(out, "fastly_exporter_api_requests_total", &[("code", code), ("endpoint", endpoint)], *n as f64);
             }
         }
@@ -207,13 +230,15 @@ mod tests {
     #[test]
     fn renders_valid_families() {
         let m = global();
-        m.count_request("services", "200");
-        m.count_request("services", "200");
+        m.count_request("services", Some(200));
+        m.count_request("services", Some(200));
+        m.count_request("realtime", None);
         m.set_rate_limit_remaining(950);
         let mut out = Vec::new();
         m.render(&mut out);
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("fastly_exporter_api_requests_total{code=\"200\",endpoint=\"services\"}"), "{text}");
+        assert!(text.contains("fastly_exporter_api_requests_total{code=\"200\",endpoint=\"services\"} 2\n"), "{text}");
+        assert!(text.contains("fastly_exporter_api_requests_total{code=\"error\",endpoint=\"realtime\"} 1\n"));
         assert!(text.contains("fastly_exporter_api_rate_limit_remaining 950\n"));
         assert!(text.contains("# TYPE process_resident_memory_bytes gauge\n"));
     }

@@ -7,7 +7,7 @@
 //! miss still goes through ureq's own resolver and its timeout.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use ureq::Error;
@@ -24,7 +24,10 @@ const TTL: Duration = Duration::from_secs(60);
 #[derive(Debug, Default)]
 pub struct CachingResolver {
     inner: DefaultResolver,
-    cache: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
+    cache: RwLock<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
+    /// Serialises misses: when an entry expires, one poller resolves and the others wait
+    /// for its answer instead of all resolving at once.
+    miss: Mutex<()>,
 }
 
 impl CachingResolver {
@@ -41,16 +44,19 @@ impl Resolver for CachingResolver {
             (Some(s), Some(a)) => format!("{s}://{a}"),
             _ => return self.inner.resolve(uri, config, timeout),
         };
-        // One lock for lookup and fill: when the entry expires, one poller resolves and the
-        // others wait for its answer instead of all resolving at once.
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, addrs)) = cache.get(&key)
-            && at.elapsed() < TTL
-        {
-            return Ok(addrs.clone());
+        // Hits (every poll) only take the read lock, so a thousand pollers never queue here.
+        let fresh = |cache: &HashMap<String, (Instant, ResolvedSocketAddrs)>| {
+            cache.get(&key).filter(|(at, _)| at.elapsed() < TTL).map(|(_, a)| a.clone())
+        };
+        if let Some(addrs) = fresh(&self.cache.read().unwrap_or_else(|p| p.into_inner())) {
+            return Ok(addrs);
+        }
+        let _one_at_a_time = self.miss.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(addrs) = fresh(&self.cache.read().unwrap_or_else(|p| p.into_inner())) {
+            return Ok(addrs);
         }
         let addrs = self.inner.resolve(uri, config, timeout)?;
-        cache.insert(key, (Instant::now(), addrs.clone()));
+        self.cache.write().unwrap_or_else(|p| p.into_inner()).insert(key, (Instant::now(), addrs.clone()));
         Ok(addrs)
     }
 }

@@ -71,6 +71,8 @@ impl Poller {
 }
 
 struct State {
+    /// `service X: rt poll`, the prefix of this poller's log lines (built once).
+    subject: String,
     ts: u64,
     backoff: Backoff,
     log: StateLog,
@@ -78,7 +80,12 @@ struct State {
 
 fn run(spec: PollerSpec, stop: &AtomicBool) {
     let seed = spec.service.id.bytes().fold(spec.stream as u64 + 1, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
-    let mut st = State { ts: 0, backoff: Backoff::new(spec.stream, seed ^ now_unix()), log: StateLog::default() };
+    let mut st = State {
+        subject: format!("service {}: {} poll", spec.service.id, spec.stream.name()),
+        ts: 0,
+        backoff: Backoff::new(spec.stream, seed ^ now_unix()),
+        log: StateLog::default(),
+    };
     while !stop.load(Ordering::SeqCst) {
         let delay = match catch_unwind(AssertUnwindSafe(|| poll_once(&spec, stop, &mut st))) {
             Ok(d) => d,
@@ -94,10 +101,14 @@ fn run(spec: PollerSpec, stop: &AtomicBool) {
 }
 
 /// One request and its consequences; returns the wait before the next one.
+///
+/// This and the steps below are kept out of line (`inline(never)`): a poller thread keeps its
+/// deepest stack pages resident for life, and one merged frame holding the locals of every
+/// step is deeper than the steps taken one at a time.
 #[inline(never)]
 fn poll_once(spec: &PollerSpec, stop: &AtomicBool, st: &mut State) -> Duration {
     let svc = &spec.service;
-    let subject = format!("service {}: {} poll", svc.id, spec.stream.name());
+    let subject = std::mem::take(&mut st.subject);
     let url = format!("/v1/{}/{}/ts/{}", spec.stream.path(), escape_path(&svc.id), st.ts);
     #[cfg(debug_assertions)]
     debug_fault(svc);
@@ -107,6 +118,7 @@ fn poll_once(spec: &PollerSpec, stop: &AtomicBool, st: &mut State) -> Duration {
     let mut work = work::take();
     let reply = pending.and_then(|p| p.read_into(spec.max_body, &mut work.body));
     let (outcome, result) = judge(spec, stop, st, &mut work, reply, &subject, &url, started);
+    st.subject = subject;
     drop(work);
     if spec.stream == Stream::Realtime && !stop.load(Ordering::SeqCst) {
         svc.count_result(result);
