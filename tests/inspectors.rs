@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use support::expo::{self, diff, oracle, patched};
-use support::{Exporter, FakeConfig, FakeFastly, FakeService, StreamMode, fixture};
+use support::{FakeConfig, FakeFastly, FakeService, StreamMode, fixture};
 
 fn entitlement(product: &str, has: bool) -> Vec<u8> {
     format!(r#"{{"product":{{"id":"{product}","object":"product"}},"has_access":{has}}}"#).into_bytes()
@@ -43,24 +43,6 @@ fn fake(origins: bool) -> FakeFastly {
     fake
 }
 
-fn start(fake: &FakeFastly, extra: &[&str]) -> Exporter {
-    let url = fake.url();
-    let mut args = vec![
-        "-token",
-        "T",
-        "-api-endpoint",
-        &url,
-        "-rt-endpoint",
-        &url,
-        "-namespace",
-        "testspace",
-        "-subsystem",
-        "testsystem",
-    ];
-    args.extend_from_slice(extra);
-    Exporter::start(&args)
-}
-
 fn check(prefix: &str, want: std::collections::BTreeMap<String, f64>, m: &expo::Scrape, count: usize) {
     let have = m.with_prefix(prefix);
     let problems = diff(&want, &have);
@@ -75,7 +57,7 @@ fn origins_match_go_exporter_with_the_header_bytes_fix() {
         (true, "expected-origins-aggregate.json", "patch-origins-aggregate-decisions.json", "aggregate"),
     ] {
         let fake = fake(true);
-        let exp = start(&fake, if aggregate { &["-aggregate-only"] } else { &[] });
+        let exp = support::start_testspace(&fake, if aggregate { &["-aggregate-only"] } else { &[] });
         let m = exp
             .wait_settled("origin data", Duration::from_secs(15), |m| !m.with_prefix("testspace_origin_").is_empty());
         // 120 Go series plus resp_header_bytes_total{source="compute"|"waf"} (our fix).
@@ -101,7 +83,7 @@ fn domains_match_go_exporter() {
         [(false, "expected-domains.json", "TYO"), (true, "expected-domains-aggregate.json", "aggregate")]
     {
         let fake = fake(false);
-        let exp = start(&fake, if aggregate { &["-aggregate-only"] } else { &[] });
+        let exp = support::start_testspace(&fake, if aggregate { &["-aggregate-only"] } else { &[] });
         let m = exp
             .wait_settled("domain data", Duration::from_secs(15), |m| !m.with_prefix("testspace_domain_").is_empty());
         check("testspace_domain_", oracle(oracle_name), &m, 63);
@@ -119,7 +101,7 @@ fn domains_match_go_exporter() {
 #[test]
 fn losing_the_entitlement_stops_the_stream_and_removes_its_series() {
     let fake = fake(true);
-    let exp = start(&fake, &[]);
+    let exp = support::start_testspace(&fake, &[]);
     exp.wait_for("origin data", Duration::from_secs(15), |m| !m.with_prefix("testspace_origin_").is_empty());
     // An API error keeps the last known state.
     fake.state().set_route("/entitled-products/origin_inspector", 500, Vec::new());

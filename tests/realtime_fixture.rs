@@ -6,27 +6,9 @@ mod support;
 use std::time::Duration;
 
 use support::expo::{self, diff, oracle};
-use support::{Exporter, fixture_fake};
+use support::fixture_fake;
 
 const PREFIX: &str = "testspace_testsystem_";
-
-fn start(fake: &support::FakeFastly, extra: &[&str]) -> Exporter {
-    let url = fake.url();
-    let mut args = vec![
-        "-token",
-        "T",
-        "-api-endpoint",
-        &url,
-        "-rt-endpoint",
-        &url,
-        "-namespace",
-        "testspace",
-        "-subsystem",
-        "testsystem",
-    ];
-    args.extend_from_slice(extra);
-    Exporter::start(&args)
-}
 
 fn comparable(m: &expo::Scrape) -> std::collections::BTreeMap<String, f64> {
     // Account metadata (build_info, datacenters, …) is issue 4's; the oracle covers the stream.
@@ -39,7 +21,7 @@ fn comparable(m: &expo::Scrape) -> std::collections::BTreeMap<String, f64> {
 #[test]
 fn per_datacenter_output_equals_go_exporter() {
     let fake = fixture_fake("realtime.json");
-    let exp = start(&fake, &[]);
+    let exp = support::start_testspace(&fake, &[]);
     let m = exp.wait_settled("the fixture to be ingested", Duration::from_secs(15), |m| {
         m.get(r#"testspace_testsystem_requests_total{datacenter="LGA",service_id="my-service-id",service_name="my-service-name"}"#)
             .is_some()
@@ -63,7 +45,7 @@ fn per_datacenter_output_equals_go_exporter() {
 #[test]
 fn aggregate_only_output_equals_go_exporter() {
     let fake = fixture_fake("realtime.json");
-    let exp = start(&fake, &["-aggregate-only"]);
+    let exp = support::start_testspace(&fake, &["-aggregate-only"]);
     let agg = r#"{datacenter="aggregate",service_id="my-service-id",service_name="my-service-name"}"#;
     let m = exp.wait_settled("the fixture to be ingested", Duration::from_secs(15), |m| {
         m.get(&format!("{PREFIX}requests_total{agg}")).is_some()
@@ -93,7 +75,7 @@ fn aggregate_only_output_equals_go_exporter() {
 #[test]
 fn exposition_is_valid_and_sorted_like_client_golang() {
     let fake = fixture_fake("realtime.json");
-    let exp = start(&fake, &[]);
+    let exp = support::start_testspace(&fake, &[]);
     exp.wait_for("data", Duration::from_secs(15), |m| m.series.len() > 2000);
     let (status, headers, body) = support::get_raw(&exp.url("/metrics"), &[]);
     assert_eq!(status, 200);

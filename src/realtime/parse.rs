@@ -51,6 +51,71 @@ pub fn parse_response(body: &[u8], stream: Stream, mode: Mode, batch: &mut Batch
     })
 }
 
+/// Implements `DeserializeSeed` + `Visitor` for a seed that walks one JSON container, so each
+/// seed below is only its walking code. `nullable` seeds accept `null` as an empty container.
+macro_rules! container_seed {
+    (nullable $seed:ident, $what:literal, $deser:ident, fn $visit:ident<$acc_t:ident>($this:ident, $acc:ident) $body:block) => {
+        impl<'de> DeserializeSeed<'de> for $seed<'_> {
+            type Value = ();
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_option(self)
+            }
+        }
+        impl<'de> Visitor<'de> for $seed<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str($what)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.$deser(self)
+            }
+            fn $visit<A: $acc_t<'de>>($this, mut $acc: A) -> Result<(), A::Error> $body
+        }
+    };
+    ($seed:ident, $what:literal, $deser:ident, fn $visit:ident<$acc_t:ident>($this:ident, $acc:ident) $body:block) => {
+        impl<'de> DeserializeSeed<'de> for $seed<'_> {
+            type Value = ();
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.$deser(self)
+            }
+        }
+        impl<'de> Visitor<'de> for $seed<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str($what)
+            }
+            fn $visit<A: $acc_t<'de>>($this, mut $acc: A) -> Result<(), A::Error> $body
+        }
+    };
+}
+
+/// Implements a seed that reads one JSON string (a map key) and turns it into a value.
+macro_rules! str_seed {
+    ($seed:ty, $out:ty, $what:literal, |$this:ident, $s:ident| $body:expr) => {
+        impl<'de> DeserializeSeed<'de> for $seed {
+            type Value = $out;
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<$out, D::Error> {
+                d.deserialize_str(self)
+            }
+        }
+        impl Visitor<'_> for $seed {
+            type Value = $out;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str($what)
+            }
+            fn visit_str<E: de::Error>($this, $s: &str) -> Result<$out, E> {
+                Ok($body)
+            }
+        }
+    };
+}
+
 #[derive(Clone, Copy)]
 struct Ctx<'a> {
     def: &'a StreamDef,
@@ -72,54 +137,26 @@ enum EnvKey {
 
 struct EnvKeySeed;
 
-impl<'de> DeserializeSeed<'de> for EnvKeySeed {
-    type Value = EnvKey;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<EnvKey, D::Error> {
-        d.deserialize_str(self)
-    }
-}
+str_seed!(EnvKeySeed, EnvKey, "a key", |self, s| match s {
+    "Data" => EnvKey::Data,
+    "Timestamp" => EnvKey::Timestamp,
+    "Error" | "error" => EnvKey::Error,
+    _ => EnvKey::Other,
+});
 
-impl Visitor<'_> for EnvKeySeed {
-    type Value = EnvKey;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a key")
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<EnvKey, E> {
-        Ok(match s {
-            "Data" => EnvKey::Data,
-            "Timestamp" => EnvKey::Timestamp,
-            "Error" | "error" => EnvKey::Error,
-            _ => EnvKey::Other,
-        })
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for EnvelopeSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for EnvelopeSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a real-time response object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key_seed(EnvKeySeed)? {
-            match key {
-                EnvKey::Data => map.next_value_seed(DataSeed { ctx: self.ctx, batch: &mut *self.batch })?,
-                EnvKey::Timestamp => self.batch.timestamp = map.next_value::<Option<u64>>()?,
-                EnvKey::Error => self.batch.error = map.next_value::<Option<String>>()?,
-                EnvKey::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+container_seed!(EnvelopeSeed, "a real-time response object", deserialize_map, fn visit_map<MapAccess>(self, map) {
+    while let Some(key) = map.next_key_seed(EnvKeySeed)? {
+        match key {
+            EnvKey::Data => map.next_value_seed(DataSeed { ctx: self.ctx, batch: &mut *self.batch })?,
+            EnvKey::Timestamp => self.batch.timestamp = map.next_value::<Option<u64>>()?,
+            EnvKey::Error => self.batch.error = map.next_value::<Option<String>>()?,
+            EnvKey::Other => {
+                map.next_value::<IgnoredAny>()?;
             }
         }
-        Ok(())
     }
-}
+    Ok(())
+});
 
 /// `Data`: a list of one-second records (or null).
 struct DataSeed<'a> {
@@ -127,32 +164,10 @@ struct DataSeed<'a> {
     batch: &'a mut Batch,
 }
 
-impl<'de> DeserializeSeed<'de> for DataSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_option(self)
-    }
-}
-
-impl<'de> Visitor<'de> for DataSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a list of records")
-    }
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(RecordSeed { ctx: self.ctx, batch: &mut *self.batch })?.is_some() {}
-        Ok(())
-    }
-}
+container_seed!(nullable DataSeed, "a list of records", deserialize_seq, fn visit_seq<SeqAccess>(self, seq) {
+    while seq.next_element_seed(RecordSeed { ctx: self.ctx, batch: &mut *self.batch })?.is_some() {}
+    Ok(())
+});
 
 /// One record: `{"datacenter": {...}, "aggregated": {...}, "recorded": n}`.
 struct RecordSeed<'a> {
@@ -168,85 +183,42 @@ enum RecordKey {
 
 struct RecordKeySeed;
 
-impl<'de> DeserializeSeed<'de> for RecordKeySeed {
-    type Value = RecordKey;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RecordKey, D::Error> {
-        d.deserialize_str(self)
-    }
-}
+str_seed!(RecordKeySeed, RecordKey, "a record key", |self, s| match s {
+    "datacenter" => RecordKey::Datacenter,
+    "aggregated" => RecordKey::Aggregated,
+    _ => RecordKey::Other,
+});
 
-impl Visitor<'_> for RecordKeySeed {
-    type Value = RecordKey;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a record key")
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<RecordKey, E> {
-        Ok(match s {
-            "datacenter" => RecordKey::Datacenter,
-            "aggregated" => RecordKey::Aggregated,
-            _ => RecordKey::Other,
-        })
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RecordSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a record object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let Ctx { mode, stream, .. } = self.ctx;
-        while let Some(key) = map.next_key_seed(RecordKeySeed)? {
-            match (key, mode) {
-                (RecordKey::Datacenter, Mode::PerDatacenter) => {
-                    map.next_value_seed(DatacentersSeed { ctx: self.ctx, batch: &mut *self.batch })?;
-                }
-                (RecordKey::Aggregated, Mode::Aggregate) => {
-                    let dc = self.batch.add_name(AGGREGATE_DC);
-                    let batch = &mut *self.batch;
-                    if stream == Stream::Realtime {
-                        map.next_value_seed(FieldsSeed { ctx: self.ctx, batch, dc, entity: 0..0 })?;
-                    } else {
-                        map.next_value_seed(EntitiesSeed { ctx: self.ctx, batch, dc })?;
-                    }
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
+container_seed!(RecordSeed, "a record object", deserialize_map, fn visit_map<MapAccess>(self, map) {
+    let Ctx { mode, stream, .. } = self.ctx;
+    while let Some(key) = map.next_key_seed(RecordKeySeed)? {
+        match (key, mode) {
+            (RecordKey::Datacenter, Mode::PerDatacenter) => {
+                map.next_value_seed(DatacentersSeed { ctx: self.ctx, batch: &mut *self.batch })?;
+            }
+            (RecordKey::Aggregated, Mode::Aggregate) => {
+                let dc = self.batch.add_name(AGGREGATE_DC);
+                let batch = &mut *self.batch;
+                if stream == Stream::Realtime {
+                    map.next_value_seed(FieldsSeed { ctx: self.ctx, batch, dc, entity: 0..0 })?;
+                } else {
+                    map.next_value_seed(EntitiesSeed { ctx: self.ctx, batch, dc })?;
                 }
             }
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
         }
-        Ok(())
     }
-}
+    Ok(())
+});
 
 /// Copies a map key (datacenter, origin or domain name) into the batch's name arena.
 struct NameSeed<'a> {
     batch: &'a mut Batch,
 }
 
-impl<'de> DeserializeSeed<'de> for NameSeed<'_> {
-    type Value = Range<u32>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Range<u32>, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl Visitor<'_> for NameSeed<'_> {
-    type Value = Range<u32>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a name")
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<Range<u32>, E> {
-        Ok(self.batch.add_name(s))
-    }
-}
+str_seed!(NameSeed<'_>, Range<u32>, "a name", |self, s| self.batch.add_name(s));
 
 /// `datacenter`: datacenter code → fields (real-time) or → entity map (origins, domains).
 struct DatacentersSeed<'a> {
@@ -254,39 +226,17 @@ struct DatacentersSeed<'a> {
     batch: &'a mut Batch,
 }
 
-impl<'de> DeserializeSeed<'de> for DatacentersSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_option(self)
-    }
-}
-
-impl<'de> Visitor<'de> for DatacentersSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a map of datacenters")
-    }
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(dc) = map.next_key_seed(NameSeed { batch: &mut *self.batch })? {
-            let batch = &mut *self.batch;
-            if self.ctx.stream == Stream::Realtime {
-                map.next_value_seed(FieldsSeed { ctx: self.ctx, batch, dc, entity: 0..0 })?;
-            } else {
-                map.next_value_seed(EntitiesSeed { ctx: self.ctx, batch, dc })?;
-            }
+container_seed!(nullable DatacentersSeed, "a map of datacenters", deserialize_map, fn visit_map<MapAccess>(self, map) {
+    while let Some(dc) = map.next_key_seed(NameSeed { batch: &mut *self.batch })? {
+        let batch = &mut *self.batch;
+        if self.ctx.stream == Stream::Realtime {
+            map.next_value_seed(FieldsSeed { ctx: self.ctx, batch, dc, entity: 0..0 })?;
+        } else {
+            map.next_value_seed(EntitiesSeed { ctx: self.ctx, batch, dc })?;
         }
-        Ok(())
     }
-}
+    Ok(())
+});
 
 /// Origin or domain name → fields, within one datacenter (or the aggregate).
 struct EntitiesSeed<'a> {
@@ -295,35 +245,13 @@ struct EntitiesSeed<'a> {
     dc: Range<u32>,
 }
 
-impl<'de> DeserializeSeed<'de> for EntitiesSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_option(self)
+container_seed!(nullable EntitiesSeed, "a map of origins or domains", deserialize_map, fn visit_map<MapAccess>(self, map) {
+    while let Some(entity) = map.next_key_seed(NameSeed { batch: &mut *self.batch })? {
+        let batch = &mut *self.batch;
+        map.next_value_seed(FieldsSeed { ctx: self.ctx, batch, dc: self.dc.clone(), entity })?;
     }
-}
-
-impl<'de> Visitor<'de> for EntitiesSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a map of origins or domains")
-    }
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(entity) = map.next_key_seed(NameSeed { batch: &mut *self.batch })? {
-            let batch = &mut *self.batch;
-            map.next_value_seed(FieldsSeed { ctx: self.ctx, batch, dc: self.dc.clone(), entity })?;
-        }
-        Ok(())
-    }
-}
+    Ok(())
+});
 
 /// One stats object: every key is looked up in the catalog and its value added to the record.
 struct FieldsSeed<'a> {
@@ -357,39 +285,26 @@ impl Visitor<'_> for FieldKeySeed<'_> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for FieldsSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for FieldsSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a stats object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let def = self.ctx.def;
-        self.batch.begin_record(self.dc, self.entity);
-        while let Some(key) = map.next_key_seed(FieldKeySeed(def))? {
-            let Some(field) = key else {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            };
-            match def.field_kinds[field as usize] {
-                FieldKind::Number => {
-                    if let Some(v) = map.next_value_seed(NumberSeed)? {
-                        self.batch.push(field, v);
-                    }
+container_seed!(FieldsSeed, "a stats object", deserialize_map, fn visit_map<MapAccess>(self, map) {
+    let def = self.ctx.def;
+    self.batch.begin_record(self.dc, self.entity);
+    while let Some(key) = map.next_key_seed(FieldKeySeed(def))? {
+        let Some(field) = key else {
+            map.next_value::<IgnoredAny>()?;
+            continue;
+        };
+        match def.field_kinds[field as usize] {
+            FieldKind::Number => {
+                if let Some(v) = map.next_value_seed(NumberSeed)? {
+                    self.batch.push(field, v);
                 }
-                FieldKind::Map => map.next_value_seed(CountsSeed { batch: &mut *self.batch, field })?,
             }
+            FieldKind::Map => map.next_value_seed(CountsSeed { batch: &mut *self.batch, field })?,
         }
-        self.batch.end_record();
-        Ok(())
     }
-}
+    self.batch.end_record();
+    Ok(())
+});
 
 /// A non-negative number (counters never go down); `null` reads as absent.
 struct NumberSeed;
@@ -434,51 +349,14 @@ struct CountsSeed<'a> {
 
 struct IntKeySeed;
 
-impl<'de> DeserializeSeed<'de> for IntKeySeed {
-    type Value = Option<f64>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<f64>, D::Error> {
-        d.deserialize_str(self)
-    }
-}
+str_seed!(IntKeySeed, Option<f64>, "an integer key", |self, s| s.parse::<i64>().ok().map(|k| k as f64));
 
-impl Visitor<'_> for IntKeySeed {
-    type Value = Option<f64>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an integer key")
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<Option<f64>, E> {
-        Ok(s.parse::<i64>().ok().map(|k| k as f64))
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for CountsSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_option(self)
-    }
-}
-
-impl<'de> Visitor<'de> for CountsSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object of counts")
-    }
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key_seed(IntKeySeed)? {
-            let count = map.next_value_seed(NumberSeed)?;
-            if let (Some(k), Some(c)) = (key, count) {
-                self.batch.push_keyed(self.field, k, c);
-            }
+container_seed!(nullable CountsSeed, "an object of counts", deserialize_map, fn visit_map<MapAccess>(self, map) {
+    while let Some(key) = map.next_key_seed(IntKeySeed)? {
+        let count = map.next_value_seed(NumberSeed)?;
+        if let (Some(k), Some(c)) = (key, count) {
+            self.batch.push_keyed(self.field, k, c);
         }
-        Ok(())
     }
-}
+    Ok(())
+});

@@ -36,6 +36,26 @@ pub fn fixture_fake(realtime: &str) -> FakeFastly {
     .expect("fake starts")
 }
 
+/// Starts the exporter the way the acceptance checks do: token `T`, both endpoints on the
+/// fake, `-namespace testspace -subsystem testsystem`, plus `extra` flags.
+pub fn start_testspace(fake: &FakeFastly, extra: &[&str]) -> Exporter {
+    let url = fake.url();
+    let mut args = vec![
+        "-token",
+        "T",
+        "-api-endpoint",
+        &url,
+        "-rt-endpoint",
+        &url,
+        "-namespace",
+        "testspace",
+        "-subsystem",
+        "testsystem",
+    ];
+    args.extend_from_slice(extra);
+    Exporter::start(&args)
+}
+
 /// A running exporter process whose stdout and stderr are captured.
 pub struct Exporter {
     child: Child,
@@ -197,34 +217,56 @@ pub fn get(url: &str, headers: &[(&str, &str)]) -> (u16, String) {
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// A status line, lower-cased response headers and the body as sent (de-chunked).
+pub type RawResponse = (u16, BTreeMap<String, String>, Vec<u8>);
+
 /// GET over a plain socket (HTTP/1.1, `Connection: close`), returning status, response
 /// headers (lower-case names) and the body exactly as sent (de-chunked, never decompressed).
-pub fn get_raw(url: &str, headers: &[(&str, &str)]) -> (u16, BTreeMap<String, String>, Vec<u8>) {
-    use std::io::Write;
-    let rest = url.strip_prefix("http://").expect("http URL");
+pub fn get_raw(url: &str, headers: &[(&str, &str)]) -> RawResponse {
+    exchange("GET", url, headers, b"", Duration::from_secs(60)).unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// The one raw HTTP/1.1 client of the tests: any method, `Connection: close`, errors as values.
+pub fn exchange(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> std::io::Result<RawResponse> {
+    use std::io::{Error, Write};
+    let rest = url.strip_prefix("http://").ok_or_else(|| Error::other("not an http URL"))?;
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
-    let mut sock = std::net::TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
-    sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    let mut sock = std::net::TcpStream::connect(host)?;
+    sock.set_read_timeout(Some(timeout))?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    if !body.is_empty() || method != "GET" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    sock.write_all(req.as_bytes()).unwrap();
+    sock.write_all(req.as_bytes())?;
+    sock.write_all(body)?;
     let mut raw = Vec::new();
-    sock.read_to_end(&mut raw).unwrap_or_else(|e| panic!("read {url}: {e}"));
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("header end");
+    sock.read_to_end(&mut raw)?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| Error::other("no header end"))?;
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
-    let status: u16 = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).expect("status");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| Error::other("no status"))?;
     let hdrs: BTreeMap<String, String> =
         lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string())).collect();
     let mut body = raw[split + 4..].to_vec();
     if hdrs.get("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
-        body = dechunk(&body);
+        body = std::panic::catch_unwind(|| dechunk(&body)).map_err(|_| Error::other("bad chunked body"))?;
     }
-    (status, hdrs, body)
+    Ok((status, hdrs, body))
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
@@ -431,39 +473,8 @@ fn pump_joinable(mut stream: impl Read + Send + 'static, into: Arc<Mutex<String>
 
 /// Any HTTP/1.1 request over a plain socket (`Connection: close`): status, headers
 /// (lower-case names), body as sent (chunked bodies are de-chunked).
-pub fn request(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, BTreeMap<String, String>, Vec<u8>) {
-    use std::io::Write;
-    let rest = url.strip_prefix("http://").expect("http URL");
-    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let path = if path.is_empty() { "/" } else { path };
-    let mut sock = std::net::TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
-    sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut req =
-        format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    sock.write_all(req.as_bytes()).unwrap();
-    sock.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    sock.read_to_end(&mut raw).unwrap_or_else(|e| panic!("read {url}: {e}"));
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("header end");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).expect("status");
-    let hdrs: BTreeMap<String, String> =
-        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string())).collect();
-    let mut body = raw[split + 4..].to_vec();
-    if hdrs.get("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
-        body = dechunk(&body);
-    }
-    (status, hdrs, body)
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> RawResponse {
+    exchange(method, url, headers, body, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
 }
 
 // ---- Helpers added for the fault-injection, robustness and soak tests. ----
@@ -471,31 +482,8 @@ pub fn request(
 /// Like [`get_raw`], but returns connection and read errors (or a malformed answer) instead
 /// of panicking, and gives up reading after `timeout`: for clients racing a shutdown or an
 /// overloaded server.
-pub fn try_get(url: &str, timeout: Duration) -> std::io::Result<(u16, BTreeMap<String, String>, Vec<u8>)> {
-    use std::io::{Error, Write};
-    let rest = url.strip_prefix("http://").ok_or_else(|| Error::other("not an http URL"))?;
-    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let path = if path.is_empty() { "/" } else { path };
-    let mut sock = std::net::TcpStream::connect(host)?;
-    sock.set_read_timeout(Some(timeout))?;
-    write!(sock, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
-    let mut raw = Vec::new();
-    sock.read_to_end(&mut raw)?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| Error::other("no header end"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| Error::other("no status"))?;
-    let hdrs: BTreeMap<String, String> =
-        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string())).collect();
-    let mut body = raw[split + 4..].to_vec();
-    if hdrs.get("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
-        body = std::panic::catch_unwind(|| dechunk(&body)).map_err(|_| Error::other("bad chunked body"))?;
-    }
-    Ok((status, hdrs, body))
+pub fn try_get(url: &str, timeout: Duration) -> std::io::Result<RawResponse> {
+    exchange("GET", url, &[], b"", timeout)
 }
 
 /// True for the exporter's own metrics (fixed names, plain `/metrics` only), which tests about
