@@ -127,11 +127,6 @@ impl Client {
         self
     }
 
-    /// The base URL requests are relative to.
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     /// Sends a GET for `url` (absolute, or a path starting with `/` relative to the base) and
     /// returns once the response headers have arrived; the body is read separately so a
     /// poller only needs a body buffer for the moment it actually reads one.

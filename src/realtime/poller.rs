@@ -63,11 +63,6 @@ impl Poller {
         self.stop.store(true, Ordering::SeqCst);
         self.thread.unpark();
     }
-
-    /// The stop flag (shared with the thread).
-    pub fn stopped(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
-    }
 }
 
 struct State {
