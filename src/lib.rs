@@ -11,6 +11,7 @@ pub mod exposition;
 pub mod fake;
 pub mod filter;
 pub mod http;
+pub mod panics;
 pub mod realtime;
 pub mod rlimit;
 pub mod selfmetrics;

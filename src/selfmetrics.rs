@@ -169,6 +169,69 @@ impl SelfMetrics {
     }
 }
 
+/// What the HTTP server reports about itself.
+#[derive(Clone, Debug, Default)]
+pub struct HttpFigures {
+    /// Requests whose handler panicked.
+    pub panics: u64,
+    /// Connections open now.
+    pub open_connections: u64,
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections closed at once at the cap.
+    pub rejected: u64,
+    /// Idle connections closed to make room at the cap.
+    pub evicted: u64,
+    /// Failed `accept()` calls.
+    pub accept_errors: u64,
+    /// Requests refused with 414.
+    pub uri_too_long: u64,
+    /// Requests refused with 431.
+    pub headers_too_large: u64,
+    /// Request heads not received in time (408).
+    pub header_timeouts: u64,
+}
+
+/// Appends the HTTP server's self metrics.
+pub fn render_http(out: &mut Vec<u8>, f: &HttpFigures) {
+    let counter = |out: &mut Vec<u8>, name: &str, help: &str, v: u64| {
+        head(out, name, "counter", help);
+        line(out, name, &[], v as f64);
+    };
+    counter(
+        out,
+        "fastly_exporter_http_panics_total",
+        "HTTP requests whose handler panicked (answered 500, or their connection closed).",
+        f.panics,
+    );
+    head(out, "fastly_exporter_http_connections", "gauge", "Client connections open now.");
+    line(out, "fastly_exporter_http_connections", &[], f.open_connections as f64);
+    counter(out, "fastly_exporter_http_connections_accepted_total", "Client connections accepted.", f.accepted);
+    counter(
+        out,
+        "fastly_exporter_http_connections_evicted_total",
+        "Idle client connections closed to make room at the connection cap.",
+        f.evicted,
+    );
+    counter(
+        out,
+        "fastly_exporter_http_connections_rejected_total",
+        "Client connections closed at once because the cap was reached and none was idle.",
+        f.rejected,
+    );
+    counter(
+        out,
+        "fastly_exporter_http_accept_errors_total",
+        "Failed accept() calls (each is retried).",
+        f.accept_errors,
+    );
+    let name = "fastly_exporter_http_requests_refused_total";
+    head(out, name, "counter", "Requests refused before they were read: 408, 414 or 431.");
+    line(out, name, &[("reason", "header_timeout")], f.header_timeouts as f64);
+    line(out, name, &[("reason", "headers_too_large")], f.headers_too_large as f64);
+    line(out, name, &[("reason", "request_line_too_long")], f.uri_too_long as f64);
+}
+
 fn head(out: &mut Vec<u8>, name: &str, kind: &str, help: &str) {
     out.extend_from_slice(format!("# HELP {name} {help}\n# TYPE {name} {kind}\n").as_bytes());
 }

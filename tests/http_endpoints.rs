@@ -139,3 +139,43 @@ fn health_readiness_unknown_paths_and_methods() {
     // The server is still fine afterwards.
     assert_eq!(exp.get("/metrics").0, 200);
 }
+
+/// `HEAD /metrics` (load balancers, Kubernetes probes) answers the head of a scrape and no
+/// body, on a keep-alive connection that then serves a GET: nothing was rendered or sent.
+#[test]
+fn head_metrics_answers_the_head_only() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let (_fake, exp) = three();
+    for (path, gzip) in [("/metrics", false), ("/metrics", true), ("/metrics?target=svcA", false)] {
+        let mut sock = std::net::TcpStream::connect(&exp.addr).unwrap();
+        sock.set_read_timeout(Some(T)).unwrap();
+        let enc = if gzip { "Accept-Encoding: gzip\r\n" } else { "" };
+        write!(sock, "HEAD {path} HTTP/1.1\r\nHost: x\r\n{enc}\r\n").unwrap();
+        let mut r = BufReader::new(sock.try_clone().unwrap());
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            head.push(line.trim_end().to_ascii_lowercase());
+        }
+        assert_eq!(head[0], "http/1.1 200 ok", "{path}: {head:?}");
+        assert!(head.iter().any(|h| h.starts_with("content-type: text/plain; version=0.0.4")), "{head:?}");
+        assert_eq!(head.iter().any(|h| h == "content-encoding: gzip"), gzip, "{head:?}");
+        // The next bytes on the connection are the answer to the next request.
+        write!(sock, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut rest = String::new();
+        r.read_to_string(&mut rest).unwrap();
+        assert!(
+            rest.starts_with("HTTP/1.1 200"),
+            "{path}: bytes after the HEAD answer: {:?}",
+            &rest[..rest.len().min(80)]
+        );
+        assert!(rest.ends_with("ok\n"), "{rest}");
+    }
+    // HEAD of an unknown target is still a 404.
+    let (status, _, _) = support::request("HEAD", &exp.url("/metrics?target=nope"), &[], b"");
+    assert_eq!(status, 404);
+}

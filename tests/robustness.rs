@@ -361,9 +361,9 @@ fn a_service_list_with_invalid_utf8_is_accepted_with_replacement_characters() {
     assert_eq!(exp.wait_exit(Duration::ZERO), None, "the exporter died:\n{}", exp.output());
 }
 
-/// Linux applies a listening socket's SO_RCVTIMEO to accept(2). The exporter sets 30 s read
-/// and write timeouts on its listener so that accepted connections inherit them; without its
-/// self-pinger tiny_http's accept loop would get EAGAIN after 30 idle seconds and give up.
+/// Regression: Linux applies a listening socket's SO_RCVTIMEO to accept(2), and upstream
+/// tiny_http's accept loop gives up for good on its first error. The listener now has no
+/// timeouts (each accepted socket gets its own) and the patched accept loop retries errors.
 #[test]
 fn the_http_server_still_accepts_after_35s_without_connections() {
     let fake = fake_with(vec![FakeService::new("idle", "idle", 1)], StreamMode::Script(Vec::new()));

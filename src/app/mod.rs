@@ -14,7 +14,7 @@ use crate::catalog::Stream;
 use crate::config::Config;
 use crate::filter::Filter;
 use crate::http::render::Plan;
-use crate::http::server::{Health, HttpServer, HttpState};
+use crate::http::server::{Health, HttpServer, HttpState, ServeOptions};
 use crate::realtime::parse::Mode;
 use crate::realtime::poller::{Poller, PollerSpec};
 use crate::statelog::StateLog;
@@ -97,6 +97,7 @@ pub struct App {
     list_log: StateLog,
     list_failures: u32,
     state: Arc<HttpState>,
+    panic_log: Arc<crate::panics::PanicLog>,
 }
 
 impl App {
@@ -113,6 +114,10 @@ impl App {
             account: RwLock::new(Arc::new(account)),
             health: Health::default(),
             in_flight: Default::default(),
+            panics: Default::default(),
+            panic_log: Default::default(),
+            #[cfg(debug_assertions)]
+            debug_panics: crate::http::routes::DebugPanics::from_env(),
         });
         state.health.set(false, "the service list has not been fetched yet");
         let api = Client::new(&cfg.api_endpoint, &cfg.token, cfg.api_timeout, 4).with_rate_gate();
@@ -127,6 +132,7 @@ impl App {
             list_log: StateLog::default(),
             list_failures: 0,
             state,
+            panic_log: Arc::default(),
             cfg,
         }
     }
@@ -209,6 +215,7 @@ impl App {
                 client: Arc::new(Client::new(&self.cfg.rt_endpoint, &self.cfg.token, self.cfg.rt_timeout, 1)),
                 mode,
                 max_body: self.cfg.rt_max_body,
+                panic_log: self.panic_log.clone(),
             };
             match Poller::spawn(spec) {
                 Ok(p) => {
@@ -279,8 +286,10 @@ fn selector(cfg: &Config) -> Selector {
 /// (port taken). `reload` re-reads the configuration on SIGHUP.
 pub fn run(cfg: Config, reload: &dyn Fn() -> Result<Config, String>) -> Result<(), String> {
     let listen = cfg.listen.clone();
+    let opts = ServeOptions { workers: HTTP_WORKERS, max_connections: cfg.web_max_connections };
+    crate::panics::install_hook();
     let app = App::new(cfg);
-    let server = HttpServer::start(&listen, app.http_state(), HTTP_WORKERS)?;
+    let server = HttpServer::start(&listen, app.http_state(), opts)?;
     let signals = Signals::install(server.clone())?;
     log::info!("listening on http://{}", server.addr());
     app.run(&signals, reload)

@@ -281,6 +281,16 @@ pub(crate) const FLAGS: &[Flag] = &[
         ..BASE
     },
     Flag {
+        name: "web-max-connections",
+        default: "512",
+        group: Group::Http,
+        arg: "<n>",
+        help: "Most client connections open at once (each costs a thread). At the cap, the \
+               connection idle the longest is closed to make room; when none is idle, new \
+               connections are closed at once.",
+        ..BASE
+    },
+    Flag {
         name: "endpoint",
         group: Group::Http,
         arg: "<url>",

@@ -33,6 +33,8 @@ pub struct Config {
     /// `host:port` to serve metrics on; a bare `:port` has already been
     /// rewritten to `0.0.0.0:port`.
     pub listen: String,
+    /// Most client connections open at once.
+    pub web_max_connections: usize,
     /// First part of every metric name (may be empty).
     pub namespace: String,
     /// Second part of every metric name (may be empty); deprecated.
@@ -88,6 +90,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("token", &"<redacted>")
             .field("listen", &self.listen)
+            .field("web_max_connections", &self.web_max_connections)
             .field("namespace", &self.namespace)
             .field("subsystem", &self.subsystem)
             .field("service_ids", &self.service_ids)
@@ -347,6 +350,7 @@ impl Sources {
         let config = Config {
             token: String::new(),
             listen,
+            web_max_connections: self.parsed("web-max-connections", values::connections)?,
             namespace: self.parsed("namespace", values::metric_name_part)?,
             subsystem: self.parsed("subsystem", values::metric_name_part)?,
             service_ids,

@@ -45,6 +45,15 @@ pub(crate) fn size(s: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
+/// `-web-max-connections`: a connection count from 1 to 1,000,000 (each open connection
+/// costs a thread, so "unlimited" is not offered).
+pub(crate) fn connections(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err("want a number of connections from 1 to 1000000".to_string()),
+    }
+}
+
 /// `-listen`: requires `host:port`; a bare `:port` is rewritten to
 /// `0.0.0.0:port` because Rust's listeners, unlike Go's, do not accept an
 /// empty host.

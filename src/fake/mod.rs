@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use payload::{datacenter_codes, datacenters_json, sample_bodies};
+pub use payload::{datacenter_codes, datacenters_json, generated_body, sample_bodies};
 
 /// How many requests [`FakeState::requests`] keeps: enough for any test, bounded so a
 /// long benchmark run does not grow without limit.

@@ -358,6 +358,16 @@ pub fn sample_bodies(stream: Stream, spec: &GenSpec) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// One complete generated answer with `Timestamp` = `recorded + 1`: for tests that load a
+/// large shape once (e.g. 1,500 domains × 15 datacenters) and then hold the stream, so the
+/// exporter's table stays fixed while it is scraped.
+pub fn generated_body(stream: Stream, spec: &GenSpec, recorded: u64) -> Vec<u8> {
+    let mut rng = Rng::new(spec.seed ^ (stream as u64 + 1).wrapping_mul(0x1000_0001));
+    let mut body = render_prefix(stream, spec, &mut rng).into_bytes();
+    body.extend_from_slice(&tail(recorded, ""));
+    body
+}
+
 /// The end of an envelope after its prefix: `recorded`, then `Timestamp` (= `recorded + 1`),
 /// then `extra` (more top-level members, each starting with a comma), then the closing brace.
 pub(super) fn tail(recorded: u64, extra: &str) -> Vec<u8> {

@@ -112,6 +112,12 @@ fn plan_series(stream: Stream, s: &crate::catalog::Series) -> PlannedSeries {
 }
 
 /// A scrape in progress: a reader producing the exposition for a set of services.
+///
+/// It formats at most about `CHUNK` bytes per call, whatever the size of one (family, service)
+/// unit: a Domain Inspector service with thousands of domains has one unit of hundreds of MB.
+/// Inside a stream unit it resumes after the key of the last row it wrote (rows are sorted by
+/// key and only ever inserted), so no table lock is held between calls, and rows inserted
+/// meanwhile are neither repeated nor half-written.
 pub struct Scrape {
     plan: Arc<Plan>,
     services: Vec<(Arc<Service>, Arc<ServiceMeta>)>,
@@ -121,6 +127,21 @@ pub struct Scrape {
     fam: usize,
     svc: usize,
     header_done: bool,
+    /// Where the current unit resumes (see [`Resume`]).
+    resume: Resume,
+}
+
+/// The position inside the current unit.
+#[derive(Clone, Debug, Default)]
+enum Resume {
+    /// At its start.
+    #[default]
+    Start,
+    /// After the row with this (datacenter, entity) key.
+    AfterRow(Arc<str>, Arc<str>),
+    /// At this item of an account family (for dictionaries: service index and dictionary
+    /// index within it).
+    Item(usize, usize),
 }
 
 impl Scrape {
@@ -142,7 +163,7 @@ impl Scrape {
                 (s, meta)
             })
             .collect();
-        Scrape { plan, services, account, targeted, tail, fam: 0, svc: 0, header_done: false }
+        Scrape { plan, services, account, targeted, tail, fam: 0, svc: 0, header_done: false, resume: Resume::Start }
     }
 
     /// Renders the whole scrape into memory (tests and small outputs).
@@ -152,38 +173,39 @@ impl Scrape {
         String::from_utf8_lossy(&out).into_owned()
     }
 
-    /// Appends the next part of the exposition (at least `CHUNK` bytes unless the scrape ends)
-    /// to `out`; returns false once everything has been written.
+    /// Appends the next part of the exposition to `out`: at least `CHUNK` bytes unless the
+    /// scrape ends, and at most `CHUNK` plus one row of one family (a few KB). Returns false
+    /// once everything has been written.
     pub fn next_chunk(&mut self, out: &mut Vec<u8>) -> bool {
-        let target = out.len() + CHUNK;
-        while out.len() < target {
+        let limit = out.len() + CHUNK;
+        while out.len() < limit {
             let Some(pf) = self.plan.families.get(self.fam) else {
                 out.extend_from_slice(&self.tail);
                 return false;
             };
-            match pf.fam.scope {
-                Scope::Account => {
-                    if let Some(acc) = &self.account {
-                        let start = out.len();
-                        render_account(pf, acc, &self.services, self.targeted, out);
-                        if out.len() > start {
-                            out.splice(start..start, pf.header.iter().copied());
-                        }
-                    }
-                    self.next_family();
-                }
-                _ => {
-                    if let Some((svc, meta)) = self.services.get(self.svc) {
-                        let start = out.len();
-                        render_unit(pf, svc, meta, out);
-                        if out.len() > start && !self.header_done {
-                            out.splice(start..start, pf.header.iter().copied());
-                            self.header_done = true;
-                        }
-                        self.svc += 1;
-                    } else {
+            let start = out.len();
+            let unit_done = match pf.fam.scope {
+                Scope::Account => match &self.account {
+                    Some(acc) => render_account(pf, acc, &self.services, self.targeted, &mut self.resume, out, limit),
+                    None => true,
+                },
+                _ => match self.services.get(self.svc) {
+                    Some((svc, meta)) => render_unit(pf, svc, meta, &mut self.resume, out, limit),
+                    None => {
                         self.next_family();
+                        continue;
                     }
+                },
+            };
+            if out.len() > start && !self.header_done {
+                out.splice(start..start, pf.header.iter().copied());
+                self.header_done = true;
+            }
+            if unit_done {
+                self.resume = Resume::Start;
+                match pf.fam.scope {
+                    Scope::Account => self.next_family(),
+                    _ => self.svc += 1,
                 }
             }
         }
@@ -194,16 +216,30 @@ impl Scrape {
         self.fam += 1;
         self.svc = 0;
         self.header_done = false;
+        self.resume = Resume::Start;
     }
 }
 
-/// Formats one family for one service.
-fn render_unit(pf: &PlannedFamily, svc: &Service, meta: &ServiceMeta, out: &mut Vec<u8>) {
+/// Formats one family for one service, from `resume` on, until `out` reaches `limit`.
+/// Returns true when the unit is complete; otherwise `resume` says where to go on.
+fn render_unit(
+    pf: &PlannedFamily,
+    svc: &Service,
+    meta: &ServiceMeta,
+    resume: &mut Resume,
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> bool {
     let name = pf.name.as_bytes();
     match pf.fam.scope {
         Scope::Stream(stream) => {
             let table = svc.table(stream);
-            for row in table.rows() {
+            let rows = table.rows();
+            let first = match resume {
+                Resume::AfterRow(dc, entity) => rows.partition_point(|r| (&*r.dc, &*r.entity) <= (&**dc, &**entity)),
+                _ => 0,
+            };
+            for row in &rows[first..] {
                 for s in &pf.series {
                     if pf.fam.kind == Kind::Histogram {
                         render_histogram(pf, s, row.labels.as_bytes(), meta, &row.values, out);
@@ -220,10 +256,18 @@ fn render_unit(pf: &PlannedFamily, svc: &Service, meta: &ServiceMeta, out: &mut 
                     write_f64(out, row.values[s.slot]);
                     out.push(b'\n');
                 }
+                if out.len() >= limit {
+                    *resume = Resume::AfterRow(row.dc.clone(), row.entity.clone());
+                    return false;
+                }
             }
+            true
         }
-        Scope::Service => render_service_family(pf, svc, meta, out),
-        Scope::Account => {}
+        Scope::Service => {
+            render_service_family(pf, svc, meta, out);
+            true
+        }
+        Scope::Account => true,
     }
 }
 
@@ -313,16 +357,19 @@ fn render_service_family(pf: &PlannedFamily, svc: &Service, meta: &ServiceMeta, 
     }
 }
 
-/// Formats one account-scoped family. Label pairs are written in name order, as client_golang
+/// Formats one account-scoped family from `resume` on, until `out` reaches `limit`; returns
+/// true when the family is complete. Label pairs are written in name order, as client_golang
 /// sorts them.
 fn render_account(
     pf: &PlannedFamily,
     acc: &AccountSnapshot,
     services: &[(Arc<Service>, Arc<ServiceMeta>)],
     targeted: bool,
+    resume: &mut Resume,
     out: &mut Vec<u8>,
-) {
-    let mut line = |labels: &[(&str, &str)], value: f64| {
+    limit: usize,
+) -> bool {
+    let line = |out: &mut Vec<u8>, labels: &[(&str, &str)], value: f64| {
         out.extend_from_slice(pf.name.as_bytes());
         let mut text = String::from("{");
         for (i, (k, v)) in labels.iter().enumerate() {
@@ -336,10 +383,28 @@ fn render_account(
         write_f64(out, value);
         out.push(b'\n');
     };
+    let (mut item, mut sub) = match resume {
+        Resume::Item(i, j) => (*i, *j),
+        _ => (0, 0),
+    };
+    // Renders the items of a list from `item` on; false (and `resume` set) when `out` is full.
+    macro_rules! items {
+        ($list:expr, |$x:ident| $body:expr) => {{
+            for (i, $x) in $list.iter().enumerate().skip(item) {
+                $body;
+                if out.len() >= limit {
+                    *resume = Resume::Item(i + 1, 0);
+                    return false;
+                }
+            }
+            true
+        }};
+    }
     match pf.fam.name {
         "build_info" => {
             let b = &acc.build;
             line(
+                out,
                 &[
                     ("arch", &b.arch),
                     ("branch", &b.branch),
@@ -351,11 +416,13 @@ fn render_account(
                 ],
                 1.0,
             );
+            true
         }
         "dictionary_item_count" | "dictionary_last_updated_timestamp_seconds" => {
             let count = pf.fam.name == "dictionary_item_count";
-            for (svc, meta) in services {
-                for d in acc.dictionaries.get(&*svc.id).into_iter().flatten() {
+            while let Some((svc, meta)) = services.get(item) {
+                let dicts = acc.dictionaries.get(&*svc.id).map(Vec::as_slice).unwrap_or(&[]);
+                for (j, d) in dicts.iter().enumerate().skip(sub) {
                     let labels = [
                         ("dictionary_id", d.id.as_str()),
                         ("dictionary_name", &d.name),
@@ -363,37 +430,41 @@ fn render_account(
                         ("service_name", &meta.name),
                         ("version", &d.version),
                     ];
-                    line(&labels, if count { d.item_count } else { d.last_updated });
+                    line(out, &labels, if count { d.item_count } else { d.last_updated });
+                    if out.len() >= limit {
+                        *resume = Resume::Item(item, j + 1);
+                        return false;
+                    }
                 }
+                item += 1;
+                sub = 0;
             }
+            true
         }
-        _ if targeted => {}
-        "datacenter_info" => {
-            for d in &acc.datacenters {
-                let labels = [
-                    ("datacenter", d.code.as_str()),
-                    ("group", &d.group),
-                    ("latitude", &d.latitude),
-                    ("longitude", &d.longitude),
-                    ("name", &d.name),
-                ];
-                line(&labels, 1.0);
-            }
-        }
+        _ if targeted => true,
+        "datacenter_info" => items!(acc.datacenters, |d| {
+            let labels = [
+                ("datacenter", d.code.as_str()),
+                ("group", &d.group),
+                ("latitude", &d.latitude),
+                ("longitude", &d.longitude),
+                ("name", &d.name),
+            ];
+            line(out, &labels, 1.0)
+        }),
         "token_expiration" => {
             if let Some(t) = &acc.token
                 && let Some(exp) = t.expires_at
             {
-                line(&[("token_id", &t.id), ("user_id", &t.user_id)], exp);
+                line(out, &[("token_id", &t.id), ("user_id", &t.user_id)], exp);
             }
+            true
         }
-        "cert_expiry_timestamp_seconds" => {
-            for c in &acc.certificates {
-                let labels =
-                    [("cn", c.cn.as_str()), ("id", &c.id), ("issuer", &c.issuer), ("name", &c.name), ("sn", &c.sn)];
-                line(&labels, c.not_after);
-            }
-        }
-        _ => {}
+        "cert_expiry_timestamp_seconds" => items!(acc.certificates, |c| {
+            let labels =
+                [("cn", c.cn.as_str()), ("id", &c.id), ("issuer", &c.issuer), ("name", &c.name), ("sn", &c.sn)];
+            line(out, &labels, c.not_after)
+        }),
+        _ => true,
     }
 }

@@ -14,13 +14,13 @@ use super::stream::Chunked;
 pub const EXPOSITION_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Answers one request. Errors writing to the client are only logged: the client left.
-pub fn handle(req: Request, state: &HttpState) {
+pub fn handle(req: Request, state: &HttpState, server: &tiny_http::Server) {
     let url = req.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let method_ok = matches!(req.method(), Method::Get | Method::Head);
     let result = match path {
         _ if !method_ok => req.respond(text(405, "method not allowed\n").with_header(header("Allow", "GET, HEAD"))),
-        "/metrics" => metrics(req, state, query),
+        "/metrics" => metrics(req, state, server, query),
         "/sd" => {
             let ids: Vec<String> = state.registry.snapshot().iter().map(|s| s.id.to_string()).collect();
             let body = serde_json::json!([{ "targets": ids }]).to_string();
@@ -39,7 +39,7 @@ pub fn handle(req: Request, state: &HttpState) {
     }
 }
 
-fn metrics(req: Request, state: &HttpState, query: &str) -> std::io::Result<()> {
+fn metrics(req: Request, state: &HttpState, server: &tiny_http::Server, query: &str) -> std::io::Result<()> {
     let target = query_param(query, "target");
     let (services, targeted) = match &target {
         Some(id) => match state.registry.get(id) {
@@ -48,38 +48,107 @@ fn metrics(req: Request, state: &HttpState, query: &str) -> std::io::Result<()> 
         },
         None => (state.registry.snapshot(), false),
     };
-    let started = std::time::Instant::now();
-    let mut tail = Vec::new();
-    if !targeted {
-        crate::selfmetrics::global().render(&mut tail);
-    }
-    let mut scrape = Scrape::new(state.plan.clone(), services, Some(state.account()), targeted, tail);
     let gzip = req
         .headers()
         .iter()
         .any(|h| h.field.equiv("Accept-Encoding") && h.value.as_str().split(',').any(|e| e.trim().starts_with("gzip")));
-    let result = stream_body(req, &mut scrape, gzip);
+    let http10 = *req.http_version() == HTTPVersion(1, 0);
+    // HEAD (load balancer and Kubernetes probes): the head only, nothing rendered.
+    if *req.method() == Method::Head {
+        let mut w = req.into_writer();
+        write_head(&mut w, gzip, http10)?;
+        return w.flush();
+    }
+    #[cfg(debug_assertions)]
+    let body_panic = state.debug_panics.fire();
+    let started = std::time::Instant::now();
+    let mut tail = Vec::new();
+    if !targeted {
+        crate::selfmetrics::global().render(&mut tail);
+        crate::selfmetrics::render_http(&mut tail, &http_figures(state, server));
+    }
+    let mut scrape = Scrape::new(state.plan.clone(), services, Some(state.account()), targeted, tail);
+    let mut w = req.into_writer();
+    write_head(&mut w, gzip, http10)?;
+    #[cfg(debug_assertions)]
+    if body_panic {
+        let mut first = Vec::new();
+        scrape.next_chunk(&mut first);
+        w.write_all(format!("{:x}\r\n", first.len()).as_bytes())?;
+        w.write_all(&first)?;
+        w.flush()?;
+        panic!("injected test panic after the first body chunk");
+    }
+    let result = stream_body(w, &mut scrape, gzip, http10);
     if !targeted && result.is_ok() {
         crate::selfmetrics::global().set_scrape_seconds(started.elapsed().as_secs_f64());
     }
     result
 }
 
-/// Writes the response head and the streamed body (chunked, gzipped when asked).
-fn stream_body(req: Request, scrape: &mut Scrape, gzip: bool) -> std::io::Result<()> {
-    let head_only = *req.method() == Method::Head;
-    let http10 = *req.http_version() == HTTPVersion(1, 0);
-    let mut w = req.into_writer();
+/// The server's own figures for the exporter's self metrics.
+fn http_figures(state: &HttpState, server: &tiny_http::Server) -> crate::selfmetrics::HttpFigures {
+    let s = server.stats();
+    crate::selfmetrics::HttpFigures {
+        panics: state.panics.load(std::sync::atomic::Ordering::Relaxed),
+        open_connections: s.open_connections as u64,
+        accepted: s.accepted,
+        rejected: s.rejected,
+        evicted: s.evicted,
+        accept_errors: s.accept_errors,
+        uri_too_long: s.uri_too_long,
+        headers_too_large: s.headers_too_large,
+        header_timeouts: s.header_timeouts,
+    }
+}
+
+/// Debug builds only: injected panics in `/metrics`, configured by
+/// `FASTLY_EXPORTER_DEBUG_HTTP_PANICS=<n>` (the next n requests panic before the response head
+/// goes out) or `=body:<n>` (after the first body chunk).
+#[cfg(debug_assertions)]
+#[derive(Debug, Default)]
+pub struct DebugPanics {
+    remaining: std::sync::atomic::AtomicU64,
+    in_body: bool,
+}
+
+#[cfg(debug_assertions)]
+impl DebugPanics {
+    /// Reads the environment variable.
+    pub fn from_env() -> DebugPanics {
+        let v = std::env::var("FASTLY_EXPORTER_DEBUG_HTTP_PANICS").unwrap_or_default();
+        let (in_body, n) = match v.strip_prefix("body:") {
+            Some(n) => (true, n),
+            None => (false, v.as_str()),
+        };
+        DebugPanics { remaining: n.parse().unwrap_or(0).into(), in_body }
+    }
+
+    /// Panics now (head phase), or returns true when the body should panic.
+    fn fire(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        let armed = self.remaining.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).is_ok();
+        if armed && !self.in_body {
+            panic!("injected test panic before the response head");
+        }
+        armed
+    }
+}
+
+/// Writes the response head of a scrape.
+fn write_head(w: &mut dyn Write, gzip: bool, http10: bool) -> std::io::Result<()> {
     let mut head = format!("HTTP/1.1 200 OK\r\nContent-Type: {EXPOSITION_TYPE}\r\n");
     if gzip {
         head.push_str("Content-Encoding: gzip\r\n");
     }
     // HTTP/1.0 has no chunked encoding: the body ends when the connection closes.
     head.push_str(if http10 { "Connection: close\r\n\r\n" } else { "Transfer-Encoding: chunked\r\n\r\n" });
-    w.write_all(head.as_bytes())?;
-    if head_only {
-        return w.flush();
-    }
+    w.write_all(head.as_bytes())
+}
+
+/// Writes the streamed body (chunked unless HTTP/1.0, gzipped when asked). Each step formats
+/// about 64 KiB, so a scrape of any size holds one such buffer (plus the gzip window).
+fn stream_body(mut w: Box<dyn Write + Send>, scrape: &mut Scrape, gzip: bool, http10: bool) -> std::io::Result<()> {
     if http10 {
         let mut buf = Vec::with_capacity(80 * 1024);
         let body: &mut dyn Write = &mut w;

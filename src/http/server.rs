@@ -3,18 +3,23 @@
 //! A fixed number of worker threads take requests from tiny_http's queue; each renders its
 //! response as a stream, so memory does not grow with the scrape size. Workers poll their
 //! queue with a short timeout so shutdown never waits on a blocked `recv`.
+//!
+//! What one client can make the server hold is bounded by our patched tiny_http
+//! (`vendor/tiny_http/PATCHES.md`): request line and header size, the time to send a request
+//! head, and the number of open connections (each costs a tiny_http thread). A request that
+//! panics is caught here, so no worker is ever lost.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::panics::{self, PanicLog};
+
 use crate::table::{AccountSnapshot, Registry};
 
 use super::render::Plan;
-use super::routes;
 
 /// Readiness as `/readyz` reports it.
 #[derive(Debug, Default)]
@@ -49,6 +54,14 @@ pub struct HttpState {
     pub health: Health,
     /// Scrapes being answered right now (shutdown waits for them).
     pub in_flight: AtomicUsize,
+    /// Requests that panicked (each was answered 500 or had its connection closed).
+    pub panics: AtomicU64,
+    /// Logs each panic location once.
+    pub panic_log: PanicLog,
+    /// Debug builds only: how many more `/metrics` requests panic on purpose, and where
+    /// (`FASTLY_EXPORTER_DEBUG_HTTP_PANICS=[body:]<n>`), so tests can prove workers survive.
+    #[cfg(debug_assertions)]
+    pub debug_panics: crate::http::routes::DebugPanics,
 }
 
 impl HttpState {
@@ -58,9 +71,29 @@ impl HttpState {
     }
 }
 
-/// How long a connection may sit without sending request bytes (idle keep-alive, slowloris)
-/// or without accepting response bytes (a stalled reader) before it is dropped.
+/// How long a client has to send a request head (and how long a keep-alive connection may
+/// stay silent), and how long a client may take to accept response bytes, before it is
+/// dropped.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest request line accepted (414 beyond). Our URLs are short; 8 KiB is what most servers
+/// allow.
+pub const MAX_REQUEST_LINE: usize = 8 * 1024;
+
+/// Largest header section accepted (431 beyond).
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Stack of tiny_http's connection threads: they only read request heads.
+const CONNECTION_STACK: usize = 128 * 1024;
+
+/// How the server treats clients.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeOptions {
+    /// Worker threads answering requests.
+    pub workers: usize,
+    /// Most connections open at once; see [`tiny_http::ServerOptions::max_connections`].
+    pub max_connections: usize,
+}
 
 /// A running server; cheap to clone so the signal thread can shut it down.
 #[derive(Clone)]
@@ -71,18 +104,26 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Binds `listen` and starts `workers` threads. Binding happens before anything else so a
+    /// Binds `listen` and starts the workers. Binding happens before anything else so a
     /// taken port fails the start with a clear message.
-    pub fn start(listen: &str, state: Arc<HttpState>, workers: usize) -> Result<HttpServer, String> {
-        let listener = bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        let server =
-            tiny_http::Server::from_listener(listener, None).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    pub fn start(listen: &str, state: Arc<HttpState>, opts: ServeOptions) -> Result<HttpServer, String> {
+        let listener = TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let options = tiny_http::ServerOptions {
+            limits: tiny_http::Limits {
+                max_request_line: Some(MAX_REQUEST_LINE),
+                max_header_bytes: Some(MAX_HEADER_BYTES),
+                header_timeout: Some(IO_TIMEOUT),
+            },
+            max_connections: opts.max_connections,
+            write_timeout: Some(IO_TIMEOUT),
+            thread_stack_size: Some(CONNECTION_STACK),
+            wrap: None,
+        };
+        let server = tiny_http::Server::from_listener_with(listener, None, options)
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let server = Arc::new(server);
         let stop = Arc::new(AtomicBool::new(false));
-        let local =
-            server.server_addr().to_ip().ok_or_else(|| format!("cannot listen on {listen}: not an IP address"))?;
-        spawn_pinger(local, stop.clone())?;
-        for i in 0..workers.max(1) {
+        for i in 0..opts.workers.max(1) {
             let (server, stop, state) = (server.clone(), stop.clone(), state.clone());
             thread::Builder::new()
                 .name(format!("http-{i}"))
@@ -112,22 +153,21 @@ impl HttpServer {
     }
 }
 
-/// How often the pinger connects to our own listener; well below `IO_TIMEOUT`.
-const PING_EVERY: Duration = Duration::from_secs(10);
+/// Counts a request as in flight for as long as it lives, however its handler ends (a
+/// panicking handler included), so shutdown never waits for a request that is gone.
+struct InFlight<'a>(&'a AtomicUsize);
 
-/// Binds the listening socket with read/write timeouts that every accepted connection
-/// inherits (Linux copies them on accept). tiny_http has no timeouts of its own: without
-/// this an idle or stalled client would hold a thread forever.
-///
-/// The receive timeout also applies to `accept()` itself, and tiny_http's accept loop gives up
-/// for good on its first error; [`spawn_pinger`] keeps `accept()` from ever waiting that long.
-fn bind(listen: &str) -> std::io::Result<TcpListener> {
-    let listener = TcpListener::bind(listen)?;
-    // Socket options are set through a TcpStream view of the same descriptor (safe std API).
-    let view = TcpStream::from(OwnedFd::from(listener));
-    view.set_read_timeout(Some(IO_TIMEOUT))?;
-    view.set_write_timeout(Some(IO_TIMEOUT))?;
-    Ok(TcpListener::from(OwnedFd::from(view)))
+impl<'a> InFlight<'a> {
+    fn enter(n: &'a AtomicUsize) -> InFlight<'a> {
+        n.fetch_add(1, Ordering::SeqCst);
+        InFlight(n)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn worker(server: &tiny_http::Server, stop: &AtomicBool, state: &HttpState) {
@@ -138,46 +178,25 @@ fn worker(server: &tiny_http::Server, stop: &AtomicBool, state: &HttpState) {
                     let _ = req.respond(tiny_http::Response::empty(503));
                     break;
                 }
-                state.in_flight.fetch_add(1, Ordering::SeqCst);
-                routes::handle(req, state);
-                state.in_flight.fetch_sub(1, Ordering::SeqCst);
+                let _in_flight = InFlight::enter(&state.in_flight);
+                // A panic unwinds through the request: tiny_http answers 500 to a request
+                // dropped unanswered, and closes the connection when a response writer is
+                // dropped mid-body (vendor/tiny_http/PATCHES.md). Either way this worker
+                // goes on.
+                if let Err(caught) = panics::catch(|| super::routes::handle(req, state, server)) {
+                    state.panics.fetch_add(1, Ordering::Relaxed);
+                    state.panic_log.report("http: a request", &caught, "answered 500 or closed its connection");
+                }
             }
             Ok(None) => {}
-            Err(e) => {
-                // tiny_http reports here that its accept loop has ended; it never restarts it.
-                // A process that no longer serves must not look alive: exit so the supervisor
-                // (systemd, runit) starts a fresh one.
+            // Our patched tiny_http never ends its accept loop; `recv` only fails when the
+            // server is being shut down.
+            Err(_) => {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                log::error!("http: the listener stopped accepting connections ({e}); exiting so the service restarts");
-                std::process::exit(1);
+                thread::sleep(Duration::from_millis(50));
             }
         }
     }
-}
-
-/// Connects to our own listener every `PING_EVERY` and hangs up at once, so `accept()` never
-/// waits `IO_TIMEOUT` for a client (it would fail with EAGAIN and tiny_http would stop
-/// accepting). The short-lived connection also frees a tiny_http pool thread, which picks up
-/// any connection its pool left queued.
-fn spawn_pinger(addr: SocketAddr, stop: Arc<AtomicBool>) -> Result<(), String> {
-    let target = match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port()),
-        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port()),
-        _ => addr,
-    };
-    thread::Builder::new()
-        .name("http-pinger".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                thread::sleep(PING_EVERY);
-                if let Err(e) = TcpStream::connect_timeout(&target, Duration::from_secs(5)) {
-                    log::warn!("http: cannot reach our own listener at {target}: {e}");
-                }
-            }
-        })
-        .map(|_| ())
-        .map_err(|e| format!("cannot start the HTTP pinger: {e}"))
 }

@@ -7,9 +7,10 @@
 
 use std::io::{self, Write};
 
-/// Room reserved before each chunk for its `<hex length>\r\n` header (lengths stay below
-/// 16 MiB, so at most 6 hex digits).
-const HEADER_ROOM: usize = 8;
+/// Room reserved before each chunk for its `<hex length>\r\n` header: 16 hex digits cover
+/// any `usize`, so no chunk length can overflow it (the renderer keeps chunks near 64 KiB,
+/// but the framing must not depend on that).
+const HEADER_ROOM: usize = 18;
 
 /// HTTP/1.1 chunked transfer encoding over a raw writer.
 pub struct Chunked<W: Write> {
@@ -72,6 +73,20 @@ impl<W: Write> Write for Chunked<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_chunks_of_any_length() {
+        for len in [1usize, 15, 16, 0xfff_fff, 0x100_0000, 0x123_4567] {
+            let mut c = Chunked::new(Vec::new());
+            c.staging().resize(HEADER_ROOM + len, b'x');
+            c.emit().unwrap();
+            let out = c.finish().unwrap();
+            let head = format!("{len:x}\r\n");
+            assert!(out.starts_with(head.as_bytes()), "len {len}");
+            assert_eq!(out.len(), head.len() + len + 2 + 5, "len {len}");
+            assert!(out.ends_with(b"x\r\n0\r\n\r\n"));
+        }
+    }
 
     #[test]
     fn frames_chunks() {

@@ -5,7 +5,6 @@
 //! second of data is counted exactly once. It stops when its flag is set: at once if waiting,
 //! after the current request if one is in flight (that request's answer is then discarded).
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, Thread};
@@ -38,6 +37,8 @@ pub struct PollerSpec {
     pub mode: Mode,
     /// Body size cap.
     pub max_body: u64,
+    /// Where a panicking poll is logged (once per location, shared by all pollers).
+    pub panic_log: Arc<crate::panics::PanicLog>,
 }
 
 /// Handle to a running poller.
@@ -82,10 +83,11 @@ fn run(spec: PollerSpec, stop: &AtomicBool) {
         log: StateLog::default(),
     };
     while !stop.load(Ordering::SeqCst) {
-        let delay = match catch_unwind(AssertUnwindSafe(|| poll_once(&spec, stop, &mut st))) {
+        let delay = match crate::panics::catch(|| poll_once(&spec, stop, &mut st)) {
             Ok(d) => d,
-            Err(_) => {
-                log::error!("service {}: {} poller panicked; restarting in 5s", spec.service.id, spec.stream.name());
+            Err(caught) => {
+                let what = format!("service {}: {} poller", spec.service.id, spec.stream.name());
+                spec.panic_log.report(&what, &caught, "restarting it in 5s");
                 crate::selfmetrics::global().count_restart();
                 Duration::from_secs(5)
             }

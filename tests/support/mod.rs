@@ -491,3 +491,162 @@ pub fn try_get(url: &str, timeout: Duration) -> std::io::Result<RawResponse> {
 pub fn is_self_metric(name: &str) -> bool {
     name.starts_with("fastly_exporter_") || name.starts_with("process_")
 }
+
+// ---- Streaming scrapes: bodies far larger than a test should hold in memory. ----
+
+/// What [`stream_scrape`] saw: status, whether the body was gzip, sample lines by the prefix
+/// of their metric name, total body bytes (decoded), and whether the body ended properly
+/// (terminating chunk, or a gzip stream that ends cleanly, and a final newline).
+#[derive(Debug, Default)]
+pub struct Streamed {
+    pub status: u16,
+    pub gzip: bool,
+    pub samples: usize,
+    pub matching: usize,
+    pub bytes: u64,
+    pub complete: bool,
+}
+
+/// GETs `path` over HTTP/1.1 and counts sample lines without keeping the body: those whose
+/// metric name starts with `prefix` in `matching`, all of them in `samples`. De-chunks and,
+/// when `gzip`, asks for and decompresses gzip, all streamed.
+pub fn stream_scrape(addr: &str, path: &str, gzip: bool, prefix: &str) -> std::io::Result<Streamed> {
+    use std::io::{BufRead, Error, Write};
+    let mut sock = std::net::TcpStream::connect(addr)?;
+    sock.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let enc = if gzip { "Accept-Encoding: gzip\r\n" } else { "" };
+    write!(sock, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{enc}\r\n")?;
+    let mut r = BufReader::with_capacity(256 << 10, sock);
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let status: u16 = line.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| Error::other("no status"))?;
+    let (mut chunked, mut is_gzip) = (false, false);
+    loop {
+        line.clear();
+        r.read_line(&mut line)?;
+        let l = line.trim_end().to_ascii_lowercase();
+        if l.is_empty() {
+            break;
+        }
+        chunked |= l == "transfer-encoding: chunked";
+        is_gzip |= l == "content-encoding: gzip";
+    }
+    let body: Box<dyn Read> = if chunked { Box::new(Dechunk { inner: r, left: 0, done: false }) } else { Box::new(r) };
+    let mut out = Streamed { status, gzip: is_gzip, ..Streamed::default() };
+    let text: Box<dyn BufRead> = if is_gzip {
+        Box::new(BufReader::with_capacity(256 << 10, flate2::read::GzDecoder::new(body)))
+    } else {
+        Box::new(BufReader::with_capacity(256 << 10, body))
+    };
+    let mut last_newline = true;
+    for_each_line(text, |l| {
+        out.bytes += l.len() as u64;
+        last_newline = l.ends_with(b"\n");
+        if !l.starts_with(b"#") && !l.is_empty() {
+            out.samples += 1;
+            if l.starts_with(prefix.as_bytes()) {
+                out.matching += 1;
+            }
+        }
+    })?;
+    out.complete = last_newline;
+    Ok(out)
+}
+
+/// Calls `f` with every line (including its `\n`) of `r`, reusing one buffer.
+fn for_each_line(mut r: Box<dyn std::io::BufRead>, mut f: impl FnMut(&[u8])) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        buf.clear();
+        if r.read_until(b'\n', &mut buf)? == 0 {
+            return Ok(());
+        }
+        f(&buf);
+    }
+}
+
+/// A streaming `Transfer-Encoding: chunked` decoder; a body that ends before its terminating
+/// zero-length chunk is an error (`UnexpectedEof`), so truncation is never mistaken for the end.
+struct Dechunk<R: std::io::BufRead> {
+    inner: R,
+    left: usize,
+    done: bool,
+}
+
+impl<R: std::io::BufRead> Read for Dechunk<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::{Error, ErrorKind};
+        if self.done {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            let mut size = String::new();
+            if self.inner.read_line(&mut size)? == 0 {
+                return Err(Error::new(ErrorKind::UnexpectedEof, "body ended without its last chunk"));
+            }
+            let hex = size.trim().split(';').next().unwrap_or("");
+            self.left = usize::from_str_radix(hex, 16).map_err(|_| Error::other(format!("bad chunk size {size:?}")))?;
+            if self.left == 0 {
+                self.done = true;
+                return Ok(0);
+            }
+        }
+        let want = buf.len().min(self.left);
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(Error::new(ErrorKind::UnexpectedEof, "body ended inside a chunk"));
+        }
+        self.left -= n;
+        if self.left == 0 {
+            let mut crlf = [0u8; 2];
+            self.inner.read_exact(&mut crlf)?;
+        }
+        Ok(n)
+    }
+}
+
+/// Resident set size of a process in bytes (`VmRSS` of `/proc/<pid>/status`).
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Samples a process's RSS every 10 ms on a thread until dropped; `max()` is the peak seen.
+pub struct RssSampler {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    peak: Arc<std::sync::atomic::AtomicU64>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl RssSampler {
+    pub fn start(pid: u32) -> RssSampler {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(rss_bytes(pid).unwrap_or(0)));
+        let (s, p) = (stop.clone(), peak.clone());
+        let thread = thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                if let Some(v) = rss_bytes(pid) {
+                    p.fetch_max(v, Ordering::SeqCst);
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+        });
+        RssSampler { stop, peak, thread: Some(thread) }
+    }
+
+    /// Peak RSS so far, in bytes.
+    pub fn max(&self) -> u64 {
+        self.peak.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -6,11 +6,15 @@ use std::io::{BufReader, BufWriter, ErrorKind, Read};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::common::{HTTPVersion, Method};
+use crate::util::conn_table::{ConnEntry, Counters};
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
-use crate::Request;
+use crate::{Limits, Request};
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
@@ -34,6 +38,23 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // (patch) size and time limits on request heads
+    limits: Limits,
+
+    // (patch) this connection's entry in the server's connection table, if it has one
+    conn: Option<Arc<ConnEntry>>,
+
+    // (patch) where refusals are counted
+    counters: Arc<Counters>,
+}
+
+/// (patch) Reading state of one request head: bytes taken so far and the deadline, which
+/// starts with the first byte of the request.
+struct HeadBudget {
+    line_limit: usize,
+    header_bytes: usize,
+    deadline: Option<Instant>,
 }
 
 /// Error that can happen when reading a request.
@@ -41,6 +62,12 @@ pub struct ClientConnection {
 enum ReadError {
     WrongRequestLine,
     WrongHeader(HTTPVersion),
+    /// (patch) the request line is longer than `Limits::max_request_line`
+    RequestLineTooLong,
+    /// (patch) the header section is larger than `Limits::max_header_bytes`
+    HeadersTooLarge(HTTPVersion),
+    /// (patch) the head did not arrive within `Limits::header_timeout` of its first byte
+    HeadTimeout,
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
@@ -51,6 +78,9 @@ impl ClientConnection {
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        limits: Limits,
+        conn: Option<Arc<ConnEntry>>,
+        counters: Arc<Counters>,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
@@ -65,6 +95,9 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            limits,
+            conn,
+            counters,
         }
     }
 
@@ -77,9 +110,13 @@ impl ClientConnection {
     ///
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
+    ///
+    /// (patch) At most `budget.line_limit` bytes are buffered (`Ok(None)` past that), and the
+    /// socket's receive timeout is set so the whole head arrives within the header timeout.
+    fn read_next_line(&mut self, budget: &mut HeadBudget) -> IoResult<Option<AsciiString>> {
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
+        self.arm_timeout(budget)?;
 
         loop {
             let byte = self.next_header_source.by_ref().bytes().next();
@@ -88,26 +125,77 @@ impl ClientConnection {
                 Some(b) => b?,
                 None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
             };
+            match budget.deadline {
+                None => {
+                    if let Some(t) = self.limits.header_timeout {
+                        budget.deadline = Some(Instant::now() + t);
+                        self.arm_timeout(budget)?;
+                    }
+                }
+                // A client trickling bytes in never lets a read time out: check the clock.
+                Some(d) if Instant::now() >= d => {
+                    return Err(IoError::new(ErrorKind::TimedOut, "request head deadline passed"));
+                }
+                Some(_) => {}
+            }
 
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
                 return AsciiString::from_ascii(buf)
+                    .map(Some)
                     .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
             }
 
             prev_byte_was_cr = byte == b'\r';
 
             buf.push(byte);
+            if buf.len() > budget.line_limit {
+                return Ok(None);
+            }
         }
+    }
+
+    /// (patch) Sets the receive timeout for the next read: the time left until the head's
+    /// deadline once it started, the whole header timeout while waiting for its first byte.
+    fn arm_timeout(&self, budget: &HeadBudget) -> IoResult<()> {
+        let (Some(conn), Some(full)) = (&self.conn, self.limits.header_timeout) else {
+            return Ok(());
+        };
+        let left = match budget.deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => full,
+        };
+        if left.is_zero() {
+            return Err(IoError::new(ErrorKind::TimedOut, "request head deadline passed"));
+        }
+        conn.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+        Ok(())
     }
 
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        let mut budget = HeadBudget {
+            line_limit: self.limits.max_request_line.unwrap_or(usize::MAX),
+            header_bytes: 0,
+            deadline: None,
+        };
+        let timeout = |budget: &HeadBudget, e: IoError| match e.kind() {
+            // A keep-alive connection that stays silent is closed without an answer; a head
+            // that started but did not finish in time gets 408.
+            ErrorKind::WouldBlock | ErrorKind::TimedOut if budget.deadline.is_some() => {
+                ReadError::HeadTimeout
+            }
+            _ => ReadError::ReadIoError(e),
+        };
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = match self.read_next_line(&mut budget) {
+                    Ok(Some(line)) => line,
+                    Ok(None) => return Err(ReadError::RequestLineTooLong),
+                    Err(e) => return Err(timeout(&budget, e)),
+                };
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -117,8 +205,18 @@ impl ClientConnection {
             // getting all headers
             let headers = {
                 let mut headers = Vec::new();
+                let max_headers = self.limits.max_header_bytes.unwrap_or(usize::MAX);
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    budget.line_limit = max_headers.saturating_sub(budget.header_bytes);
+                    let line = match self.read_next_line(&mut budget) {
+                        Ok(Some(line)) => line,
+                        Ok(None) => return Err(ReadError::HeadersTooLarge(version)),
+                        Err(e) => return Err(timeout(&budget, e)),
+                    };
+                    budget.header_bytes += line.len() + 2;
+                    if budget.header_bytes > max_headers {
+                        return Err(ReadError::HeadersTooLarge(version));
+                    }
 
                     if line.is_empty() {
                         break;
@@ -137,7 +235,7 @@ impl ClientConnection {
         };
 
         // building the writer for the request
-        let writer = self.sink.next().unwrap();
+        let writer = crate::request::ResponseWriter::new(self.sink.next().unwrap(), self.conn.clone());
 
         // follow-up for next potential request
         let mut data_source = self.source.next().unwrap();
@@ -203,6 +301,24 @@ impl Iterator for ClientConnection {
                                  // se we have to close
                 }
 
+                Err(ReadError::RequestLineTooLong) => {
+                    self.counters.uri_too_long.fetch_add(1, Ordering::Relaxed);
+                    self.refuse(414, HTTPVersion(1, 1));
+                    return None; // (patch) the rest of the line is never read
+                }
+
+                Err(ReadError::HeadersTooLarge(ver)) => {
+                    self.counters.headers_too_large.fetch_add(1, Ordering::Relaxed);
+                    self.refuse(431, ver);
+                    return None; // (patch) the rest of the head is never read
+                }
+
+                Err(ReadError::HeadTimeout) => {
+                    self.counters.header_timeouts.fetch_add(1, Ordering::Relaxed);
+                    self.refuse(408, HTTPVersion(1, 1));
+                    return None;
+                }
+
                 Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
                     // request timeout
                     let writer = self.sink.next().unwrap();
@@ -262,6 +378,20 @@ impl Iterator for ClientConnection {
             // returning the request
             return Some(rq);
         }
+    }
+}
+
+impl ClientConnection {
+    /// (patch) Answers `status` with `Connection: close` and an empty body, for requests
+    /// refused before they were read completely.
+    fn refuse(&mut self, status: u16, version: HTTPVersion) {
+        use crate::{Header, Response, StatusCode};
+        let writer = self.sink.next().unwrap();
+        let mut response = Response::new_empty(StatusCode(status));
+        if let Ok(h) = Header::from_bytes(&b"Connection"[..], &b"close"[..]) {
+            response.add_header(h);
+        }
+        response.raw_print(writer, version, &[], false, None).ok();
     }
 }
 

@@ -108,6 +108,7 @@ use std::time::Duration;
 
 use client::ClientConnection;
 use connection::Connection;
+use util::conn_table::{ConnTable, Counters};
 use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
@@ -140,6 +141,81 @@ pub struct Server {
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
+
+    // (patch) open connections and the counters behind `stats()`
+    connections: Arc<ConnTable>,
+}
+
+/// (patch) Limits on what one client may make the server hold. `None` means unlimited, as
+/// in upstream tiny_http 0.12 (which buffers request lines and headers of any size).
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    /// Longest request line accepted, in bytes; longer ones get `414 URI Too Long` and the
+    /// connection is closed.
+    pub max_request_line: Option<usize>,
+    /// Largest header section accepted (all header lines with their CRLFs); larger ones get
+    /// `431 Request Header Fields Too Large` and the connection is closed.
+    pub max_header_bytes: Option<usize>,
+    /// Time a client has to send a complete request head, counted from its first byte; also
+    /// how long a connection may wait silently for its next request. A head that started but
+    /// did not finish gets `408`; a silent connection is closed without an answer.
+    pub header_timeout: Option<Duration>,
+}
+
+/// (patch) How a server treats connections, beyond the listener and the built-in TLS.
+#[derive(Clone, Default)]
+pub struct ServerOptions {
+    /// Request size and time limits.
+    pub limits: Limits,
+    /// Most connections open at once (0: no limit). At the cap, a new connection makes the
+    /// server close the connection idle the longest (no response in progress); when every
+    /// connection is busy, the new one is closed at once. Each open connection costs a thread.
+    pub max_connections: usize,
+    /// Send timeout of accepted sockets (a client that stops reading a response).
+    pub write_timeout: Option<Duration>,
+    /// Stack size of connection threads (they parse request heads only).
+    pub thread_stack_size: Option<usize>,
+    /// Wraps each accepted TCP socket in an application-provided stream (TLS done by the
+    /// application, with its own configuration and reloading). Called on the accept thread:
+    /// it must not do I/O (a TLS handshake happens lazily, on the connection's thread). An
+    /// error closes that connection.
+    pub wrap: Option<Arc<WrapFn>>,
+}
+
+/// (patch) See [`ServerOptions::wrap`].
+pub type WrapFn = dyn Fn(std::net::TcpStream) -> IoResult<Box<dyn ReadWrite + Send>> + Send + Sync;
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("limits", &self.limits)
+            .field("max_connections", &self.max_connections)
+            .field("write_timeout", &self.write_timeout)
+            .field("thread_stack_size", &self.thread_stack_size)
+            .field("wrap", &self.wrap.is_some())
+            .finish()
+    }
+}
+
+/// (patch) Connection and refusal counters since the server started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Connections open right now.
+    pub open_connections: usize,
+    /// Connections accepted and served.
+    pub accepted: u64,
+    /// Connections closed at once because the cap was reached and none was idle.
+    pub rejected: u64,
+    /// Idle connections closed to make room for new ones under the cap.
+    pub evicted: u64,
+    /// `accept()` errors (each is retried).
+    pub accept_errors: u64,
+    /// Requests refused with 414.
+    pub uri_too_long: u64,
+    /// Requests refused with 431.
+    pub headers_too_large: u64,
+    /// Request heads that did not arrive in time (408).
+    pub header_timeouts: u64,
 }
 
 enum Message {
@@ -161,6 +237,7 @@ impl From<Request> for Message {
 
 // this trait is to make sure that Server implements Share and Send
 #[doc(hidden)]
+#[allow(dead_code)]
 trait MustBeShareDummy: Sync + Send {}
 #[doc(hidden)]
 impl MustBeShareDummy for Server {}
@@ -243,7 +320,18 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with(listener, ssl_config, ServerOptions::default())
+    }
+
+    /// (patch) Like [`Server::from_listener`], with limits, a connection cap and an optional
+    /// stream wrapper.
+    pub fn from_listener_with<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        options: ServerOptions,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
+        let connections = ConnTable::new(options.max_connections);
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
 
@@ -285,74 +373,123 @@ impl Server {
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
-        thread::spawn(move || {
+        let table = connections.clone();
+        thread::Builder::new().name("tiny-http-accept".into()).spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
+            let tasks_pool = util::TaskPool::with_stack_size(options.thread_stack_size);
+            // (patch) consecutive accept() failures, for the retry delay and the log
+            let mut failures: u32 = 0;
 
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
+                let sock = match server.accept() {
                     Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
+                        if failures > 0 {
+                            log::info!("accepting connections again after {} failed accept() calls", failures);
+                        }
+                        failures = 0;
+                        sock
+                    }
+                    Err(e) => {
+                        // (patch) Upstream ends the accept loop on the first error, and the
+                        // server then never accepts again. Errors such as EMFILE, ENFILE,
+                        // ENOBUFS or ECONNABORTED are transient: log the first one, back off
+                        // (5 ms doubling to 1 s, as Go's net/http does) and go on.
+                        table.counters.accept_errors.fetch_add(1, Relaxed);
+                        if failures == 0 {
+                            log::error!("Error accepting new client: {}; retrying", e);
+                        }
+                        failures = failures.saturating_add(1);
+                        let delay = Duration::from_millis(5u64 << failures.min(8).saturating_sub(1)).min(Duration::from_secs(1));
+                        thread::sleep(delay);
+                        continue;
+                    }
+                };
+                if inside_close_trigger.load(Relaxed) {
+                    break;
+                }
+                // (patch) the connection cap: make room or refuse
+                let Some(guard) = table.admit(&sock) else {
+                    let _ = sock.shutdown(Shutdown::Both);
+                    continue;
+                };
+                if options.write_timeout.is_some() {
+                    let _ = sock.set_write_timeout(options.write_timeout);
+                }
+                if let Some(t) = options.limits.header_timeout {
+                    let _ = sock.set_read_timeout(Some(t));
+                }
 
-                                RefinedTcpStream::new(sock)
+                use util::RefinedTcpStream;
+                let (read_closable, write_closable) = match (&ssl, &options.wrap, sock) {
+                    (None, Some(wrap), Connection::Tcp(tcp)) => {
+                        let socket = match tcp.try_clone() {
+                            Ok(s) => Connection::from(s),
+                            Err(_) => continue,
+                        };
+                        match wrap(tcp) {
+                            Ok(stream) => RefinedTcpStream::new(
+                                util::refined_tcp_stream::WrappedStream::new(stream, socket),
+                            ),
+                            Err(e) => {
+                                log::debug!("connection wrapper refused a connection: {}", e);
+                                continue;
                             }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
+                        }
+                    }
+                    (None, _, sock) => RefinedTcpStream::new(sock),
+                    #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+                    (Some(ref ssl), _, sock) => {
+                        // trying to apply SSL over the connection
+                        // if an error occurs, we just close the socket and resume listening
+                        let sock = match ssl.accept(sock) {
+                            Ok(s) => s,
+                            Err(_) => continue,
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        RefinedTcpStream::new(sock)
                     }
-                    Err(e) => Err(e),
+                    #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+                    (Some(ref _ssl), _, _) => unreachable!(),
                 };
 
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
+                let client = ClientConnection::new(
+                    write_closable,
+                    read_closable,
+                    options.limits.clone(),
+                    Some(guard.entry.clone()),
+                    table.counters.clone(),
+                );
+                let messages = inside_messages.clone();
+                let mut client = Some((client, guard));
+                tasks_pool.spawn(Box::new(move || {
+                    if let Some((client, _guard)) = client.take() {
+                        // Synchronization is needed for HTTPS requests to avoid a deadlock
+                        if client.secure() {
+                            let (sender, receiver) = mpsc::channel();
+                            for rq in client {
+                                messages.push(rq.with_notify_sender(sender.clone()).into());
+                                if receiver.recv().is_err() {
+                                    break;
                                 }
                             }
-                        }));
+                        } else {
+                            for rq in client {
+                                messages.push(rq.into());
+                            }
+                        }
                     }
-
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
-                    }
-                }
+                }));
             }
             log::debug!("Terminating accept thread");
-        });
+        })?;
 
         // result
         Ok(Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
+            connections,
         })
     }
 
@@ -372,8 +509,23 @@ impl Server {
 
     /// Returns the number of clients currently connected to the server.
     pub fn num_connections(&self) -> usize {
-        unimplemented!()
-        //self.requests_receiver.lock().len()
+        // (patch) upstream: unimplemented!()
+        self.connections.open()
+    }
+
+    /// (patch) Connection and refusal counters.
+    pub fn stats(&self) -> ServerStats {
+        let c: &Counters = &self.connections.counters;
+        ServerStats {
+            open_connections: self.connections.open(),
+            accepted: c.accepted.load(Relaxed),
+            rejected: c.rejected.load(Relaxed),
+            evicted: c.evicted.load(Relaxed),
+            accept_errors: c.accept_errors.load(Relaxed),
+            uri_too_long: c.uri_too_long.load(Relaxed),
+            headers_too_large: c.headers_too_large.load(Relaxed),
+            header_timeouts: c.header_timeouts.load(Relaxed),
+        }
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 
+use crate::util::conn_table::ConnEntry;
 use crate::util::{EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
 use chunked_transfer::Decoder;
@@ -101,6 +103,47 @@ impl<R> Drop for NotifyOnDrop<R> {
 }
 
 /// Error that can happen when building a `Request` object.
+/// (patch) The writer of one response. It tells the connection table when the response is
+/// over (the connection may then be evicted as idle under the connection cap), and when it is
+/// dropped while its thread panics it closes the connection: the response is incomplete, and
+/// without a close the client would wait for the rest of a body that never comes.
+pub(crate) struct ResponseWriter<W: Write> {
+    inner: W,
+    conn: Option<Arc<ConnEntry>>,
+}
+
+impl<W: Write> ResponseWriter<W> {
+    pub(crate) fn new(inner: W, conn: Option<Arc<ConnEntry>>) -> ResponseWriter<W> {
+        if let Some(c) = &conn {
+            c.begin_request();
+        }
+        ResponseWriter { inner, conn }
+    }
+}
+
+impl<W: Write> Write for ResponseWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.inner.write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Drop for ResponseWriter<W> {
+    fn drop(&mut self) {
+        if let Some(c) = &self.conn {
+            if std::thread::panicking() {
+                c.close();
+            }
+            c.end_request();
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum RequestCreationError {
     /// The client sent an `Expect` header that was not recognized by tiny-http.

@@ -1,6 +1,7 @@
 use std::io::Result as IoResult;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 use crate::connection::Connection;
 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -8,6 +9,8 @@ use crate::ssl::SslStream;
 
 pub(crate) enum Stream {
     Http(Connection),
+    /// (patch) A stream built by [`crate::ServerOptions::wrap`] (TLS done by the application).
+    Wrapped(WrappedStream),
     #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
     Https(SslStream),
 }
@@ -16,6 +19,7 @@ impl Clone for Stream {
     fn clone(&self) -> Self {
         match self {
             Stream::Http(tcp_stream) => Stream::Http(tcp_stream.try_clone().unwrap()),
+            Stream::Wrapped(w) => Stream::Wrapped(w.clone()),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(ssl_stream) => Stream::Https(ssl_stream.clone()),
         }
@@ -32,6 +36,7 @@ impl Stream {
     fn secure(&self) -> bool {
         match self {
             Stream::Http(_) => false,
+            Stream::Wrapped(_) => true,
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(_) => true,
         }
@@ -40,6 +45,7 @@ impl Stream {
     fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.peer_addr(),
+            Stream::Wrapped(w) => w.socket.peer_addr(),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(ssl_stream) => ssl_stream.peer_addr(),
         }
@@ -48,6 +54,7 @@ impl Stream {
     fn shutdown(&mut self, how: Shutdown) -> IoResult<()> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.shutdown(how),
+            Stream::Wrapped(w) => w.socket.shutdown(how),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(ssl_stream) => ssl_stream.shutdown(how),
         }
@@ -58,6 +65,7 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.read(buf),
+            Stream::Wrapped(w) => w.lock().read(buf),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(ssl_stream) => ssl_stream.read(buf),
         }
@@ -68,6 +76,7 @@ impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.write(buf),
+            Stream::Wrapped(w) => w.lock().write(buf),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(ssl_stream) => ssl_stream.write(buf),
         }
@@ -76,9 +85,41 @@ impl Write for Stream {
     fn flush(&mut self) -> IoResult<()> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.flush(),
+            Stream::Wrapped(w) => w.lock().flush(),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(ssl_stream) => ssl_stream.flush(),
         }
+    }
+}
+
+/// (patch) The application's stream over an accepted socket, shared by the read and write
+/// halves. Like the built-in TLS streams it is "secure": the connection reads the next request
+/// only after the current response is complete, so a blocked read never holds the lock a
+/// response needs.
+pub(crate) struct WrappedStream {
+    inner: Arc<Mutex<Box<dyn crate::ReadWrite + Send>>>,
+    socket: Arc<Connection>,
+}
+
+impl WrappedStream {
+    pub(crate) fn new(inner: Box<dyn crate::ReadWrite + Send>, socket: Connection) -> WrappedStream {
+        WrappedStream { inner: Arc::new(Mutex::new(inner)), socket: Arc::new(socket) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn crate::ReadWrite + Send>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Clone for WrappedStream {
+    fn clone(&self) -> Self {
+        WrappedStream { inner: self.inner.clone(), socket: self.socket.clone() }
+    }
+}
+
+impl From<WrappedStream> for Stream {
+    fn from(w: WrappedStream) -> Self {
+        Stream::Wrapped(w)
     }
 }
 

@@ -10,6 +10,8 @@ use std::time::Duration;
 /// Any idle thread will automatically die after a few seconds.
 pub struct TaskPool {
     sharing: Arc<Sharing>,
+    // (patch) stack size of worker threads; `None` for the platform default
+    stack_size: Option<usize>,
 }
 
 struct Sharing {
@@ -47,8 +49,10 @@ impl<'a> Drop for Registration<'a> {
 }
 
 impl TaskPool {
-    pub fn new() -> TaskPool {
+    /// (patch) A pool whose threads get `stack_size` bytes of stack.
+    pub fn with_stack_size(stack_size: Option<usize>) -> TaskPool {
         let pool = TaskPool {
+            stack_size,
             sharing: Arc::new(Sharing {
                 todo: Mutex::new(VecDeque::new()),
                 condvar: Condvar::new(),
@@ -69,7 +73,10 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // (patch) A waiting thread stays counted in `waiting_tasks` until it has re-taken the
+        // lock, so threads already woken for queued tasks must not be counted again: with
+        // `== 0` a burst of connections could be queued behind long-lived ones and never read.
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);
@@ -79,8 +86,14 @@ impl TaskPool {
 
     fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
         let sharing = self.sharing.clone();
+        let mut builder = thread::Builder::new().name("tiny-http-conn".into());
+        if let Some(size) = self.stack_size {
+            builder = builder.stack_size(size);
+        }
 
-        thread::spawn(move || {
+        // (patch) A failed spawn (thread limit, memory) drops the task, closing its connection,
+        // instead of panicking the accept loop.
+        let spawned = builder.spawn(move || {
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
@@ -124,6 +137,9 @@ impl TaskPool {
                 task();
             }
         });
+        if let Err(e) = spawned {
+            log::error!("cannot start a connection thread: {}", e);
+        }
     }
 }
 
