@@ -303,3 +303,40 @@ fn panics_mid_body_close_the_connection_and_no_worker_is_lost() {
     assert_eq!(self_metric(&m, "fastly_exporter_http_panics_total", &[]), 20.0);
     assert_eq!(exp.get("/healthz").0, 200);
 }
+
+/// Upstream tiny_http stops accepting for good on its first `accept()` error. Run out of file
+/// descriptors (EMFILE) on purpose: once clients let go, the server accepts again.
+#[test]
+fn the_server_accepts_again_after_running_out_of_file_descriptors() {
+    raise_nofile();
+    let fake = quiet_fake(1);
+    let url = fake.url();
+    let exp = Exporter::start_limited(&["-token", "T", "-api-endpoint", &url, "-rt-endpoint", &url], &[], Some(64));
+    assert_eq!(exp.get("/healthz").0, 200);
+    // Once the accept queue is full, connects wait for SYN retries: give up on those quickly.
+    let sa: std::net::SocketAddr = exp.addr.parse().expect("address");
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        if let Ok(s) = TcpStream::connect_timeout(&sa, Duration::from_millis(200)) {
+            held.push(s);
+        }
+    }
+    thread::sleep(Duration::from_millis(500));
+    drop(held);
+    let released = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let m = loop {
+        if let Ok((200, _, body)) = try_get(&exp.url("/metrics"), Duration::from_secs(5)) {
+            break expo::parse(&String::from_utf8_lossy(&body));
+        }
+        assert!(Instant::now() < deadline, "the server never accepted again:\n{}", exp.output());
+        thread::sleep(Duration::from_millis(100));
+    };
+    let errors = self_metric(&m, "fastly_exporter_http_accept_errors_total", &[]);
+    eprintln!(
+        "EMFILE: {errors} failed accept() calls, then served again {:.1?} after the clients let go",
+        released.elapsed()
+    );
+    assert!(errors >= 1.0, "no accept error happened; the test did not exhaust descriptors");
+    assert_eq!(exp.get("/healthz").0, 200);
+}

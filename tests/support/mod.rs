@@ -74,11 +74,24 @@ impl Exporter {
     /// Like [`Exporter::start`] with extra environment variables (the environment is otherwise
     /// cleared of `FASTLY_*` variables so the host cannot leak into tests).
     pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Exporter {
+        Exporter::start_limited(args, env, None)
+    }
+
+    /// Like [`Exporter::start_env`], with the open-file limit (soft and hard) set to `nofile`
+    /// when given, as `ulimit -n` would.
+    pub fn start_limited(args: &[&str], env: &[(&str, &str)], nofile: Option<u32>) -> Exporter {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         if !args.contains(&"-listen") {
             all.extend(["-listen".to_string(), "127.0.0.1:0".to_string()]);
         }
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match nofile {
+            None => Command::new(BIN),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c").arg(format!("ulimit -n {n} && exec \"$0\" \"$@\"")).arg(BIN);
+                c
+            }
+        };
         cmd.args(&all).stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
         scrub_env(&mut cmd);
         cmd.envs(env.iter().copied());

@@ -382,36 +382,45 @@ impl Server {
 
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
-                let sock = match server.accept() {
-                    Ok((sock, _)) => {
+                // (patch) Upstream ends the accept loop on the first error, and the server then
+                // never accepts again. Errors such as EMFILE, ENFILE, ENOBUFS or ECONNABORTED
+                // are transient: log the first one, back off (5 ms doubling to 1 s, as Go's
+                // net/http does) and go on. Running out of descriptors for the connection's
+                // own bookkeeping counts the same way.
+                let admitted = server.accept().and_then(|(sock, _)| {
+                    if inside_close_trigger.load(Relaxed) {
+                        return Ok(None);
+                    }
+                    match table.admit(&sock) {
+                        Ok(guard) => Ok(Some((sock, guard))),
+                        // the connection cap: refused and counted; the socket closes on drop
+                        Err(util::conn_table::Refusal::AtCap) => {
+                            let _ = sock.shutdown(Shutdown::Both);
+                            Ok(None)
+                        }
+                        Err(util::conn_table::Refusal::Resources(e)) => Err(e),
+                    }
+                });
+                let (sock, guard) = match admitted {
+                    Ok(Some(admitted)) => {
                         if failures > 0 {
-                            log::info!("accepting connections again after {} failed accept() calls", failures);
+                            log::info!("accepting connections again after {} failed attempts", failures);
                         }
                         failures = 0;
-                        sock
+                        admitted
                     }
+                    Ok(None) => continue,
                     Err(e) => {
-                        // (patch) Upstream ends the accept loop on the first error, and the
-                        // server then never accepts again. Errors such as EMFILE, ENFILE,
-                        // ENOBUFS or ECONNABORTED are transient: log the first one, back off
-                        // (5 ms doubling to 1 s, as Go's net/http does) and go on.
                         table.counters.accept_errors.fetch_add(1, Relaxed);
                         if failures == 0 {
                             log::error!("Error accepting new client: {}; retrying", e);
                         }
                         failures = failures.saturating_add(1);
-                        let delay = Duration::from_millis(5u64 << failures.min(8).saturating_sub(1)).min(Duration::from_secs(1));
+                        let delay = Duration::from_millis(5u64 << failures.min(8).saturating_sub(1))
+                            .min(Duration::from_secs(1));
                         thread::sleep(delay);
                         continue;
                     }
-                };
-                if inside_close_trigger.load(Relaxed) {
-                    break;
-                }
-                // (patch) the connection cap: make room or refuse
-                let Some(guard) = table.admit(&sock) else {
-                    let _ = sock.shutdown(Shutdown::Both);
-                    continue;
                 };
                 if options.write_timeout.is_some() {
                     let _ = sock.set_write_timeout(options.write_timeout);

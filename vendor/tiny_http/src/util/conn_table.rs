@@ -66,6 +66,14 @@ impl ConnEntry {
     }
 }
 
+/// Why a connection was not admitted.
+pub(crate) enum Refusal {
+    /// The cap is reached and no connection is idle.
+    AtCap,
+    /// The socket could not be duplicated (out of file descriptors): like a failed accept.
+    Resources(std::io::Error),
+}
+
 /// Removes the entry when the connection's thread is done with it.
 pub(crate) struct ConnGuard {
     table: Arc<ConnTable>,
@@ -112,9 +120,9 @@ impl ConnTable {
     /// Registers a newly accepted connection. At the cap, the connection idle the longest
     /// (no response in progress: a keep-alive connection waiting for its next request, or a
     /// client still sending its request head) is closed to make room; when every connection
-    /// is busy the new one is refused (`None`; the caller closes it).
-    pub(crate) fn admit(self: &Arc<Self>, socket: &Connection) -> Option<ConnGuard> {
-        let clone = socket.try_clone().ok()?;
+    /// is busy the new one is refused (the caller closes it).
+    pub(crate) fn admit(self: &Arc<Self>, socket: &Connection) -> Result<ConnGuard, Refusal> {
+        let clone = socket.try_clone().map_err(Refusal::Resources)?;
         let mut map = self.lock();
         if self.max > 0 {
             let live = map.values().filter(|e| !e.closing.load(Ordering::SeqCst)).count();
@@ -131,7 +139,7 @@ impl ConnTable {
                     }
                     None => {
                         self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                        return None;
+                        return Err(Refusal::AtCap);
                     }
                 }
             }
@@ -147,6 +155,6 @@ impl ConnTable {
         });
         map.insert(id, entry.clone());
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
-        Some(ConnGuard { table: self.clone(), entry })
+        Ok(ConnGuard { table: self.clone(), entry })
     }
 }
