@@ -30,8 +30,8 @@ use std::sync::{Arc, LazyLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use fake_fastly::{GenSpec, Stream as FakeStream, sample_bodies};
 use fastly_exporter::catalog::{Stream, catalog};
-use fastly_exporter::fake::{GenSpec, Stream as FakeStream, sample_bodies};
 use fastly_exporter::filter::Filter;
 use fastly_exporter::http::render::{Plan, Scrape};
 use fastly_exporter::realtime::parse::{Mode, parse_response};

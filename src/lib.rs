@@ -8,7 +8,6 @@ pub mod app;
 pub mod catalog;
 pub mod config;
 pub mod exposition;
-pub mod fake;
 pub mod filter;
 pub mod http;
 pub mod panics;

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use fastly_exporter::fake::Reply;
+use fake_fastly::Reply;
 use support::{
     Exporter, FakeConfig, FakeFastly, FakeService, StreamMode, fake_with, rt_polls, run_to_exit_timeout, start_against,
     start_against_env, temp_path, wait_until,

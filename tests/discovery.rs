@@ -427,7 +427,7 @@ fn sighup_applies_new_service_ids_and_survives_a_broken_config_file() {
 
 #[test]
 fn an_answer_arriving_after_removal_does_not_resurrect_the_service() {
-    use fastly_exporter::fake::Reply;
+    use fake_fastly::Reply;
     // Every service's first poll is answered with data only after 3 s.
     let body = support::rt_data(1_700_000_001, &[("AMS", 9)]);
     let fake = fake_with(

@@ -8,7 +8,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use fastly_exporter::fake::{Delivered, Fault, FaultSpec, Reply, Stream};
+use fake_fastly::{Delivered, Fault, FaultSpec, Reply, Stream};
 use support::expo::Scrape;
 use support::{
     Exporter, FakeConfig, FakeFastly, FakeService, StreamMode, rt_polls, start_against, start_against_env, ts_of,

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fastly_exporter::fake::Reply;
+use fake_fastly::Reply;
 use support::expo;
 use support::{
     Exporter, FakeFastly, FakeService, RssSampler, StreamMode, fake_with, rss_bytes, rt_data, start_against,

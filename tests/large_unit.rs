@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use fastly_exporter::fake::{GenSpec, Stream, generated_body};
+use fake_fastly::{GenSpec, Stream, generated_body};
 use support::{FakeConfig, FakeFastly, FakeService, RssSampler, StreamMode, rss_bytes, start_against, stream_scrape};
 
 const DOMAINS: usize = 1_500;

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use fastly_exporter::fake::{GenSpec, Reply};
+use fake_fastly::{GenSpec, Reply};
 use support::expo::Scrape;
 use support::{
     Exporter, FakeConfig, FakeFastly, FakeService, RecordedRequest, StreamMode, fake_with, rt_data, rt_no_data,

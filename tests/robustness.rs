@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fastly_exporter::fake::{GenSpec, Reply};
+use fake_fastly::{GenSpec, Reply};
 use support::expo::{self, Scrape};
 use support::{
     FakeConfig, FakeFastly, FakeService, StreamMode, fake_with, fixture, rt_data, rt_polls, start_against, try_get,

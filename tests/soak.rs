@@ -9,7 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use fastly_exporter::fake::{Fault, FaultSpec, Stream};
+use fake_fastly::{Fault, FaultSpec, Stream};
 use support::{Exporter, FakeConfig, FakeFastly, FakeService, StreamMode, start_against, try_get};
 
 const SERVICES: usize = 50;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub use fastly_exporter::fake::{FakeConfig, FakeFastly, FakeService, StreamMode};
+pub use fake_fastly::{FakeConfig, FakeFastly, FakeService, StreamMode};
 
 /// Path of the binary under test, built by cargo for integration tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_fastly-exporter");
@@ -318,7 +318,7 @@ fn rand_suffix() -> u128 {
 
 // ---- Helpers added for the discovery / polling / CLI / HTTP end-to-end tests. ----
 
-pub use fastly_exporter::fake::RecordedRequest;
+pub use fake_fastly::RecordedRequest;
 
 /// Starts the exporter with `-token token` and both endpoints pointed at `fake`, plus `extra`.
 pub fn start_against(fake: &FakeFastly, token: &str, extra: &[&str]) -> Exporter {

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use fastly_exporter::fake::{FakeConfig, FakeFastly, FakeService, GenSpec, StreamMode, datacenters_json};
+use fake_fastly::{FakeConfig, FakeFastly, FakeService, GenSpec, StreamMode, datacenters_json};
 
 const USAGE: &str = "\
 usage: fake-fastly [-listen 127.0.0.1:8081] [-services 5] [-datacenters 10]

@@ -1,9 +1,9 @@
 //! A fake Fastly API (api.fastly.com and rt.fastly.com on one port).
 //!
 //! It exists so the exporter can be tested end to end, demonstrated (`fake-fastly` binary)
-//! and benchmarked without a Fastly account. It deliberately imports nothing from the rest
-//! of the crate: a test double that shared parsing or formatting code with the exporter
-//! would reproduce the exporter's bugs instead of exposing them.
+//! and benchmarked without a Fastly account. It is its own crate and does not depend on the
+//! exporter: a test double that shared parsing or formatting code with the exporter would
+//! reproduce the exporter's bugs instead of exposing them.
 //!
 //! Threads: `workers` threads take requests from tiny_http; answers that must wait
 //! (long-polls, scripted delays) go into one delay queue served by a timer thread, which
