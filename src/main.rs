@@ -31,6 +31,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Trusted CA roots, as Go reads them (SSL_CERT_FILE, SSL_CERT_DIR, the system store); a
+    // setting that points at nothing usable is a configuration error.
+    let trust = match fastly_exporter::api::tls::load(&|k| std::env::var(k).ok()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("fastly-exporter: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let level = if cfg.debug { log::LevelFilter::Debug } else { log::LevelFilter::Info };
     let logger = simple_logger::SimpleLogger::new()
         .with_level(level)
@@ -42,6 +51,7 @@ fn main() -> ExitCode {
     if let Err(e) = logger.init() {
         eprintln!("fastly-exporter: cannot start logging: {e}");
     }
+    log::info!("TLS: trusting {trust}");
     for w in &cfg.warnings {
         log::warn!("{w}");
     }
@@ -55,7 +65,7 @@ fn main() -> ExitCode {
         Ok(_) => Err("unexpected command on reload".to_string()),
         Err(e) => Err(e.to_string()),
     };
-    match app::run(*cfg, &reload) {
+    match app::run(*cfg, &trust, &reload) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

@@ -15,6 +15,9 @@ const REMIND_EVERY_SECS: u64 = 3600;
 #[derive(Debug, Default)]
 pub struct StateLog {
     current: Option<String>,
+    /// The current failure was reported elsewhere (once for the whole process): lines about
+    /// it go to the debug level.
+    quiet: bool,
     count: u64,
     since: u64,
     last_logged: u64,
@@ -24,21 +27,42 @@ impl StateLog {
     /// Records a failure described by `what` (no secrets in it); logs only on a new kind,
     /// or as an hourly reminder.
     pub fn fail(&mut self, subject: &str, what: &str) {
+        self.record(subject, what, false);
+    }
+
+    /// Like [`StateLog::fail`] for a failure already reported once for the whole process
+    /// (an untrusted TLS certificate): its lines go to the debug level, so a dozen tasks
+    /// failing on one host do not repeat the same line.
+    pub fn fail_quietly(&mut self, subject: &str, what: &str) {
+        self.record(subject, what, true);
+    }
+
+    /// [`StateLog::fail_quietly`] when `quiet`, else [`StateLog::fail`].
+    pub fn fail_as(&mut self, subject: &str, what: &str, quiet: bool) {
+        self.record(subject, what, quiet);
+    }
+
+    fn record(&mut self, subject: &str, what: &str, quiet: bool) {
+        let level = if quiet { log::Level::Debug } else { log::Level::Warn };
         let now = now();
         if self.current.as_deref() == Some(what) {
             self.count += 1;
             if now >= self.last_logged + REMIND_EVERY_SECS {
-                log::warn!("{subject} still failing: {what} ({} times since {})", self.count, clock(self.since));
+                log::log!(level, "{subject} still failing: {what} ({} times since {})", self.count, clock(self.since));
                 self.last_logged = now;
             }
             return;
         }
         match self.current.take() {
-            Some(prev) => {
-                log::warn!("{subject} failing: {prev} ({} times since {}); now: {what}", self.count, clock(self.since))
-            }
-            None => log::warn!("{subject} failing: {what}"),
+            Some(prev) => log::log!(
+                level,
+                "{subject} failing: {prev} ({} times since {}); now: {what}",
+                self.count,
+                clock(self.since)
+            ),
+            None => log::log!(level, "{subject} failing: {what}"),
         }
+        self.quiet = quiet;
         self.current = Some(what.to_string());
         self.count = 1;
         self.since = now;
@@ -48,7 +72,8 @@ impl StateLog {
     /// Records a success; logs the recovery if something was failing.
     pub fn ok(&mut self, subject: &str) {
         if let Some(prev) = self.current.take() {
-            log::info!("{subject} recovered: {prev} ({} times since {})", self.count, clock(self.since));
+            let level = if self.quiet { log::Level::Debug } else { log::Level::Info };
+            log::log!(level, "{subject} recovered: {prev} ({} times since {})", self.count, clock(self.since));
         }
     }
 

@@ -28,6 +28,7 @@ mod routes;
 mod server;
 mod services;
 mod streams;
+mod tls;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -37,6 +38,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub use payload::{datacenter_codes, datacenters_json, generated_body, sample_bodies};
+pub use tls::TlsIdentity;
 
 /// How many requests [`FakeState::requests`] keeps: enough for any test, bounded so a
 /// long benchmark run does not grow without limit.
@@ -261,6 +263,8 @@ pub struct FakeConfig {
     pub domains: StreamMode,
     /// Threads taking requests off the listener (and as many responder threads).
     pub workers: usize,
+    /// Serve HTTPS with this identity (its CA is what clients must trust).
+    pub tls: Option<TlsIdentity>,
 }
 
 impl Default for FakeConfig {
@@ -274,6 +278,7 @@ impl Default for FakeConfig {
             origins: StreamMode::Generated(GenSpec::default()),
             domains: StreamMode::Generated(GenSpec::default()),
             workers: 8,
+            tls: None,
         }
     }
 }
@@ -306,6 +311,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Everything the running server reads and tests may change while it runs.
 pub struct FakeState {
     base_url: String,
+    /// `http` or `https`.
+    scheme: &'static str,
     page_size: usize,
     token: RwLock<Option<String>>,
     services: RwLock<Arc<services::ServiceSet>>,
@@ -506,7 +513,15 @@ impl FakeFastly {
     pub fn start(cfg: FakeConfig) -> std::io::Result<FakeFastly> {
         let listener = std::net::TcpListener::bind(&cfg.listen)?;
         widen_backlog(&listener);
-        let server = tiny_http::Server::from_listener(listener, None).map_err(std::io::Error::other)?;
+        let options = tiny_http::ServerOptions {
+            wrap: match &cfg.tls {
+                Some(id) => Some(tls::wrapper(id.server_config()?)),
+                None => None,
+            },
+            ..tiny_http::ServerOptions::default()
+        };
+        let server = tiny_http::Server::from_listener_with(listener, None, options).map_err(std::io::Error::other)?;
+        let scheme = if cfg.tls.is_some() { "https" } else { "http" };
         let addr = match server.server_addr() {
             tiny_http::ListenAddr::IP(addr) => addr,
             #[allow(unreachable_patterns)]
@@ -519,7 +534,7 @@ impl FakeFastly {
                 SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
             });
         }
-        let url = format!("http://{shown}");
+        let url = format!("{scheme}://{shown}");
         let modes = [
             Arc::new(streams::ModeRt::build(Stream::Realtime, cfg.realtime)),
             Arc::new(streams::ModeRt::build(Stream::Origins, cfg.origins)),
@@ -527,6 +542,7 @@ impl FakeFastly {
         ];
         let state = Arc::new(FakeState {
             base_url: url.clone(),
+            scheme,
             page_size: cfg.page_size.max(1),
             token: RwLock::new(cfg.token),
             services: RwLock::new(Arc::new(services::ServiceSet::new(cfg.services))),

@@ -8,13 +8,22 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use fake_fastly::{FakeConfig, FakeFastly, FakeService, GenSpec, StreamMode, datacenters_json};
+use std::time::Duration;
+
+use fake_fastly::{
+    FakeConfig, FakeFastly, FakeService, GenSpec, Stream as FakeStream, StreamMode, TlsIdentity, datacenters_json,
+    generated_body,
+};
 
 const USAGE: &str = "\
 usage: fake-fastly [-listen 127.0.0.1:8081] [-services 5] [-datacenters 10]
                    [-origins 2] [-domains 2] [-token T] [-seed 1] [-page-size 1000]
-                   [-workers 8]
-Flags take one dash or two. -origins 0 / -domains 0 disable that product.";
+                   [-workers 8] [-once] [-tls-dir DIR]
+Flags take one dash or two. -origins 0 / -domains 0 disable that product.
+-once: each stream answers one generated second, then holds every later poll (a large
+       shape, e.g. -domains 1500 -datacenters 15, loaded once and then left still).
+-tls-dir DIR: serve HTTPS with a new private CA; DIR/ca.pem is what clients must trust
+       (e.g. SSL_CERT_FILE=DIR/ca.pem); DIR/cert.pem and DIR/key.pem are the server's.";
 
 const TOKENS_SELF: &str = include_str!("../../tests/fixtures/api/tokens-self-expires.json");
 const ORIGIN_INSPECTOR: &str = include_str!("../../tests/fixtures/api/entitled-products-origin-inspector.json");
@@ -40,6 +49,8 @@ struct Args {
     seed: u64,
     page_size: usize,
     workers: usize,
+    once: bool,
+    tls_dir: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -53,6 +64,8 @@ fn parse_args() -> Result<Args, String> {
         seed: 1,
         page_size: 1000,
         workers: 8,
+        once: false,
+        tls_dir: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -67,6 +80,10 @@ fn parse_args() -> Result<Args, String> {
         if name == "h" || name == "help" {
             println!("{USAGE}");
             std::process::exit(0);
+        }
+        if name == "once" {
+            args.once = true;
+            continue;
         }
         let value = match inline {
             Some(v) => v,
@@ -83,6 +100,7 @@ fn parse_args() -> Result<Args, String> {
             "seed" => args.seed = num(&value)? as u64,
             "page-size" => args.page_size = num(&value)?.max(1),
             "workers" => args.workers = num(&value)?.max(1),
+            "tls-dir" => args.tls_dir = Some(value.into()),
             _ => return Err(format!("unknown flag -{name}")),
         }
     }
@@ -98,9 +116,30 @@ fn service_id(i: usize) -> String {
     id
 }
 
-/// A stream generating `entities` per datacenter, or 404 when the product is disabled.
-fn stream(datacenters: usize, entities: usize, seed: u64) -> StreamMode {
-    if entities == 0 { StreamMode::NotFound } else { StreamMode::Generated(GenSpec { datacenters, entities, seed }) }
+/// A stream generating `entities` per datacenter, or 404 when the product is disabled; with
+/// `once`, one generated answer and then held polls.
+fn stream(kind: FakeStream, datacenters: usize, entities: usize, seed: u64, once: bool) -> StreamMode {
+    let spec = GenSpec { datacenters, entities, seed };
+    match (entities, once) {
+        (0, _) => StreamMode::NotFound,
+        (_, false) => StreamMode::Generated(spec),
+        (_, true) => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            StreamMode::FixtureThenHold { body: generated_body(kind, &spec, now), hold: Duration::from_secs(3600) }
+        }
+    }
+}
+
+/// Generates a CA and a server certificate for this machine's loopback names and writes them
+/// to `dir` (`ca.pem`, `cert.pem`, `key.pem`).
+fn tls_identity(dir: &std::path::Path) -> Result<TlsIdentity, String> {
+    let id = TlsIdentity::generate("fake-fastly test CA", &["127.0.0.1", "localhost", "::1"])
+        .map_err(|e| format!("cannot generate a certificate: {e}"))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for (name, pem) in [("ca.pem", &id.ca_pem), ("cert.pem", &id.cert_pem), ("key.pem", &id.key_pem)] {
+        std::fs::write(dir.join(name), pem).map_err(|e| format!("{}: {e}", dir.join(name).display()))?;
+    }
+    Ok(id)
 }
 
 /// The entitlement body for a product, with `has_access` forced to `access`.
@@ -137,15 +176,27 @@ fn main() -> ExitCode {
     };
     let services: Vec<FakeService> =
         (0..args.services).map(|i| FakeService::new(service_id(i), format!("service-{i}"), i as i64 + 1)).collect();
+    let tls = match &args.tls_dir {
+        Some(dir) => match tls_identity(dir) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                eprintln!("fake-fastly: -tls-dir: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let (dcs, seed, once) = (args.datacenters, args.seed, args.once);
     let cfg = FakeConfig {
         listen: args.listen.clone(),
         token: args.token.clone(),
         services: services.clone(),
         page_size: args.page_size,
-        realtime: stream(args.datacenters, 1, args.seed),
-        origins: stream(args.datacenters, args.origins, args.seed),
-        domains: stream(args.datacenters, args.domains, args.seed),
+        realtime: stream(FakeStream::Realtime, dcs, 1, seed, once),
+        origins: stream(FakeStream::Origins, dcs, args.origins, seed, once),
+        domains: stream(FakeStream::Domains, dcs, args.domains, seed, once),
         workers: args.workers,
+        tls,
     };
     let started = Instant::now();
     let fake = match FakeFastly::start(cfg) {

@@ -407,7 +407,7 @@ fn handle(state: &FakeState, rq: &Request) -> Outcome {
     let headers: Vec<(String, String)> =
         rq.headers().iter().map(|h| (h.field.as_str().to_string(), h.value.to_string())).collect();
     let header = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
-    let base = header("Host").map_or_else(|| state.base_url.clone(), |h| format!("http://{h}"));
+    let base = header("Host").map_or_else(|| state.base_url.clone(), |h| format!("{}://{h}", state.scheme));
     let authorized = match state.token() {
         Some(token) => header("Fastly-Key").as_deref() == Some(token.as_str()),
         None => true,

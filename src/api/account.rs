@@ -36,6 +36,13 @@ impl std::fmt::Display for FetchError {
 
 impl std::error::Error for FetchError {}
 
+impl FetchError {
+    /// See [`ApiError::is_untrusted`].
+    pub fn is_untrusted(&self) -> bool {
+        matches!(self, FetchError::Api(e) if e.is_untrusted())
+    }
+}
+
 fn get_json<T: for<'de> Deserialize<'de>>(client: &Client, path: &str) -> Result<T, FetchError> {
     let (reply, body) = client.get(path).map_err(FetchError::Api)?;
     if reply.status != 200 {

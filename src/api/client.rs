@@ -4,12 +4,96 @@
 //! makes a few requests a minute, the rt client keeps one idle connection per poller. Non-2xx
 //! statuses are returned as values (callers decide: 401 backs off, 404 drops a service…),
 //! bodies are capped, and nothing here ever formats the token: it only travels in a header.
+//!
+//! The token is confined to the configured origin: a client sends it only to its base URL's
+//! scheme, host and port. An absolute URL from an answer (a pagination link) pointing
+//! anywhere else is refused before anything is sent, and redirects are never followed.
 
 use std::fmt;
 use std::io::Read;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
+
 use super::resolver::{CachingResolver, SharedResolver};
+use super::tls::{SharedTlsConnector, Untrusted};
+
+/// What every client of the process shares: the TLS configuration (one trust store), the
+/// DNS cache and the log of untrusted servers. Passed explicitly to each client.
+#[derive(Clone)]
+pub struct Net {
+    /// rustls configuration with the trusted roots.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// The DNS cache.
+    pub resolver: Arc<CachingResolver>,
+    /// Servers whose certificate was refused, each logged once.
+    pub untrusted: Arc<UntrustedLog>,
+}
+
+impl Net {
+    /// Handles for a process trusting `tls`.
+    pub fn new(tls: Arc<rustls::ClientConfig>) -> Net {
+        Net { tls, resolver: Arc::new(CachingResolver::new()), untrusted: Arc::default() }
+    }
+}
+
+/// Logs an untrusted certificate once per server for the whole process (every poller of a
+/// thousand would otherwise say the same thing), again only after that server was reached.
+#[derive(Debug, Default)]
+pub struct UntrustedLog {
+    any: std::sync::atomic::AtomicBool,
+    servers: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl UntrustedLog {
+    fn report(&self, u: &Untrusted) {
+        let mut set = self.servers.lock().unwrap_or_else(|p| p.into_inner());
+        if set.insert(u.server.clone()) {
+            log::error!("{u}");
+        }
+        self.any.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn reached(&self, server: &str) {
+        if self.any.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut set = self.servers.lock().unwrap_or_else(|p| p.into_inner());
+            if set.remove(server) {
+                log::info!("TLS: {server} is trusted now");
+            }
+            self.any.store(!set.is_empty(), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Scheme, host and port of a URL: where the token may go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    /// The origin of an absolute `http(s)://` URL (default ports made explicit, host lower-case).
+    pub fn of(url: &str) -> Option<Origin> {
+        let uri: ureq::http::Uri = url.parse().ok()?;
+        let scheme = uri.scheme_str()?.to_ascii_lowercase();
+        let default = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return None,
+        };
+        let host = uri.host()?.to_ascii_lowercase();
+        Some(Origin { scheme, port: uri.port_u16().unwrap_or(default), host })
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
 
 /// Version string sent in `User-Agent` and reported by `-version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -25,6 +109,8 @@ pub struct Reply {
     pub retry_after: Option<String>,
     /// `Fastly-RateLimit-Remaining` header.
     pub rate_limit_remaining: Option<String>,
+    /// `Location` header (a redirect, which is never followed).
+    pub location: Option<String>,
 }
 
 /// Why a request produced no usable reply.
@@ -39,6 +125,16 @@ pub enum ApiError {
     /// Not sent: api.fastly.com asked us to wait (429 `Retry-After`, or the rate-limit window
     /// is used up) for this much longer.
     Paused(Duration),
+    /// Not sent: the URL (from a pagination link) leaves the configured origin, and the token
+    /// goes nowhere else.
+    ForeignOrigin {
+        /// Where the URL pointed.
+        target: String,
+        /// The only origin the token is sent to.
+        allowed: String,
+    },
+    /// The server's TLS certificate is not trusted; nothing was sent.
+    Untrusted(Untrusted),
 }
 
 impl fmt::Display for ApiError {
@@ -48,11 +144,23 @@ impl fmt::Display for ApiError {
             ApiError::TooLarge(n) => write!(f, "response body exceeds the {n}-byte limit"),
             ApiError::Body(e) => write!(f, "reading response body failed: {e}"),
             ApiError::Paused(d) => write!(f, "rate limited by the API; next request in {}s", d.as_secs()),
+            ApiError::ForeignOrigin { target, allowed } => {
+                write!(f, "not following a link to {target}: the API token is only sent to {allowed}")
+            }
+            ApiError::Untrusted(u) => write!(f, "{u}"),
         }
     }
 }
 
 impl std::error::Error for ApiError {}
+
+impl ApiError {
+    /// True for an untrusted TLS certificate, which [`UntrustedLog`] has already reported:
+    /// callers log it quietly.
+    pub fn is_untrusted(&self) -> bool {
+        matches!(self, ApiError::Untrusted(_))
+    }
+}
 
 /// A response whose headers have arrived and whose body has not been read yet.
 pub struct Pending {
@@ -63,15 +171,15 @@ pub struct Pending {
 
 impl Pending {
     /// Reads the whole body into `body` (cleared first), failing when it exceeds `max_body`
-    /// bytes or ends early.
+    /// bytes or ends early. The cap is applied here (`take`), so "too large" is a fact we
+    /// measured, not an error message we recognise.
     #[inline(never)]
     pub fn read_into(mut self, max_body: u64, body: &mut Vec<u8>) -> Result<Reply, ApiError> {
         body.clear();
-        let mut reader = self.resp.body_mut().with_config().limit(max_body.saturating_add(1)).reader();
+        let mut reader = self.resp.body_mut().as_reader().take(max_body.saturating_add(1));
         match reader.read_to_end(body) {
             Ok(_) if body.len() as u64 > max_body => Err(ApiError::TooLarge(max_body)),
             Ok(_) => Ok(self.reply),
-            Err(e) if e.to_string().contains("limit") => Err(ApiError::TooLarge(max_body)),
             Err(e) => Err(ApiError::Body(e.to_string())),
         }
     }
@@ -80,7 +188,9 @@ impl Pending {
 /// A configured HTTP client bound to one base URL and the token.
 pub struct Client {
     agent: ureq::Agent,
+    untrusted: Arc<UntrustedLog>,
     base: String,
+    origin: Option<Origin>,
     token: String,
     /// When set, requests are refused until this instant (api.fastly.com rate limiting).
     paused_until: Option<std::sync::Mutex<Option<Instant>>>,
@@ -95,9 +205,11 @@ impl fmt::Debug for Client {
 impl Client {
     /// A client for `base` (e.g. `https://api.fastly.com`) with a per-request timeout and room
     /// for `idle` pooled connections (one per poller for the rt client).
-    pub fn new(base: &str, token: &str, timeout: Duration, idle: usize) -> Client {
+    pub fn new(net: &Net, base: &str, token: &str, timeout: Duration, idle: usize) -> Client {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            // A redirect would carry the token to wherever it points: never follow one.
+            .max_redirects(0)
             .timeout_global(Some(timeout))
             .max_idle_connections(idle.max(1))
             .max_idle_connections_per_host(idle.max(1))
@@ -111,12 +223,22 @@ impl Client {
             .output_buffer_size(1024)
             .max_response_header_size(16 * 1024)
             .build();
-        let agent = ureq::Agent::with_parts(
-            config,
-            ureq::unversioned::transport::DefaultConnector::new(),
-            SharedResolver(CachingResolver::shared()),
-        );
-        Client { agent, base: base.trim_end_matches('/').to_string(), token: token.to_string(), paused_until: None }
+        // ureq's default chain minus its per-agent rustls step: HTTP CONNECT proxies, TCP,
+        // then TLS with the process-wide configuration.
+        let connector =
+            ().chain(ConnectProxyConnector::default())
+                .chain(TcpConnector::default())
+                .chain(SharedTlsConnector::new(net.tls.clone()));
+        let agent = ureq::Agent::with_parts(config, connector, SharedResolver(net.resolver.clone()));
+        let base = base.trim_end_matches('/').to_string();
+        let untrusted = net.untrusted.clone();
+        Client { agent, untrusted, origin: Origin::of(&base), base, token: token.to_string(), paused_until: None }
+    }
+
+    /// `host:port` of the base URL as written (how untrusted servers are named).
+    fn authority(&self) -> Option<&str> {
+        let rest = self.base.split_once("://")?.1;
+        Some(rest.split('/').next().unwrap_or(rest))
     }
 
     /// Makes this client honour api.fastly.com's rate limiting for every caller: after a 429
@@ -143,22 +265,40 @@ impl Client {
                 None => {}
             }
         }
-        let full = if url.starts_with('/') { format!("{}{url}", self.base) } else { url.to_string() };
+        let full = if url.starts_with('/') {
+            format!("{}{url}", self.base)
+        } else {
+            let target = Origin::of(url);
+            if target.is_none() || target != self.origin {
+                let target = target.map_or_else(|| "an unusable URL".to_string(), |o| o.to_string());
+                let allowed = self.origin.as_ref().map_or_else(|| self.base.clone(), |o| o.to_string());
+                return Err(ApiError::ForeignOrigin { target, allowed });
+            }
+            url.to_string()
+        };
         let endpoint = crate::selfmetrics::endpoint_of(url);
         let metrics = crate::selfmetrics::global();
         let resp = match self.agent.get(&full).header("Fastly-Key", &self.token).call() {
             Ok(r) => r,
             Err(e) => {
                 metrics.count_request(endpoint, None);
-                return Err(ApiError::Transport(describe(&e)));
+                let e = classify(e);
+                if let ApiError::Untrusted(u) = &e {
+                    self.untrusted.report(u);
+                }
+                return Err(e);
             }
         };
+        if let Some(authority) = self.authority() {
+            self.untrusted.reached(authority);
+        }
         let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let reply = Reply {
             status: resp.status().as_u16(),
             link: header("link"),
             retry_after: header("retry-after"),
             rate_limit_remaining: header("fastly-ratelimit-remaining"),
+            location: header("location"),
         };
         metrics.count_request(endpoint, Some(reply.status));
         if let Some(gate) = &self.paused_until {
@@ -206,11 +346,36 @@ impl Client {
     }
 }
 
-/// One line describing a ureq error, without anything from request headers.
-fn describe(e: &ureq::Error) -> String {
+/// A ureq error as an [`ApiError`]: an untrusted certificate is its own kind; everything else
+/// is one line of transport failure, without anything from request headers.
+fn classify(e: ureq::Error) -> ApiError {
     match e {
-        ureq::Error::Timeout(t) => format!("timed out ({t})"),
-        ureq::Error::Io(io) => io.to_string(),
-        other => other.to_string(),
+        ureq::Error::Io(io) if io.get_ref().is_some_and(|i| i.is::<Untrusted>()) => {
+            match io.into_inner().map(|i| i.downcast::<Untrusted>()) {
+                Some(Ok(u)) => ApiError::Untrusted(*u),
+                _ => ApiError::Transport("TLS certificate not trusted".to_string()),
+            }
+        }
+        ureq::Error::Timeout(t) => ApiError::Transport(format!("timed out ({t})")),
+        ureq::Error::HostNotFound => ApiError::Transport("DNS lookup failed: host not found".to_string()),
+        ureq::Error::Io(io) => ApiError::Transport(io.to_string()),
+        other => ApiError::Transport(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_compare_scheme_host_and_effective_port() {
+        let o = |u: &str| Origin::of(u);
+        assert_eq!(o("https://api.fastly.com"), o("https://API.fastly.com:443/service?page=2"));
+        assert_ne!(o("https://api.fastly.com"), o("http://api.fastly.com"));
+        assert_ne!(o("http://127.0.0.1:8080"), o("http://127.0.0.1:8081/service"));
+        assert_ne!(o("https://api.fastly.com"), o("https://api.fastly.com.evil.example/x"));
+        assert_eq!(o("ftp://x/"), None);
+        assert_eq!(o("/relative"), None);
+        assert_eq!(o("http://[::1]:80/x").map(|o| o.to_string()).as_deref(), Some("http://::1:80"));
     }
 }

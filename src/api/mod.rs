@@ -8,3 +8,4 @@ pub mod select;
 pub mod services;
 pub mod shard;
 pub mod timefmt;
+pub mod tls;

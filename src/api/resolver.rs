@@ -2,12 +2,20 @@
 //!
 //! ureq resolves the host on every request, even when it then reuses a pooled connection,
 //! and with a timeout configured it does so on a freshly spawned thread. At a thousand
-//! pollers that is a thousand thread spawns (and stack mmaps) a second, most of the exporter's
-//! kernel time. One shared cache with a short TTL makes a poll cost no resolution at all; a
-//! miss still goes through ureq's own resolver and its timeout.
+//! pollers that is a thousand thread spawns a second, most of the exporter's kernel time. One
+//! shared cache makes a poll cost no resolution at all.
+//!
+//! During a DNS outage nothing may queue behind one slow lookup:
+//! - entries are per host; a lookup of one host never delays a request to another;
+//! - requests for the same host wait for a lookup already in flight, but never longer than
+//!   their own request's timeout, and the lookup itself is bounded by its request's timeout;
+//! - a failure is remembered for [`FAILURE_TTL`], so every caller in that window fails at once
+//!   instead of each waiting for its own lookup;
+//! - addresses that stop resolving are still used, for up to [`STALE_FOR`], so an outage of
+//!   the resolver does not take down connections to a host that has not moved.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ureq::Error;
@@ -18,24 +26,111 @@ use ureq::unversioned::transport::NextTimeout;
 
 /// How long a resolved address is reused. Fastly's API hosts change rarely; a minute keeps a
 /// failover visible quickly without costing anything measurable.
-const TTL: Duration = Duration::from_secs(60);
+pub const TTL: Duration = Duration::from_secs(60);
 
-/// Resolver shared by every client of the process.
-#[derive(Debug, Default)]
+/// How long a failed lookup is remembered.
+pub const FAILURE_TTL: Duration = Duration::from_secs(5);
+
+/// How long the last good addresses stand in for a host that no longer resolves.
+pub const STALE_FOR: Duration = Duration::from_secs(3600);
+
+/// The cache state of one `scheme://host:port`.
+#[derive(Default)]
+struct Entry {
+    state: Mutex<State>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    good: Option<(Instant, ResolvedSocketAddrs)>,
+    failed: Option<(Instant, Failure)>,
+    resolving: bool,
+}
+
+/// A remembered failure (ureq's errors are not `Clone`).
+#[derive(Clone, Debug)]
+enum Failure {
+    NotFound,
+    Timeout,
+    Other(String),
+}
+
+impl Failure {
+    fn of(e: &Error) -> Failure {
+        match e {
+            Error::HostNotFound => Failure::NotFound,
+            Error::Timeout(_) => Failure::Timeout,
+            other => Failure::Other(other.to_string()),
+        }
+    }
+
+    fn error(&self) -> Error {
+        match self {
+            Failure::NotFound => Error::HostNotFound,
+            Failure::Timeout => Error::Timeout(ureq::Timeout::Resolve),
+            Failure::Other(s) => Error::Io(std::io::Error::other(format!("DNS lookup failed: {s}"))),
+        }
+    }
+}
+
+/// The resolver shared by every client of the process (a handle, passed to each client).
+#[derive(Default)]
 pub struct CachingResolver {
     inner: DefaultResolver,
-    cache: RwLock<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
-    /// Serialises misses: when an entry expires, one poller resolves and the others wait
-    /// for its answer instead of all resolving at once.
-    miss: Mutex<()>,
+    entries: Mutex<HashMap<String, Arc<Entry>>>,
+    ttl: Option<Duration>,
+    #[cfg(debug_assertions)]
+    debug_delay: Option<(String, Duration)>,
+}
+
+impl std::fmt::Debug for CachingResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachingResolver").finish_non_exhaustive()
+    }
 }
 
 impl CachingResolver {
-    /// The process-wide instance.
-    pub fn shared() -> Arc<CachingResolver> {
-        static SHARED: OnceLock<Arc<CachingResolver>> = OnceLock::new();
-        SHARED.get_or_init(Arc::default).clone()
+    /// A resolver with an empty cache.
+    ///
+    /// Debug builds read two test hooks: `FASTLY_EXPORTER_DEBUG_DNS_DELAY=<host>:<ms>` makes
+    /// lookups of that host take that long (then fail), and `FASTLY_EXPORTER_DEBUG_DNS_TTL_MS`
+    /// shortens the cache lifetime, so tests can run a DNS outage in seconds.
+    pub fn new() -> CachingResolver {
+        #[cfg(debug_assertions)]
+        {
+            let var = |k: &str| std::env::var(k).ok();
+            let debug_delay = var("FASTLY_EXPORTER_DEBUG_DNS_DELAY").and_then(|v| {
+                let (host, ms) = v.rsplit_once(':')?;
+                Some((host.to_string(), Duration::from_millis(ms.parse().ok()?)))
+            });
+            let ttl = var("FASTLY_EXPORTER_DEBUG_DNS_TTL_MS").and_then(|v| v.parse().ok()).map(Duration::from_millis);
+            CachingResolver { ttl, debug_delay, ..CachingResolver::default() }
+        }
+        #[cfg(not(debug_assertions))]
+        CachingResolver::default()
     }
+
+    fn entry(&self, key: &str) -> Arc<Entry> {
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(key.to_string()).or_default().clone()
+    }
+
+    fn lookup(&self, uri: &Uri, config: &Config, timeout: NextTimeout) -> Result<ResolvedSocketAddrs, Error> {
+        #[cfg(debug_assertions)]
+        if let Some((host, delay)) = &self.debug_delay
+            && uri.host() == Some(host.as_str())
+        {
+            let wait = if timeout.after.is_not_happening() { *delay } else { (*delay).min(*timeout.after) };
+            std::thread::sleep(wait);
+            return Err(if wait < *delay { Error::Timeout(ureq::Timeout::Resolve) } else { Error::HostNotFound });
+        }
+        self.inner.resolve(uri, config, timeout)
+    }
+}
+
+fn lock(entry: &Entry) -> MutexGuard<'_, State> {
+    entry.state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Resolver for CachingResolver {
@@ -44,20 +139,60 @@ impl Resolver for CachingResolver {
             (Some(s), Some(a)) => format!("{s}://{a}"),
             _ => return self.inner.resolve(uri, config, timeout),
         };
-        // Hits (every poll) only take the read lock, so a thousand pollers never queue here.
-        let fresh = |cache: &HashMap<String, (Instant, ResolvedSocketAddrs)>| {
-            cache.get(&key).filter(|(at, _)| at.elapsed() < TTL).map(|(_, a)| a.clone())
+        let ttl = self.ttl.unwrap_or(TTL);
+        let deadline = (!timeout.after.is_not_happening()).then(|| Instant::now() + *timeout.after);
+        let entry = self.entry(&key);
+        let mut st = lock(&entry);
+        loop {
+            let now = Instant::now();
+            if let Some((at, addrs)) = &st.good
+                && now.duration_since(*at) < ttl
+            {
+                return Ok(addrs.clone());
+            }
+            if let Some((at, failure)) = &st.failed
+                && now.duration_since(*at) < FAILURE_TTL.min(ttl)
+            {
+                return stale_or(&st, failure.error());
+            }
+            if !st.resolving {
+                break;
+            }
+            // Another caller is resolving this host: wait for it, within our own timeout.
+            match deadline {
+                Some(d) if d <= now => return stale_or(&st, Error::Timeout(ureq::Timeout::Resolve)),
+                Some(d) => st = entry.done.wait_timeout(st, d - now).unwrap_or_else(|p| p.into_inner()).0,
+                None => st = entry.done.wait(st).unwrap_or_else(|p| p.into_inner()),
+            }
+        }
+        st.resolving = true;
+        drop(st);
+        let result = self.lookup(uri, config, timeout);
+        let mut st = lock(&entry);
+        st.resolving = false;
+        let now = Instant::now();
+        let out = match result {
+            Ok(addrs) => {
+                st.good = Some((now, addrs.clone()));
+                st.failed = None;
+                Ok(addrs)
+            }
+            Err(e) => {
+                st.failed = Some((now, Failure::of(&e)));
+                stale_or(&st, e)
+            }
         };
-        if let Some(addrs) = fresh(&self.cache.read().unwrap_or_else(|p| p.into_inner())) {
-            return Ok(addrs);
-        }
-        let _one_at_a_time = self.miss.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(addrs) = fresh(&self.cache.read().unwrap_or_else(|p| p.into_inner())) {
-            return Ok(addrs);
-        }
-        let addrs = self.inner.resolve(uri, config, timeout)?;
-        self.cache.write().unwrap_or_else(|p| p.into_inner()).insert(key, (Instant::now(), addrs.clone()));
-        Ok(addrs)
+        drop(st);
+        entry.done.notify_all();
+        out
+    }
+}
+
+/// The last good addresses if they are recent enough, else `err`.
+fn stale_or(st: &State, err: Error) -> Result<ResolvedSocketAddrs, Error> {
+    match &st.good {
+        Some((at, addrs)) if at.elapsed() < STALE_FOR => Ok(addrs.clone()),
+        _ => Err(err),
     }
 }
 

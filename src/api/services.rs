@@ -32,6 +32,13 @@ pub enum ListError {
     Status(u16, String),
     /// A 200 whose body is not a JSON list of services.
     Decode(String),
+    /// A redirect, which is never followed: it would carry the token elsewhere.
+    Redirect {
+        /// The 3xx status.
+        status: u16,
+        /// Its `Location`, if any.
+        location: Option<String>,
+    },
 }
 
 impl std::fmt::Display for ListError {
@@ -40,11 +47,26 @@ impl std::fmt::Display for ListError {
             ListError::Api(e) => write!(f, "{e}"),
             ListError::Status(s, url) => write!(f, "HTTP {s} from {url}"),
             ListError::Decode(e) => write!(f, "invalid service list: {e}"),
+            ListError::Redirect { status, location } => write!(
+                f,
+                "HTTP {status} redirect to {} not followed: the API token is only sent to the configured endpoint",
+                location
+                    .as_deref()
+                    .and_then(super::client::Origin::of)
+                    .map_or_else(|| "a relative location".to_string(), |o| o.to_string())
+            ),
         }
     }
 }
 
 impl std::error::Error for ListError {}
+
+impl ListError {
+    /// See [`ApiError::is_untrusted`].
+    pub fn is_untrusted(&self) -> bool {
+        matches!(self, ListError::Api(e) if e.is_untrusted())
+    }
+}
 
 /// Fetches every page of the service list.
 pub fn fetch_services(client: &Client) -> Result<Vec<ServiceInfo>, ListError> {
@@ -57,6 +79,9 @@ pub fn fetch_services(client: &Client) -> Result<Vec<ServiceInfo>, ListError> {
             return Err(ListError::Decode(format!("more than {MAX_PAGES} pages")));
         }
         let (reply, body) = client.get(&url).map_err(ListError::Api)?;
+        if (300..400).contains(&reply.status) {
+            return Err(ListError::Redirect { status: reply.status, location: reply.location });
+        }
         if reply.status != 200 {
             return Err(ListError::Status(reply.status, path_of(&url)));
         }

@@ -105,7 +105,7 @@ impl Metadata {
                         changed |= self.snapshot.datacenters != d;
                         self.snapshot.datacenters = d;
                     }
-                    Err(e) => self.logs.datacenters.fail("datacenter refresh", &keeping(&e)),
+                    Err(e) => self.logs.datacenters.fail_as("datacenter refresh", &keeping(&e), e.is_untrusted()),
                 }
             }
         }
@@ -120,7 +120,7 @@ impl Metadata {
                     }
                     Err(e) => {
                         self.next_token = now + TOKEN_RETRY;
-                        self.logs.token.fail("token refresh", &keeping(&e));
+                        self.logs.token.fail_as("token refresh", &keeping(&e), e.is_untrusted());
                     }
                 }
             }
@@ -159,7 +159,7 @@ impl Metadata {
                         self.products[i] = Some(has);
                     }
                 }
-                Err(e) => self.logs.products.fail("product entitlement refresh", &keeping(&e)),
+                Err(e) => self.logs.products.fail_as("product entitlement refresh", &keeping(&e), e.is_untrusted()),
             }
         }
         changed
@@ -181,7 +181,7 @@ impl Metadata {
                 false
             }
             Err(e) => {
-                self.logs.certificates.fail("certificate refresh", &keeping(&e));
+                self.logs.certificates.fail_as("certificate refresh", &keeping(&e), e.is_untrusted());
                 false
             }
         }
@@ -221,7 +221,7 @@ impl Metadata {
                 changed
             }
             Err(e) => {
-                self.logs.dictionaries.fail("dictionary refresh", &keeping(&e));
+                self.logs.dictionaries.fail_as("dictionary refresh", &keeping(&e), e.is_untrusted());
                 false
             }
         }

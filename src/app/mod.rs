@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::api::client::Client;
+use crate::api::client::{Client, Net};
 use crate::api::select::{Selected, Selector};
 use crate::api::services::{ServiceInfo, fetch_services};
+use crate::api::tls::Trust;
 use crate::catalog::Stream;
 use crate::config::Config;
 use crate::filter::Filter;
@@ -98,11 +99,12 @@ pub struct App {
     list_failures: u32,
     state: Arc<HttpState>,
     panic_log: Arc<crate::panics::PanicLog>,
+    net: Net,
 }
 
 impl App {
-    /// Builds the exporter from a validated config.
-    pub fn new(cfg: Config) -> App {
+    /// Builds the exporter from a validated config and the trusted TLS roots.
+    pub fn new(cfg: Config, trust: &Trust) -> App {
         let registry = Arc::new(Registry::new());
         let metrics = Filter::new(cfg.metric_allowlist.clone(), cfg.metric_blocklist.clone());
         let plan = Arc::new(Plan::new(&cfg.namespace, &cfg.subsystem, &metrics));
@@ -120,7 +122,8 @@ impl App {
             debug_panics: crate::http::routes::DebugPanics::from_env(),
         });
         state.health.set(false, "the service list has not been fetched yet");
-        let api = Client::new(&cfg.api_endpoint, &cfg.token, cfg.api_timeout, 4).with_rate_gate();
+        let net = Net::new(trust.config.clone());
+        let api = Client::new(&net, &cfg.api_endpoint, &cfg.token, cfg.api_timeout, 4).with_rate_gate();
         App {
             selector: selector(&cfg),
             registry,
@@ -133,6 +136,7 @@ impl App {
             list_failures: 0,
             state,
             panic_log: Arc::default(),
+            net,
             cfg,
         }
     }
@@ -158,7 +162,7 @@ impl App {
                     Some(l) => format!("keeping the previous list of {} services", l.len()),
                     None => "no service list yet".to_string(),
                 };
-                self.list_log.fail("service list refresh", &format!("{e}; {keeping}"));
+                self.list_log.fail_as("service list refresh", &format!("{e}; {keeping}"), e.is_untrusted());
                 if self.listed.is_none() || self.list_failures >= UNREADY_AFTER_FAILURES {
                     let reason = format!("{} consecutive service list refreshes failed, last: {e}", self.list_failures);
                     self.state.health.set(false, &reason);
@@ -212,7 +216,13 @@ impl App {
             let spec = PollerSpec {
                 service,
                 stream: key.1,
-                client: Arc::new(Client::new(&self.cfg.rt_endpoint, &self.cfg.token, self.cfg.rt_timeout, 1)),
+                client: Arc::new(Client::new(
+                    &self.net,
+                    &self.cfg.rt_endpoint,
+                    &self.cfg.token,
+                    self.cfg.rt_timeout,
+                    1,
+                )),
                 mode,
                 max_body: self.cfg.rt_max_body,
                 panic_log: self.panic_log.clone(),
@@ -284,11 +294,11 @@ fn selector(cfg: &Config) -> Selector {
 
 /// Starts everything and runs until a signal ends the process. Errors are start-up failures
 /// (port taken). `reload` re-reads the configuration on SIGHUP.
-pub fn run(cfg: Config, reload: &dyn Fn() -> Result<Config, String>) -> Result<(), String> {
+pub fn run(cfg: Config, trust: &Trust, reload: &dyn Fn() -> Result<Config, String>) -> Result<(), String> {
     let listen = cfg.listen.clone();
     let opts = ServeOptions { workers: HTTP_WORKERS, max_connections: cfg.web_max_connections };
     crate::panics::install_hook();
-    let app = App::new(cfg);
+    let app = App::new(cfg, trust);
     let server = HttpServer::start(&listen, app.http_state(), opts)?;
     let signals = Signals::install(server.clone())?;
     log::info!("listening on http://{}", server.addr());

@@ -139,7 +139,7 @@ fn judge(
     match reply {
         Err(e) => {
             log::debug!("{subject}: GET {url}: {e}");
-            st.log.fail(subject, &e.to_string());
+            st.log.fail_as(subject, &e.to_string(), e.is_untrusted());
             match e {
                 ApiError::TooLarge(_) => (Outcome::TooLarge, PollResult::Error),
                 _ => (Outcome::Transport, PollResult::Error),

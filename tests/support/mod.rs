@@ -193,7 +193,7 @@ impl Drop for Exporter {
 
 fn scrub_env(cmd: &mut Command) {
     for (k, _) in std::env::vars() {
-        if k.starts_with("FASTLY_") || k.ends_with("_PROXY") || k.ends_with("_proxy") {
+        if k.starts_with("FASTLY_") || k.starts_with("SSL_CERT_") || k.ends_with("_PROXY") || k.ends_with("_proxy") {
             cmd.env_remove(k);
         }
     }

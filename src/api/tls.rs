@@ -1,0 +1,340 @@
+//! TLS for the Fastly API clients: which certificate authorities are trusted, and one rustls
+//! configuration shared by every connection.
+//!
+//! Trust follows Go's `crypto/x509` on Linux, because operators of the Go exporter rely on it
+//! (TLS-inspecting corporate proxies, private mirrors): `SSL_CERT_FILE` replaces the list of
+//! bundle files, `SSL_CERT_DIR` (colon-separated) the list of directories, and otherwise the
+//! usual distribution locations are read. Only a machine with no CA certificates at all (a
+//! `FROM scratch` image) falls back to the Mozilla roots compiled into the binary.
+//!
+//! ureq builds a rustls configuration, and parses every root into a trust anchor, per agent;
+//! with one agent per poller that is a thousand copies of the root store. Our connector holds
+//! one `Arc<ClientConfig>` for the whole process instead.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport, TransportAdapter,
+};
+
+/// Bundle files Go reads on Linux, in order; the first one that exists is used.
+const CERT_FILES: [&str; 6] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/pki/tls/cacert.pem",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// Directories Go reads on Linux; every file in them is read.
+const CERT_DIRS: [&str; 2] = ["/etc/ssl/certs", "/etc/pki/tls/certs"];
+
+/// Where trusted roots came from, for the start-up log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RootSource {
+    /// Certificates from these files and directories.
+    System(Vec<PathBuf>),
+    /// No CA certificate on the machine: the Mozilla roots built into the binary.
+    Bundled,
+}
+
+/// The trusted roots and the shared client configuration built from them.
+#[derive(Clone)]
+pub struct Trust {
+    /// Shared by every connection of every client.
+    pub config: Arc<ClientConfig>,
+    /// How many roots are trusted.
+    pub roots: usize,
+    /// Where they came from.
+    pub source: RootSource,
+}
+
+impl fmt::Debug for Trust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Trust").field("roots", &self.roots).field("source", &self.source).finish()
+    }
+}
+
+impl fmt::Display for Trust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            RootSource::Bundled => {
+                write!(f, "{} bundled Mozilla roots (no CA certificates on this machine)", self.roots)
+            }
+            RootSource::System(paths) => {
+                let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+                write!(f, "{} CA certificates from {}", self.roots, list.join(", "))
+            }
+        }
+    }
+}
+
+/// Why the trusted roots could not be loaded: an operator setting that points nowhere.
+#[derive(Debug)]
+pub enum TrustError {
+    /// `SSL_CERT_FILE` names a file that cannot be read.
+    Unreadable { var: &'static str, path: PathBuf, error: io::Error },
+    /// `SSL_CERT_FILE` names a file without a single certificate.
+    NoCertificates { var: &'static str, path: PathBuf },
+}
+
+impl fmt::Display for TrustError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrustError::Unreadable { var, path, error } => write!(f, "{var}={}: cannot read: {error}", path.display()),
+            TrustError::NoCertificates { var, path } => {
+                write!(f, "{var}={}: no usable PEM certificate in the file", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for TrustError {}
+
+/// Loads the trusted roots as Go does on Linux. `env` reads environment variables.
+pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<Trust, TrustError> {
+    let mut roots = RootCertStore::empty();
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    let mut used = Vec::new();
+    let mut add = |pem: &[u8], roots: &mut RootCertStore| -> usize {
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(pem).filter_map(Result::ok).filter(|c| seen.insert(c.to_vec())).collect();
+        let (added, _unparsable) = roots.add_parsable_certificates(certs);
+        added
+    };
+    match env("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
+        Some(file) => {
+            let path = PathBuf::from(file);
+            let pem = std::fs::read(&path).map_err(|error| TrustError::Unreadable {
+                var: "SSL_CERT_FILE",
+                path: path.clone(),
+                error,
+            })?;
+            if add(&pem, &mut roots) == 0 {
+                return Err(TrustError::NoCertificates { var: "SSL_CERT_FILE", path });
+            }
+            used.push(path);
+        }
+        None => {
+            for file in CERT_FILES {
+                if let Ok(pem) = std::fs::read(file) {
+                    add(&pem, &mut roots);
+                    used.push(PathBuf::from(file));
+                    break;
+                }
+            }
+        }
+    }
+    let dirs: Vec<PathBuf> = match env("SSL_CERT_DIR").filter(|v| !v.is_empty()) {
+        Some(list) => list.split(':').filter(|d| !d.is_empty()).map(PathBuf::from).collect(),
+        None => CERT_DIRS.iter().map(PathBuf::from).collect(),
+    };
+    for dir in dirs {
+        let mut any = false;
+        for file in unique_entries(&dir) {
+            if let Ok(pem) = std::fs::read(&file) {
+                any |= add(&pem, &mut roots) > 0;
+            }
+        }
+        if any {
+            used.push(dir);
+        }
+    }
+    let (source, roots) = if roots.is_empty() {
+        (RootSource::Bundled, RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() })
+    } else {
+        (RootSource::System(used), roots)
+    };
+    let count = roots.len();
+    Ok(Trust { config: client_config(roots), roots: count, source })
+}
+
+/// The files of a certificate directory, skipping symlinks to files in the same directory
+/// (the OpenSSL hash links next to each certificate), as Go does.
+fn unique_entries(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if let Ok(target) = std::fs::read_link(&path)
+            && !target.to_string_lossy().contains('/')
+        {
+            continue;
+        }
+        if path.is_file() {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A rustls client configuration (ring, TLS 1.2 and 1.3) trusting `roots`.
+pub fn client_config(roots: RootCertStore) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|_| unreachable!("ring supports the default protocol versions"));
+    Arc::new(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// A server presented a certificate we do not trust (or that does not match its name).
+#[derive(Debug)]
+pub struct Untrusted {
+    /// `host:port` as configured.
+    pub server: String,
+    /// rustls' reason, e.g. "invalid peer certificate: UnknownIssuer".
+    pub reason: String,
+}
+
+impl fmt::Display for Untrusted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "TLS: the certificate of {} is not trusted ({}); nothing was sent. If it is signed by a \
+             private or proxy CA, add that CA with SSL_CERT_FILE or SSL_CERT_DIR",
+            self.server, self.reason
+        )
+    }
+}
+
+impl std::error::Error for Untrusted {}
+
+/// The TLS step of our connector chain: wraps the TCP (or proxy) transport in a rustls
+/// client connection using the process-wide configuration.
+#[derive(Debug)]
+pub struct SharedTlsConnector {
+    config: Arc<ClientConfig>,
+}
+
+impl SharedTlsConnector {
+    /// A connector using `config` for every connection.
+    pub fn new(config: Arc<ClientConfig>) -> SharedTlsConnector {
+        SharedTlsConnector { config }
+    }
+}
+
+impl<In: Transport> Connector<In> for SharedTlsConnector {
+    type Out = Either<In, TlsTransport>;
+
+    fn connect(&self, details: &ConnectionDetails, chained: Option<In>) -> Result<Option<Self::Out>, ureq::Error> {
+        let Some(transport) = chained else {
+            return Ok(None);
+        };
+        if !details.needs_tls() || transport.is_tls() {
+            return Ok(Some(Either::A(transport)));
+        }
+        let authority = details.uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+        let host = details.uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(host.to_string()).map_err(|_| ureq::Error::Tls("invalid server name"))?;
+        let mut conn = ClientConnection::new(self.config.clone(), name).map_err(ureq::Error::Rustls)?;
+        let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
+        sock.set_timeout(details.timeout);
+        if let Err(e) = conn.complete_io(&mut sock) {
+            let trust = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()).is_some_and(|r| {
+                matches!(r, rustls::Error::InvalidCertificate(_) | rustls::Error::InvalidCertRevocationList(_))
+            });
+            if trust {
+                let reason = e.get_ref().map(|r| r.to_string()).unwrap_or_default();
+                return Err(ureq::Error::Io(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    Untrusted { server: authority, reason },
+                )));
+            }
+            return Err(ureq::Error::Io(e));
+        }
+        let buffers = LazyBuffers::new(details.config.input_buffer_size(), details.config.output_buffer_size());
+        Ok(Some(Either::B(TlsTransport { buffers, stream: StreamOwned { conn, sock } })))
+    }
+}
+
+/// A TLS connection as a ureq transport (what ureq's own rustls transport does, over our
+/// shared configuration).
+pub struct TlsTransport {
+    buffers: LazyBuffers,
+    stream: StreamOwned<ClientConnection, TransportAdapter>,
+}
+
+impl fmt::Debug for TlsTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsTransport").finish()
+    }
+}
+
+impl Transport for TlsTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let output = &self.buffers.output()[..amount];
+        self.stream.write_all(output)?;
+        Ok(())
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let input = self.buffers.input_append_buf();
+        let amount = self.stream.read(input)?;
+        self.buffers.input_appended(amount);
+        Ok(amount > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.stream.get_mut().get_mut().is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn a_missing_or_empty_ssl_cert_file_is_an_error() {
+        let missing = load(&env(&[("SSL_CERT_FILE", "/nonexistent/ca.pem")])).unwrap_err();
+        assert!(missing.to_string().starts_with("SSL_CERT_FILE=/nonexistent/ca.pem: cannot read"), "{missing}");
+        let dir = std::env::temp_dir().join(format!("fe-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = load(&env(&[("SSL_CERT_FILE", empty.to_str().unwrap())])).unwrap_err();
+        assert!(e.to_string().ends_with("no usable PEM certificate in the file"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn no_certificates_anywhere_falls_back_to_the_bundled_roots() {
+        let dir = std::env::temp_dir().join(format!("fe-tls-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // An empty SSL_CERT_DIR and a file list that finds nothing only when SSL_CERT_FILE is
+        // unset; so point SSL_CERT_DIR at an empty directory and check the source kind only
+        // when the machine itself has no bundle.
+        let t = load(&env(&[("SSL_CERT_DIR", dir.to_str().unwrap())])).unwrap();
+        if CERT_FILES.iter().all(|f| !Path::new(f).exists()) {
+            assert_eq!(t.source, RootSource::Bundled);
+            assert!(t.roots > 100);
+        } else {
+            assert!(matches!(t.source, RootSource::System(_)));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
