@@ -283,5 +283,8 @@ pub fn run(cfg: Config, reload: &dyn Fn() -> Result<Config, String>) -> Result<(
     let server = HttpServer::start(&listen, app.http_state(), HTTP_WORKERS)?;
     let signals = Signals::install(server.clone())?;
     log::info!("listening on http://{}", server.addr());
+    if let Some((n, m)) = app.selector.shard {
+        log::info!("exporting shard {n} of {m}: only services with xxh64(id) % {m} == {}", n - 1);
+    }
     app.run(&signals, reload)
 }
