@@ -20,7 +20,8 @@ echo "helm-check: $("$helm" version --short), $py"
 
 ensure_release_bins
 require=()
-[ -n "${FASTLY_EXPORTER_REQUIRE_HELM:-}" ] && require=(--require)
+[ -n "${FASTLY_EXPORTER_REQUIRE_HELM:-}" ] && require+=(--require)
+[ -n "${FASTLY_EXPORTER_REQUIRE_PROMETHEUS:-}" ] && require+=(--require-prometheus)
 # The chart ships copies of the example alerts and dashboard (Helm reads files only from
 # inside the chart); tests/examples.rs also checks they match.
 for f in alerts.yml grafana-dashboard.json; do

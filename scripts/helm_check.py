@@ -491,7 +491,8 @@ def main():
     ap.add_argument("--exporter", required=True)
     ap.add_argument("--fake", required=True)
     ap.add_argument("--prometheus-example", required=True)
-    ap.add_argument("--require", action="store_true", help="missing tools are failures (CI)")
+    ap.add_argument("--require", action="store_true", help="missing kubernetes-validate fails (CI)")
+    ap.add_argument("--require-prometheus", action="store_true", help="missing prometheus fails (CI)")
     a = ap.parse_args()
     self_test_expand()
 
@@ -558,7 +559,7 @@ def main():
             paths = [c[k]["httpGet"]["path"] for k in ("startupProbe", "livenessProbe", "readinessProbe") if k in c]
             show_rollout(label, results, paths)
             if label == "shards=3 token":
-                prometheus_check(results, tmp, procs, a.prometheus_example, a.require)
+                prometheus_check(results, tmp, procs, a.prometheus_example, a.require_prometheus)
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
