@@ -481,6 +481,23 @@ def prometheus_check(results, tmp, procs, example, require):
           f"pod that listed it")
 
 
+def notes_match_example(helm, chart, example):
+    """`helm install` prints the per-pod http_sd job for the release: for release fx in
+    namespace monitoring with 3 shards it must be the README's example, which Prometheus runs."""
+    out = subprocess.run([helm, "install", RELEASE, chart, "--namespace", NAMESPACE, "--dry-run=client",
+                          "--set", "shards=3"], capture_output=True, text=True)
+    check(out.returncode == 0, f"helm install --dry-run: {out.stderr.strip()}")
+    notes = out.stdout.split("NOTES:", 1)[-1]
+    check("scrape_configs:" in notes, f"NOTES lacks the scrape config: {notes}")
+    printed = yaml.safe_load("scrape_configs:" + notes.split("scrape_configs:", 1)[1])["scrape_configs"]
+    want = yaml.safe_load(open(example))["scrape_configs"]
+    for job in want:
+        job.pop("scrape_interval", None)
+        job.pop("scrape_timeout", None)
+    check(printed == want, f"NOTES.txt prints {printed}, {example} has {want}")
+    print(f"helm install NOTES: the per-pod http_sd job equals {os.path.relpath(example)}")
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -520,6 +537,7 @@ def main():
                                            f"existingSecret.key={existing_key}"], 1),
         ("rules dashboards podIndexLabel", ["prometheusRule.enabled=true", "dashboards.enabled=true",
                                             "shards=2", "shardOrdinalFrom=podIndexLabel", f"fastly.token={TOKEN}"], 2),
+        ("sizing", ["sizing.services=10000", "shards=4", f"token={TOKEN}"], 4),
     ]
     rendered = {}
     for label, sets, shards in value_sets:
@@ -542,9 +560,17 @@ def main():
           kinds("rules dashboards podIndexLabel"))
     _, _, c = pod_template(rendered["defaults"])
     check("FASTLY_API_TOKEN" not in env_names(c), "no token, no token env")
+    # values.yaml's formula: 2,500 services per pod x 2,880 series x 31 B x 1.05 = 223.5 MiB.
+    _, _, c = pod_template(rendered["sizing"])
+    want = {"requests": {"cpu": "500m", "memory": "224Mi"}, "limits": {"memory": "448Mi"}}
+    check(c["resources"] == want, f"sizing: {c['resources']} != {want}")
+    _, _, c = pod_template(rendered["defaults"])
+    check(c["resources"]["requests"]["memory"] == "32Mi", f"default sizing: {c['resources']}")
     _, _, c = pod_template(rendered["serviceMonitor existingSecret"])
     refs = [e["valueFrom"]["secretKeyRef"] for e in c["env"] if e["name"] == "FASTLY_API_TOKEN"]
     check(refs == [{"name": existing_name, "key": existing_key}], f"existingSecret reference: {refs}")
+
+    notes_match_example(a.helm, a.chart, a.prometheus_example)
 
     procs = Procs()
     tmp = tempfile.mkdtemp(prefix="helm-check-")
