@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -91,6 +92,8 @@ def main():
     ap.add_argument("--fake", required=True)
     ap.add_argument("--require", action="store_true")
     a = ap.parse_args()
+    # A SIGTERM (Ctrl-C, make interrupted) unwinds through `finally`, which stops the processes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     stages = parse(a.dockerfile, {"TARGET": a.target})
     image = stages[-1]

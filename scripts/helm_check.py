@@ -60,11 +60,21 @@ def check(cond, msg):
 
 
 def helm_template(helm, chart, sets):
+    """Renders with `--set` for each "k=v" string and `-f` for each dict (a values file)."""
     cmd = [helm, "template", RELEASE, chart, "--namespace", NAMESPACE, "--kube-version", K8S_VERSION]
     for s in sets:
-        cmd += ["--set", s]
+        if isinstance(s, dict):
+            f = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+            yaml.safe_dump(s, f)
+            f.close()
+            cmd += ["-f", f.name]
+        else:
+            cmd += ["--set", s]
     out = subprocess.run(cmd, capture_output=True, text=True)
-    check(out.returncode == 0, f"helm template {' '.join(sets)}: {out.stderr.strip()}")
+    for i, arg in enumerate(cmd):
+        if arg == "-f":
+            os.unlink(cmd[i + 1])
+    check(out.returncode == 0, f"helm template {sets}: {out.stderr.strip()}")
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
@@ -512,6 +522,8 @@ def main():
     ap.add_argument("--require-prometheus", action="store_true", help="missing prometheus fails (CI)")
     a = ap.parse_args()
     self_test_expand()
+    # A SIGTERM (Ctrl-C, make interrupted) unwinds through `finally`, which stops the processes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     try:
         import kubernetes_validate as kv
@@ -538,6 +550,8 @@ def main():
         ("rules dashboards podIndexLabel", ["prometheusRule.enabled=true", "dashboards.enabled=true",
                                             "shards=2", "shardOrdinalFrom=podIndexLabel", f"fastly.token={TOKEN}"], 2),
         ("sizing", ["sizing.services=10000", "shards=4", f"token={TOKEN}"], 4),
+        ("options", [{"options": {"rt-max-body": 1048576, "rt-timeout": 1.5, "aggregate-only": True, "debug": False,
+                                  "service-allowlist": ["^Prod", "^Stag"], "metric-blocklist": None}}], 1),
     ]
     rendered = {}
     for label, sets, shards in value_sets:
@@ -566,6 +580,10 @@ def main():
     check(c["resources"] == want, f"sizing: {c['resources']} != {want}")
     _, _, c = pod_template(rendered["defaults"])
     check(c["resources"]["requests"]["memory"] == "32Mi", f"default sizing: {c['resources']}")
+    _, _, c = pod_template(rendered["options"])
+    want = ["-listen=:8080", "-aggregate-only", "-debug=false", "-rt-max-body=1048576", "-rt-timeout=1.5",
+            "-service-allowlist=^Prod", "-service-allowlist=^Stag"]
+    check(c["args"] == want, f"options rendered as {c['args']}, want {want}")
     _, _, c = pod_template(rendered["serviceMonitor existingSecret"])
     refs = [e["valueFrom"]["secretKeyRef"] for e in c["env"] if e["name"] == "FASTLY_API_TOKEN"]
     check(refs == [{"name": existing_name, "key": existing_key}], f"existingSecret reference: {refs}")

@@ -111,13 +111,25 @@ flag, false is -name=false, null is skipped). Flags the chart owns are refused i
 {{- range $name, $value := .Values.options }}
 {{- if kindIs "slice" $value }}
 {{- range $v := $value }}
-- {{ printf "-%s=%v" $name $v | quote }}
+- {{ printf "-%s=%s" $name (include "fastly-exporter.flagValue" $v) | quote }}
 {{- end }}
 {{- else if kindIs "bool" $value }}
 - {{ ternary (printf "-%s" $name) (printf "-%s=false" $name) $value | quote }}
 {{- else if not (kindIs "invalid" $value) }}
-- {{ printf "-%s=%v" $name $value | quote }}
+- {{ printf "-%s=%s" $name (include "fastly-exporter.flagValue" $value) | quote }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+One flag value as text. YAML numbers arrive as float64, which %v would print as 1.048576e+06:
+whole numbers are printed as integers.
+*/}}
+{{- define "fastly-exporter.flagValue" -}}
+{{- if and (kindIs "float64" .) (eq (float64 (int64 .)) .) }}
+{{- int64 . }}
+{{- else }}
+{{- printf "%v" . }}
 {{- end }}
 {{- end }}
 
