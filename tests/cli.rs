@@ -160,6 +160,12 @@ fn bad_input_exits_2_with_one_line_naming_the_flag() {
         (with_token(&["-service-shard", "4/3"]), "-service-shard"),
         (with_token(&["-service-shard", "0/3"]), "-service-shard"),
         (with_token(&["-service-shard", "abc"]), "-service-shard"),
+        // A StatefulSet scaled past its shard count, a Deployment's pod name, an unset variable.
+        (with_token(&["-service-shard-ordinal", "fastly-exporter-3/3"]), "-service-shard-ordinal"),
+        (with_token(&["-service-shard-ordinal", "fastly-exporter-5d8f9c-abcde/3"]), "-service-shard-ordinal"),
+        (with_token(&["-service-shard-ordinal", "/3"]), "-service-shard-ordinal"),
+        (with_token(&["-service-shard-ordinal", "$(POD_NAME)/3"]), "-service-shard-ordinal"),
+        (with_token(&["-service-shard", "1/3", "-service-shard-ordinal", "x-0/3"]), "-service-shard-ordinal"),
         (vec![], "-token"),
         (vec!["-token", ""], "-token"),
     ];
@@ -172,6 +178,16 @@ fn bad_input_exits_2_with_one_line_naming_the_flag() {
         &[],
         &[("FASTLY_API_TOKEN", SECRET), ("FASTLY_EXPORTER_SERVICE_REFRESH", "5")],
         "service-refresh",
+    );
+    let line = expect_usage_error(
+        &[],
+        &[("FASTLY_API_TOKEN", SECRET), ("FASTLY_EXPORTER_SERVICE_SHARD_ORDINAL", "fastly-exporter-3/3")],
+        "service-shard-ordinal",
+    );
+    assert_eq!(
+        line,
+        "fastly-exporter: invalid value \"fastly-exporter-3/3\" for -service-shard-ordinal: ordinal 3 is not below \
+         the shard count 3 (more pods than shards?)"
     );
 }
 

@@ -56,3 +56,16 @@ fn dashboard_and_alerts_use_exported_names() {
     .expect("dashboard is valid JSON");
     assert!(dash["panels"].as_array().is_some_and(|p| p.len() >= 5));
 }
+
+/// Helm reads files only from inside the chart, so it ships copies of the examples; they must
+/// not drift from the originals.
+#[test]
+fn chart_copies_of_the_examples_are_identical() {
+    for file in ["alerts.yml", "grafana-dashboard.json"] {
+        let read = |dir: &str| std::fs::read(format!("{}/{dir}/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        assert!(
+            read("examples") == read("deploy/helm/fastly-exporter/files"),
+            "deploy/helm/fastly-exporter/files/{file} differs from examples/{file}: copy it"
+        );
+    }
+}

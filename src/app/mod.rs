@@ -302,5 +302,8 @@ pub fn run(cfg: Config, trust: &Trust, reload: &dyn Fn() -> Result<Config, Strin
     let server = HttpServer::start(&listen, app.http_state(), opts)?;
     let signals = Signals::install(server.clone())?;
     log::info!("listening on http://{}", server.addr());
+    if let Some((n, m)) = app.selector.shard {
+        log::info!("exporting shard {n} of {m}: only services with xxh64(id) % {m} == {}", n - 1);
+    }
     app.run(&signals, reload)
 }

@@ -146,6 +146,19 @@ pub(crate) const FLAGS: &[Flag] = &[
         ..BASE
     },
     Flag {
+        name: "service-shard-ordinal",
+        group: Group::Filters,
+        arg: "<ordinal>/m",
+        help: "Like -service-shard, with n taken from a 0-based pod ordinal, so every pod of a \
+               Kubernetes StatefulSet runs the same arguments: ordinal k exports shard k+1 of m. \
+               <ordinal> is a number (the downward-API label apps.kubernetes.io/pod-index) or a \
+               pod name ending in -<number> (metadata.name), e.g. -service-shard-ordinal \
+               '$(POD_NAME)/3' with POD_NAME from the downward API. An ordinal that is missing, \
+               unexpanded or not below m is an error. Not together with -service-shard.",
+        example: "fastly-exporter-0/3",
+        ..BASE
+    },
+    Flag {
         name: "metric-allowlist",
         kind: Kind::List,
         group: Group::Filters,

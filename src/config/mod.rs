@@ -46,7 +46,8 @@ pub struct Config {
     pub service_allowlist: Vec<regex::Regex>,
     /// Services whose name matches any of these are skipped.
     pub service_blocklist: Vec<regex::Regex>,
-    /// `(n, m)` with `1 <= n <= m`: export only shard `n` of `m`.
+    /// `(n, m)` with `1 <= n <= m`: export only shard `n` of `m` (from `-service-shard`, or
+    /// from `-service-shard-ordinal`, already turned into the 1-based shard).
     pub service_shard: Option<(u64, u64)>,
     /// Metrics are exported only if their name matches one of these
     /// (when non-empty).
@@ -335,9 +336,17 @@ impl Sources {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
-        let service_shard = match self.pick("service-shard") {
-            Some(_) => Some(self.parsed("service-shard", values::shard)?),
-            None => None,
+        // Two ways to name the same setting: refusing both at once beats a silent precedence
+        // rule, since a leftover -service-shard would pin every pod to one shard.
+        let service_shard = match (self.pick("service-shard"), self.pick("service-shard-ordinal")) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "-service-shard and -service-shard-ordinal cannot be used together: keep one",
+                ));
+            }
+            (Some(_), None) => Some(self.parsed("service-shard", values::shard)?),
+            (None, Some(_)) => Some(self.parsed("service-shard-ordinal", values::shard_from_ordinal)?),
+            (None, None) => None,
         };
 
         let (cert_raw, cert_flag) = self.scalar("certificate-refresh");

@@ -283,13 +283,14 @@ fn example_config_file_loads() {
     // The real token from the environment overrides the placeholder.
     let c = run_env(&["-config-file", f.path()], &[]);
     assert_eq!(c.token, TOKEN);
-    // Uncommenting every optional line also loads.
+    // Uncommenting every optional line also loads, except -service-shard-ordinal, which
+    // excludes -service-shard (checked on its own below).
     let uncommented: String = example_config_file()
         .lines()
         .map(|l| match l.strip_prefix("# ") {
             Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase()) => {
                 let name = rest.split_whitespace().next().unwrap_or("");
-                if args::lookup(name).is_some() {
+                if args::lookup(name).is_some() && name != "service-shard-ordinal" {
                     return rest.to_string();
                 }
                 l.to_string()
@@ -303,6 +304,12 @@ fn example_config_file_loads() {
     assert!(c.debug && c.aggregate_only);
     assert_eq!(c.service_shard, Some((1, 3)));
     assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+    let ordinal = example_config_file()
+        .lines()
+        .find_map(|l| l.strip_prefix("# service-shard-ordinal "))
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(run(&["-service-shard-ordinal", &ordinal]).service_shard, Some((1, 3)));
 }
 
 #[test]
@@ -438,6 +445,58 @@ fn errors() {
     }
     assert!(fail(&["-namespace", "my-ns"]).starts_with("invalid value \"my-ns\" for -namespace"));
     assert!(fail(&["-service", ""]).contains("-service"));
+}
+
+#[test]
+fn shard_from_pod_ordinal() {
+    // The forms a StatefulSet pod produces: its name (metadata.name) or its pod-index label.
+    assert_eq!(run(&["-service-shard-ordinal", "fastly-exporter-0/3"]).service_shard, Some((1, 3)));
+    assert_eq!(run(&["-service-shard-ordinal=rel-fastly-exporter-2/3"]).service_shard, Some((3, 3)));
+    assert_eq!(run(&["-service-shard-ordinal", "1/2"]).service_shard, Some((2, 2)));
+    // Through the environment, as a chart would set it, and from a config file.
+    let c = run_env(&[], &[("FASTLY_EXPORTER_SERVICE_SHARD_ORDINAL", "web-4/5")]);
+    assert_eq!(c.service_shard, Some((5, 5)));
+    let f = TempFile::new("service-shard-ordinal sts-1/4\n");
+    assert_eq!(run(&["-config-file", f.path()]).service_shard, Some((2, 4)));
+    // The command line overrides the environment, as for every flag.
+    let c = run_env(&["-service-shard-ordinal", "0/2"], &[("FASTLY_EXPORTER_SERVICE_SHARD_ORDINAL", "1/2")]);
+    assert_eq!(c.service_shard, Some((1, 2)));
+}
+
+#[test]
+fn bad_pod_ordinals() {
+    let flag = "-service-shard-ordinal";
+    assert_eq!(
+        fail(&[flag, "fastly-exporter-3/3"]),
+        "invalid value \"fastly-exporter-3/3\" for -service-shard-ordinal: ordinal 3 is not below the shard count 3 \
+         (more pods than shards?)"
+    );
+    assert_eq!(
+        fail(&[flag, "$(POD_NAME)/3"]),
+        "invalid value \"$(POD_NAME)/3\" for -service-shard-ordinal: the ordinal is an unexpanded $(VAR): define \
+         that variable in the pod's env"
+    );
+    assert_eq!(
+        fail(&[flag, "/3"]),
+        "invalid value \"/3\" for -service-shard-ordinal: the ordinal is empty (is the variable that should hold it \
+         set?)"
+    );
+    // A Deployment's pod name ends in a random suffix, not an ordinal.
+    assert_eq!(
+        fail(&[flag, "fastly-exporter-7d9c5b6f4-x2x9q/3"]),
+        "invalid value \"fastly-exporter-7d9c5b6f4-x2x9q/3\" for -service-shard-ordinal: no ordinal: want a \
+         number or a pod name ending in -<number>"
+    );
+    assert!(
+        fail(&[flag, "fastly-exporter-0"])
+            .starts_with("invalid value \"fastly-exporter-0\" for -service-shard-ordinal: want <ordinal>/m")
+    );
+    let e = fail_env(&[], &[("FASTLY_EXPORTER_SERVICE_SHARD_ORDINAL", "x-9/2")]);
+    assert!(e.contains("-service-shard-ordinal") && e.contains("ordinal 9"), "{e}");
+    // Both ways at once, even from different layers, is refused rather than resolved silently.
+    let both = "-service-shard and -service-shard-ordinal cannot be used together: keep one";
+    assert_eq!(fail(&["-service-shard", "1/3", flag, "sts-0/3"]), both);
+    assert_eq!(fail_env(&[flag, "sts-0/3"], &[("FASTLY_EXPORTER_SERVICE_SHARD", "1/3")]), both);
 }
 
 #[test]

@@ -17,6 +17,42 @@ pub(crate) fn shard(s: &str) -> Result<(u64, u64), String> {
     Ok((n, m))
 }
 
+/// `-service-shard-ordinal <ordinal>/m`: shard `ordinal + 1` of `m`, so a StatefulSet's pods
+/// (ordinals 0..m-1) cover shards 1..m with identical arguments. `<ordinal>` is a number (the
+/// `apps.kubernetes.io/pod-index` label) or a pod name whose last `-` is followed by the
+/// ordinal (`metadata.name`); pod names cannot contain `/`, so the last `/` splits the value.
+///
+/// Every way a pod can get this wrong is refused rather than guessed, because a wrong guess
+/// silently exports another pod's shard (duplicates) and leaves a shard nobody exports: an
+/// empty ordinal (unset variable), a `$(VAR)` the kubelet left unexpanded (variable not
+/// defined before use), a name without an ordinal suffix (a Deployment's pod), and an ordinal
+/// not below `m` (the StatefulSet scaled past its shard count).
+pub(crate) fn shard_from_ordinal(s: &str) -> Result<(u64, u64), String> {
+    let bad = || "want <ordinal>/m, e.g. 0/3 or fastly-exporter-0/3".to_string();
+    let (who, m) = s.rsplit_once('/').ok_or_else(bad)?;
+    let m: u64 = m.trim().parse().map_err(|_| bad())?;
+    if m == 0 {
+        return Err("m must be at least 1".to_string());
+    }
+    let who = who.trim();
+    if who.contains("$(") {
+        return Err("the ordinal is an unexpanded $(VAR): define that variable in the pod's env".to_string());
+    }
+    if who.is_empty() {
+        return Err("the ordinal is empty (is the variable that should hold it set?)".to_string());
+    }
+    let digits =
+        if who.bytes().all(|b| b.is_ascii_digit()) { who } else { who.rsplit_once('-').map_or("", |(_, d)| d) };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("no ordinal: want a number or a pod name ending in -<number>".to_string());
+    }
+    let k: u64 = digits.parse().map_err(|_| "the ordinal is too large".to_string())?;
+    if k >= m {
+        return Err(format!("ordinal {k} is not below the shard count {m} (more pods than shards?)"));
+    }
+    Ok((k + 1, m))
+}
+
 /// `-rt-max-body`: bytes, or a number with a binary (KiB/MiB/GiB, powers of
 /// 1024) or decimal (KB/MB/GB, powers of 1000) suffix, case-insensitive.
 /// Zero is refused because it would reject every real-time response.
@@ -129,6 +165,33 @@ mod tests {
         for bad in ["", "1", "1/", "/3", "a/b", "1/3/5", "-1/3", "1.5/3"] {
             assert!(shard(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn shards_from_ordinals() {
+        assert_eq!(shard_from_ordinal("0/3"), Ok((1, 3)));
+        assert_eq!(shard_from_ordinal("2/3"), Ok((3, 3)));
+        assert_eq!(shard_from_ordinal("0/1"), Ok((1, 1)));
+        assert_eq!(shard_from_ordinal("fastly-exporter-0/3"), Ok((1, 3)));
+        assert_eq!(shard_from_ordinal("fastly-exporter-2/3"), Ok((3, 3)));
+        assert_eq!(shard_from_ordinal("my-release-fastly-exporter-11/12"), Ok((12, 12)));
+        assert_eq!(shard_from_ordinal(" web-1 / 2 "), Ok((2, 2)));
+        let err = |s: &str| shard_from_ordinal(s).unwrap_err();
+        assert_eq!(err("3/3"), "ordinal 3 is not below the shard count 3 (more pods than shards?)");
+        assert_eq!(err("fastly-exporter-5/3"), "ordinal 5 is not below the shard count 3 (more pods than shards?)");
+        assert_eq!(err("/3"), "the ordinal is empty (is the variable that should hold it set?)");
+        assert_eq!(err("$(POD_NAME)/3"), "the ordinal is an unexpanded $(VAR): define that variable in the pod's env");
+        assert_eq!(err("0/0"), "m must be at least 1");
+        for none in ["fastly-exporter/3", "fastly-exporter-/3", "fastly-exporter-7c9d-x/3", "abc/3", "-/3"] {
+            assert_eq!(err(none), "no ordinal: want a number or a pod name ending in -<number>", "{none}");
+        }
+        for bad in ["", "0", "3", "0/", "0/x", "0/-1", "0/1.5", "a/b/c"] {
+            assert!(shard_from_ordinal(bad).is_err(), "{bad}");
+        }
+        assert_eq!(err("99999999999999999999/3"), "the ordinal is too large");
+        // Consecutive ordinals cover every shard exactly once.
+        let got: Vec<_> = (0..5).map(|k| shard_from_ordinal(&format!("sts-{k}/5")).map(|s| s.0)).collect();
+        assert_eq!(got, [Ok(1), Ok(2), Ok(3), Ok(4), Ok(5)]);
     }
 
     #[test]

@@ -1,0 +1,41 @@
+# Shared by the check scripts (source it): where the release binaries and the cached tools
+# live, and how a missing tool is reported. Kept in one place so a move of the fake into its
+# own workspace crate changes one line.
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+EXPORTER_BIN=$REPO/target/release/fastly-exporter
+FAKE_BIN=$REPO/target/release/fake-fastly
+# Downloaded tools (helm, kubectl, a Python venv with kubernetes-validate): scripts/fetch-tools.sh.
+TOOLS=$REPO/target/tools
+
+# Builds the release exporter and fake when either is missing (`make test` builds them first).
+ensure_release_bins() {
+  if [ ! -x "$EXPORTER_BIN" ] || [ ! -x "$FAKE_BIN" ]; then
+    (cd "$REPO" && cargo build --release --bins)
+  fi
+}
+
+# skip_or_fail NAME REQUIRE_VAR REASON: a missing tool fails when REQUIRE_VAR is set (CI sets
+# it), and otherwise skips loudly with exit 0 so a developer without the tool can still run
+# `make test`.
+skip_or_fail() {
+  local name=$1 require=$2 reason=$3
+  if [ -n "${!require:-}" ]; then
+    echo "$name: FAILED: $reason ($require is set)" >&2
+    exit 1
+  fi
+  echo "$name: SKIPPED: $reason (scripts/fetch-tools.sh installs it; $require=1 makes this fatal)"
+  exit 0
+}
+
+# The Python that has kubernetes-validate and PyYAML: the tools venv first, then python3.
+tools_python() {
+  local py
+  for py in "$TOOLS/py/bin/python" python3; do
+    if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import yaml' 2>/dev/null; then
+      echo "$py"
+      return 0
+    fi
+  done
+  return 1
+}
