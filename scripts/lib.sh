@@ -1,6 +1,6 @@
 # Shared by the check scripts (source it): where the release binaries and the cached tools
-# live, and how a missing tool is reported. Kept in one place so a move of the fake into its
-# own workspace crate changes one line.
+# live, and how a missing tool is reported. `cargo build --release --bins` builds both the
+# exporter and fake-fastly (both are default workspace members).
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 EXPORTER_BIN=$REPO/target/release/fastly-exporter
