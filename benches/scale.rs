@@ -35,7 +35,7 @@ use fastly_exporter::catalog::{Stream, catalog};
 use fastly_exporter::filter::Filter;
 use fastly_exporter::http::render::{Plan, Scrape};
 use fastly_exporter::realtime::parse::{Mode, parse_response};
-use fastly_exporter::table::{AccountSnapshot, Batch, Registry, Scratch, StreamTable};
+use fastly_exporter::table::{AccountSnapshot, Batch, Interner, MergeContext, Registry, Scratch, StreamTable};
 
 /// `/proc/PID/stat` counts CPU time in USER_HZ, which Linux fixes at 100 for user space.
 const CLK_TCK: f64 = 100.0;
@@ -282,6 +282,8 @@ fn micro(datacenters: usize) -> String {
     let bodies = sample_bodies(FakeStream::Realtime, &spec);
     let avg = bodies.iter().map(Vec::len).sum::<usize>() as f64 / bodies.len() as f64;
     let def = catalog().stream(Stream::Realtime);
+    let names = Interner::default();
+    let ctx = MergeContext { def, entity_label: None, names: &names, now: 1 };
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -309,8 +311,7 @@ fn micro(datacenters: usize) -> String {
     for (label, parsed) in ["per-DC", "aggregate"].iter().zip(&batches) {
         let mut table = StreamTable::default();
         let mut scratch = Scratch::default();
-        let s =
-            per_call(Duration::from_millis(500), |i| table.merge(def, None, &parsed[i % parsed.len()], &mut scratch));
+        let s = per_call(Duration::from_millis(500), |i| table.merge(&ctx, &parsed[i % parsed.len()], &mut scratch));
         let _ = writeln!(out, "  merge {label:<10} {:>8.1} µs/body", s * 1e6);
     }
     let keys: Vec<&str> =
@@ -330,7 +331,7 @@ fn micro(datacenters: usize) -> String {
     let mut scratch = Scratch::default();
     for i in 0..services {
         let (svc, _) = registry.upsert(&format!("svc{i:04}xxxxxxxxxxxxxxx"), &format!("service-{i}"), "1");
-        svc.table_mut(Stream::Realtime).merge(def, None, &batches[0][i % batches[0].len()], &mut scratch);
+        svc.table_mut(Stream::Realtime).merge(&ctx, &batches[0][i % batches[0].len()], &mut scratch);
     }
     let plan = Arc::new(Plan::new("fastly", "rt", &Filter::default()));
     let account = Arc::new(AccountSnapshot::default());

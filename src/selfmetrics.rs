@@ -232,6 +232,28 @@ pub fn render_http(out: &mut Vec<u8>, f: &HttpFigures) {
     line(out, name, &[("reason", "request_line_too_long")], f.uri_too_long as f64);
 }
 
+/// Appends the count of invalid values skipped in real-time answers, per stream (in
+/// `Stream::ALL` order: real-time, origins, domains).
+pub fn render_invalid(out: &mut Vec<u8>, counts: [u64; 3]) {
+    let name = "fastly_exporter_invalid_fields_total";
+    head(
+        out,
+        name,
+        "counter",
+        "Invalid values (negative, fractional counts, out of range, not numbers, null) skipped in real-time API answers; the rest of each answer is merged.",
+    );
+    for (stream, n) in ["domains", "origins", "realtime"].iter().zip([counts[2], counts[1], counts[0]]) {
+        line(out, name, &[("stream", stream)], n as f64);
+    }
+}
+
+/// Appends the number of distinct datacenter, origin and domain names held.
+pub fn render_names(out: &mut Vec<u8>, n: usize) {
+    let name = "fastly_exporter_interned_names";
+    head(out, name, "gauge", "Distinct datacenter, origin and domain names held by the exporter's rows.");
+    line(out, name, &[], n as f64);
+}
+
 fn head(out: &mut Vec<u8>, name: &str, kind: &str, help: &str) {
     out.extend_from_slice(format!("# HELP {name} {help}\n# TYPE {name} {kind}\n").as_bytes());
 }

@@ -95,6 +95,42 @@ fn wait_caught_up(fake: &FakeFastly, exp: &Exporter, ids: &[&str], timeout: Dura
     }
 }
 
+/// The sum of an outcome class over `ids`.
+fn results(m: &Scrape, ids: &[&str], result: &str) -> f64 {
+    ids.iter().map(|id| result_count(m, id, result)).sum()
+}
+
+/// Waits until the fake has acted on every answer it decided (no stalled poll is still held,
+/// no queued answer unsent) and the exporter's outcome counters account for every one of them;
+/// returns that scrape and the settled answers by label. Before both hold, a comparison of
+/// outcomes with the fake's counts would race a poll in flight (a 2 s stall ends after the
+/// data counters have long settled).
+fn wait_outcomes_settled(
+    fake: &FakeFastly,
+    exp: &Exporter,
+    ids: &[&str],
+    timeout: Duration,
+) -> (Scrape, BTreeMap<String, u64>) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let settled = fake.state().faults_settled(Stream::Realtime);
+        let injected = fake.state().faults_injected(Stream::Realtime);
+        let m = exp.metrics();
+        let seen: f64 = ["success", "error", "unknown", "no data"].iter().map(|r| results(&m, ids, r)).sum();
+        let answered: u64 = settled.values().sum();
+        if settled == injected && seen == answered as f64 {
+            return (m, settled);
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "outcomes never settled: injected {injected:?}, settled {settled:?}, exporter saw {seen}; log:\n{}",
+                exp.output()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 // ---- The catalog, read generically: every rt family and where its value comes from. ----
 
 /// One `rt` family of `src/catalog/families.tsv`.
@@ -375,12 +411,14 @@ fn counters_equal_the_ground_truth_under_random_faults() {
             exp.output()
         );
     }
-    let injected = fake.state().faults_injected(Stream::Realtime);
-    eprintln!("phase 2: {:?}, {scrapes} scrapes; injected {injected:?}", started.elapsed());
+    eprintln!("phase 2: {:?}, {scrapes} scrapes", started.elapsed());
 
-    // Phase 3: the stream stops (every later poll is held); the exporter catches up.
+    // Phase 3: the stream stops (every later poll is held); the exporter catches up, and every
+    // answer already decided (a stall is held 2 s) reaches it.
     fake.state().set_stream_mode(Stream::Realtime, StreamMode::Script(Vec::new()));
-    let m = wait_caught_up(&fake, &exp, &ids, Duration::from_secs(60));
+    wait_caught_up(&fake, &exp, &ids, Duration::from_secs(60));
+    let (m, injected) = wait_outcomes_settled(&fake, &exp, &ids, Duration::from_secs(60));
+    eprintln!("answers: {injected:?}");
     check_monotonic(&prev, &monotonic_series(&m), &mut errs);
     assert!(errs.is_empty(), "counters went down:\n{}", errs.join("\n"));
     alive(&mut exp);
@@ -413,10 +451,11 @@ fn counters_equal_the_ground_truth_under_random_faults() {
     }
     eprintln!("{checked} series equal the ground truth");
 
-    // Outcome counters: one success per delivered ts, one error/unknown per fault.
+    // Outcome counters: one success per delivered ts, one error/unknown per fault, exactly.
     let successes: f64 = ids.iter().map(|id| result_count(&m, id, "success")).sum();
     let delivered: usize = ids.iter().map(|id| fake.state().delivered(Stream::Realtime, id).ts.len()).sum();
     assert_eq!(successes, delivered as f64);
+    assert_eq!(successes, injected.get("clean").copied().unwrap_or(0) as f64, "one success per clean answer");
     let n = |k: &str| injected.get(k).copied().unwrap_or(0) as f64;
     let errors: f64 = ids.iter().map(|id| result_count(&m, id, "error")).sum();
     let unknown: f64 = ids.iter().map(|id| result_count(&m, id, "unknown")).sum();
@@ -589,4 +628,44 @@ fn a_panicking_poller_is_restarted_and_the_others_keep_going() {
     assert!(rt_polls(&fake, "panicky").is_empty(), "the panic comes before the request");
     assert!(m2.find("fastly_rt_requests_total", &[("service_id", "panicky")]).is_empty());
     assert_eq!(m2.get(r#"fastly_exporter_pollers{product="realtime"}"#), Some(2.0));
+}
+
+/// A panic in the middle of a merge (injected, debug builds) leaves nothing behind: the
+/// records merged before it are undone, the poller is restarted, the same `ts` is asked again
+/// and counted once. Every series must still equal the ground truth.
+#[test]
+fn a_panic_mid_merge_counts_nothing_twice() {
+    let ids = ["mergeA", "mergeB", "mergeC"];
+    let fake = faulty_fake(&ids, FaultSpec::new(0.0, Vec::new()));
+    let mut exp = start_against_env(
+        &fake,
+        Some(TOKEN),
+        &["-rt-max-body", MAX_BODY],
+        &[("FASTLY_EXPORTER_DEBUG_MERGE_PANICS", "4")],
+    );
+    wait_until(
+        "4 injected panics and 20 answers per service after them",
+        Duration::from_secs(90),
+        || {
+            let redelivered: u64 = ids.iter().map(|id| fake.state().delivered(Stream::Realtime, id).redelivered).sum();
+            redelivered >= 4 && ids.iter().all(|id| fake.state().delivered(Stream::Realtime, id).ts.len() >= 20)
+        },
+        || exp.output(),
+    );
+    fake.state().set_stream_mode(Stream::Realtime, StreamMode::Script(Vec::new()));
+    let m = wait_caught_up(&fake, &exp, &ids, Duration::from_secs(60));
+    alive(&mut exp);
+    let families = rt_families();
+    let mut checked = 0;
+    for id in ids {
+        let (n, bad) = compare(&fake, &m, id, &families);
+        checked += n;
+        assert!(bad.is_empty(), "{id}: {} mismatches, first ones:\n{}", bad.len(), bad[..bad.len().min(40)].join("\n"));
+    }
+    let redelivered: u64 = ids.iter().map(|id| fake.state().delivered(Stream::Realtime, id).redelivered).sum();
+    eprintln!("{checked} series equal the ground truth after 4 panics mid-merge ({redelivered} ts asked again)");
+    assert_eq!(redelivered, 4, "each panicked ts is asked again once, and only those");
+    assert_eq!(m.get("fastly_exporter_poller_restarts_total"), Some(4.0));
+    let log = exp.output();
+    assert_eq!(log.lines().filter(|l| l.contains("injected test panic after merging")).count(), 1, "{log}");
 }

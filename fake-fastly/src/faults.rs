@@ -122,6 +122,19 @@ impl Tally {
 /// Ground truth of every (stream, service), shared with the responder threads.
 pub(super) type Tallies = Arc<Mutex<HashMap<(Stream, String), Tally>>>;
 
+/// Answers acted on, per stream and label (`clean` or a fault's label).
+pub(super) type Settled = Arc<Mutex<HashMap<Stream, BTreeMap<String, u64>>>>;
+
+/// Where [`FaultRt::answer`] books what it decided and what was delivered.
+pub(super) struct Books<'a> {
+    /// Receives clean answers once written.
+    pub(super) tallies: &'a Tallies,
+    /// Receives every answer once acted on.
+    pub(super) settled: &'a Settled,
+    /// Records the kind decided (`clean` or a fault's label).
+    pub(super) count: &'a dyn Fn(&str),
+}
+
 /// A [`super::StreamMode::Faulty`] ready to serve.
 pub(super) struct FaultRt {
     stream: Stream,
@@ -174,16 +187,14 @@ impl FaultRt {
     }
 
     /// Decides the answer to one poll of service `id` (whose FNV hash is `hash`) at `ts`.
-    /// `count` records the kind injected; `tallies` receives clean answers once written.
-    pub(super) fn answer(
-        &self,
-        id: &str,
-        hash: u64,
-        ts: u64,
-        port: u16,
-        tallies: &Tallies,
-        count: &dyn Fn(&str),
-    ) -> Outcome {
+    pub(super) fn answer(&self, id: &str, hash: u64, ts: u64, port: u16, books: &Books<'_>) -> Outcome {
+        let Books { tallies, settled, count } = *books;
+        let settle = |label: String| -> Option<Box<dyn FnOnce() + Send>> {
+            let (settled, stream) = (Arc::clone(settled), self.stream);
+            Some(Box::new(move || {
+                *lock(&settled).entry(stream).or_default().entry(label).or_insert(0) += 1;
+            }))
+        };
         let recorded = if ts == 0 { self.base } else { ts };
         let variant = self.pool.variant(hash, recorded);
         let prefix = self.pool.prefix(variant);
@@ -213,9 +224,11 @@ impl FaultRt {
             resp.wire = Wire::Tracked(Box::new(move || {
                 lock(&tallies).entry((stream, id)).or_default().add(ts, recorded, prefix, &rows);
             }));
+            resp.on_sent = settle("clean".to_string());
             return Outcome::Queued(due, resp);
         };
         count(&fault.label());
+        let on_sent = settle(fault.label());
         let full_len = prefix.len() + tail(recorded, "").len();
         let resp = match fault {
             Fault::Truncated => {
@@ -251,6 +264,7 @@ impl FaultRt {
             Fault::Stall(d) => {
                 let mut resp = Resp::empty(200);
                 resp.wire = Wire::Close { port };
+                resp.on_sent = on_sent;
                 return Outcome::Queued(now + d, resp);
             }
             Fault::RateLimited(secs) => {
@@ -259,6 +273,8 @@ impl FaultRt {
                 resp
             }
         };
+        let mut resp = resp;
+        resp.on_sent = on_sent;
         Outcome::Queued(now, resp)
     }
 }

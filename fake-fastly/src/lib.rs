@@ -325,6 +325,7 @@ pub struct FakeState {
     port: u16,
     tallies: faults::Tallies,
     injected: Mutex<HashMap<Stream, BTreeMap<String, u64>>>,
+    settled: faults::Settled,
 }
 
 impl FakeState {
@@ -410,6 +411,14 @@ impl FakeState {
     /// plus `clean` for those answered with data (whether or not fully written).
     pub fn faults_injected(&self, stream: Stream) -> BTreeMap<String, u64> {
         lock(&self.injected).get(&stream).cloned().unwrap_or_default()
+    }
+
+    /// Like [`FakeState::faults_injected`], counting only answers already acted on (written,
+    /// cut off or closed): a stalled poll is injected when decided but settled only when its
+    /// connection is closed. When both agree, nothing decided is still pending, and an exporter
+    /// must have seen exactly these outcomes.
+    pub fn faults_settled(&self, stream: Stream) -> BTreeMap<String, u64> {
+        lock(&self.settled).get(&stream).cloned().unwrap_or_default()
     }
 
     fn count_injected(&self, stream: Stream, label: &str) {
@@ -554,6 +563,7 @@ impl FakeFastly {
             port: addr.port(),
             tallies: Default::default(),
             injected: Mutex::new(HashMap::new()),
+            settled: Default::default(),
         });
         let mut fake = FakeFastly {
             addr,

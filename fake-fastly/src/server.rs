@@ -27,6 +27,9 @@ pub(super) struct Resp {
     tail: Vec<u8>,
     /// How it goes on the wire (normally, or as an injected fault).
     pub(super) wire: Wire,
+    /// Called once the answer has been acted on (written, cut off or closed), whatever the
+    /// outcome: how the `Faulty` mode knows a decided answer is no longer pending.
+    pub(super) on_sent: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// How a [`Resp`] is written.
@@ -56,12 +59,19 @@ impl Resp {
     /// JSON body = `head` followed by `tail`.
     pub(super) fn spliced(status: u16, head: Arc<[u8]>, tail: Vec<u8>) -> Resp {
         let headers = vec![("Content-Type".to_string(), "application/json".to_string())];
-        Resp { status, headers, head, tail, wire: Wire::Normal }
+        Resp { status, headers, head, tail, wire: Wire::Normal, on_sent: None }
     }
 
     /// No body and no content type, like Fastly's bare 401/403 answers.
     pub(super) fn empty(status: u16) -> Resp {
-        Resp { status, headers: Vec::new(), head: Arc::from(Vec::new()), tail: Vec::new(), wire: Wire::Normal }
+        Resp {
+            status,
+            headers: Vec::new(),
+            head: Arc::from(Vec::new()),
+            tail: Vec::new(),
+            wire: Wire::Normal,
+            on_sent: None,
+        }
     }
 
     /// Sets a header, replacing any existing one of the same name.
@@ -261,6 +271,7 @@ impl DelayQueue {
 type Job = (Request, Resp);
 
 fn send(rq: Request, mut resp: Resp) {
+    let on_sent = resp.on_sent.take();
     match std::mem::replace(&mut resp.wire, Wire::Normal) {
         Wire::Normal => {
             if let Err(e) = rq.respond(resp.into_response()) {
@@ -281,6 +292,9 @@ fn send(rq: Request, mut resp: Resp) {
             // Taking the writer keeps tiny_http from answering 500 when the request drops.
             drop(rq.into_writer());
         }
+    }
+    if let Some(f) = on_sent {
+        f();
     }
 }
 

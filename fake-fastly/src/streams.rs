@@ -129,7 +129,9 @@ pub(super) fn answer(state: &FakeState, stream: Stream, id: &str, ts: &str) -> O
             Outcome::At(due, Resp::spliced(200, head, tail))
         }
         ModeRt::Faulty(f) => {
-            f.answer(id, service_hash(id), ts, state.port, &state.tallies, &|label| state.count_injected(stream, label))
+            let count = |label: &str| state.count_injected(stream, label);
+            let books = super::faults::Books { tallies: &state.tallies, settled: &state.settled, count: &count };
+            f.answer(id, service_hash(id), ts, state.port, &books)
         }
         ModeRt::Script(replies) => {
             let n = state.next_script_index(stream, id);

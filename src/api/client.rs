@@ -376,6 +376,6 @@ mod tests {
         assert_ne!(o("https://api.fastly.com"), o("https://api.fastly.com.evil.example/x"));
         assert_eq!(o("ftp://x/"), None);
         assert_eq!(o("/relative"), None);
-        assert_eq!(o("http://[::1]:80/x").map(|o| o.to_string()).as_deref(), Some("http://::1:80"));
+        assert_eq!(o("http://[::1]:80/x").map(|o| o.to_string()).as_deref(), Some("http://[::1]:80"));
     }
 }

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::filter::Filter;
 use crate::http::render::Plan;
 use crate::http::server::{Health, HttpServer, HttpState, ServeOptions};
+use crate::realtime::invalid::InvalidFields;
 use crate::realtime::parse::Mode;
 use crate::realtime::poller::{Poller, PollerSpec};
 use crate::statelog::StateLog;
@@ -99,6 +100,7 @@ pub struct App {
     list_failures: u32,
     state: Arc<HttpState>,
     panic_log: Arc<crate::panics::PanicLog>,
+    invalid: Arc<InvalidFields>,
     net: Net,
 }
 
@@ -110,6 +112,7 @@ impl App {
         let plan = Arc::new(Plan::new(&cfg.namespace, &cfg.subsystem, &metrics));
         let account = AccountSnapshot { build: build_info(), ..Default::default() };
         let metadata = Metadata::new(account.clone());
+        let invalid = Arc::new(InvalidFields::default());
         let state = Arc::new(HttpState {
             registry: registry.clone(),
             plan: plan.clone(),
@@ -118,6 +121,7 @@ impl App {
             in_flight: Default::default(),
             panics: Default::default(),
             panic_log: Default::default(),
+            invalid: invalid.clone(),
             #[cfg(debug_assertions)]
             debug_panics: crate::http::routes::DebugPanics::from_env(),
         });
@@ -136,6 +140,7 @@ impl App {
             list_failures: 0,
             state,
             panic_log: Arc::default(),
+            invalid,
             net,
             cfg,
         }
@@ -197,6 +202,7 @@ impl App {
             }
         }
         let stale: Vec<(Arc<str>, Stream)> = self.pollers.keys().filter(|k| !wanted.contains(k)).cloned().collect();
+        let released = !stale.is_empty() || !removed.is_empty();
         for key in stale {
             if let Some(p) = self.pollers.remove(&key) {
                 p.stop();
@@ -204,6 +210,12 @@ impl App {
                     svc.table_mut(key.1).clear();
                 }
             }
+        }
+        drop(removed);
+        if released {
+            // Rows of removed services and streams are gone (or go with their stopped
+            // pollers): release their names too.
+            self.registry.names().sweep();
         }
         let mode = if self.cfg.aggregate_only { Mode::Aggregate } else { Mode::PerDatacenter };
         for key in wanted {
@@ -226,6 +238,8 @@ impl App {
                 mode,
                 max_body: self.cfg.rt_max_body,
                 panic_log: self.panic_log.clone(),
+                invalid: self.invalid.clone(),
+                names: self.registry.names().clone(),
             };
             match Poller::spawn(spec) {
                 Ok(p) => {
@@ -254,10 +268,20 @@ impl App {
         self.selector = new;
     }
 
+    /// Drops origin and domain rows without data for `-entity-expiry`, and their names.
+    fn expire_entities(&self, expiry: Duration) {
+        let cutoff = crate::realtime::poller::now_unix().saturating_sub(expiry.as_secs()) as u32;
+        let dropped = self.registry.expire_entities(cutoff);
+        if dropped > 0 {
+            log::debug!("dropped {dropped} origin/domain rows without data for {expiry:?}");
+        }
+    }
+
     /// Runs the scheduler until the process exits (the signal thread ends it). SIGHUP
     /// re-reads the configuration through `reload` and refreshes everything at once.
     pub fn run(mut self, signals: &Signals, reload: &dyn Fn() -> Result<Config, String>) -> ! {
         let mut next_services = Instant::now();
+        let mut next_expiry = Instant::now();
         loop {
             let mut now = Instant::now();
             if signals.reload.swap(false, Ordering::SeqCst) {
@@ -275,6 +299,12 @@ impl App {
             }
             if self.metadata.tick(&self.api, &self.cfg, &self.plan, &self.registry, &self.state) {
                 self.reconcile();
+            }
+            if let Some(expiry) = self.cfg.entity_expiry
+                && Instant::now() >= next_expiry
+            {
+                self.expire_entities(expiry);
+                next_expiry = Instant::now() + (expiry / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
             }
             now = Instant::now();
             if now < next_services && !self.metadata.busy() {

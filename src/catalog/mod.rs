@@ -23,14 +23,22 @@ pub mod docs;
 mod spec;
 
 pub use spec::{
-    Catalog, Family, FieldKind, Kind, RecordOp, Scope, Series, Source, Stream, StreamDef, Target, bucket_index,
-    parse_catalog,
+    Catalog, Family, FieldKind, Kind, RecordOp, Scope, Series, Source, Stream, StreamDef, Target, apply_field_types,
+    bucket_index, parse_catalog,
 };
 
 use std::sync::OnceLock;
 
 /// The catalog text, compiled into the binary so a deployed exporter needs no data files.
 pub const FAMILIES_TSV: &str = include_str!("families.tsv");
+
+/// The API's JSON field lists with types (copied from the compatibility reference), per stream
+/// in `Stream::ALL` order.
+pub const FIELD_TYPES: [&str; 3] = [
+    include_str!("fields/realtime-fields.txt"),
+    include_str!("fields/origin-fields.txt"),
+    include_str!("fields/domain-fields.txt"),
+];
 
 /// The process-wide catalog, parsed once on first use.
 ///
@@ -39,7 +47,12 @@ pub const FAMILIES_TSV: &str = include_str!("families.tsv");
 pub fn catalog() -> &'static Catalog {
     static CATALOG: OnceLock<Catalog> = OnceLock::new();
     CATALOG.get_or_init(|| match parse_catalog(FAMILIES_TSV) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            for (def, list) in c.streams.iter_mut().zip(FIELD_TYPES) {
+                apply_field_types(def, list);
+            }
+            c
+        }
         Err(e) => panic!("embedded catalog families.tsv is invalid: {e}"),
     })
 }

@@ -192,6 +192,9 @@ pub struct StreamDef {
     pub record_ops: Vec<RecordOp>,
     /// Length of a row's value array.
     pub slots: usize,
+    /// Whether each field is a count (`u64` in the API's field list): a fractional value there
+    /// is corrupt and skipped. Fields of unknown type accept any non-negative number.
+    pub integral: Vec<bool>,
     index: FieldIndex,
 }
 
@@ -324,6 +327,12 @@ impl fmt::Display for CatalogError {
 }
 
 impl std::error::Error for CatalogError {}
+
+/// The JSON field types of one stream, from the API's field list (`name<TAB>type[<TAB>note]`,
+/// types `u64`, `f64`, `map`…), so the parser can tell a corrupt value from a real one.
+pub fn apply_field_types(def: &mut StreamDef, list: &str) {
+    def.integral = def.fields.iter().map(|f| list.lines().any(|l| l.split('\t').take(2).eq([*f, "u64"]))).collect();
+}
 
 /// Parses the catalog text (tab-separated: scope, name, type, labels, source, buckets, help).
 pub fn parse_catalog(text: &'static str) -> Result<Catalog, CatalogError> {

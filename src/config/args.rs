@@ -254,6 +254,17 @@ pub(crate) const FLAGS: &[Flag] = &[
         ..BASE
     },
     Flag {
+        name: "entity-expiry",
+        kind: Kind::Duration,
+        default: "24h",
+        group: Group::Refresh,
+        arg: "<duration>",
+        help: "Drop the series of an origin or domain (Origin/Domain Inspector) after this long \
+               without data, so names that come and go do not accumulate; 0 keeps them forever, \
+               as the Go exporter does.",
+        ..BASE
+    },
+    Flag {
         name: "api-timeout",
         kind: Kind::Duration,
         default: "15s",

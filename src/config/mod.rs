@@ -68,6 +68,8 @@ pub struct Config {
     pub certificate_refresh: Option<Duration>,
     /// Interval between dictionary refreshes.
     pub dictionary_refresh: Duration,
+    /// Origin/domain rows without data for this long are dropped; `None` keeps them.
+    pub entity_expiry: Option<Duration>,
     /// Largest real-time response body accepted, in bytes (never 0).
     pub rt_max_body: u64,
     /// Export only the all-datacenter aggregate.
@@ -107,6 +109,7 @@ impl fmt::Debug for Config {
             .field("datacenter_refresh", &self.datacenter_refresh)
             .field("certificate_refresh", &self.certificate_refresh)
             .field("dictionary_refresh", &self.dictionary_refresh)
+            .field("entity_expiry", &self.entity_expiry)
             .field("rt_max_body", &self.rt_max_body)
             .field("aggregate_only", &self.aggregate_only)
             .field("debug", &self.debug)
@@ -375,6 +378,7 @@ impl Sources {
             datacenter_refresh: self.duration("datacenter-refresh", &mut warnings)?,
             certificate_refresh,
             dictionary_refresh: self.duration("dictionary-refresh", &mut warnings)?,
+            entity_expiry: Some(self.duration("entity-expiry", &mut warnings)?).filter(|d| !d.is_zero()),
             rt_max_body: self.parsed("rt-max-body", values::size)?,
             aggregate_only: self.bool("aggregate-only")?,
             debug: self.bool("debug")?,

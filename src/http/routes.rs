@@ -66,6 +66,9 @@ fn metrics(req: Request, state: &HttpState, server: &tiny_http::Server, query: &
     if !targeted {
         crate::selfmetrics::global().render(&mut tail);
         crate::selfmetrics::render_http(&mut tail, &http_figures(state, server));
+        let invalid = crate::catalog::Stream::ALL.map(|s| state.invalid.count(s));
+        crate::selfmetrics::render_invalid(&mut tail, invalid);
+        crate::selfmetrics::render_names(&mut tail, state.registry.names().len());
     }
     let mut scrape = Scrape::new(state.plan.clone(), services, Some(state.account()), targeted, tail);
     let mut w = req.into_writer();

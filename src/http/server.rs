@@ -58,6 +58,8 @@ pub struct HttpState {
     pub panics: AtomicU64,
     /// Logs each panic location once.
     pub panic_log: PanicLog,
+    /// Invalid values skipped in real-time answers (counted by the pollers).
+    pub invalid: Arc<crate::realtime::invalid::InvalidFields>,
     /// Debug builds only: how many more `/metrics` requests panic on purpose, and where
     /// (`FASTLY_EXPORTER_DEBUG_HTTP_PANICS=[body:]<n>`), so tests can prove workers survive.
     #[cfg(debug_assertions)]

@@ -3,8 +3,15 @@
 //! Serde visitors walk `Data[].datacenter` (or `aggregated`) and look every key up in the
 //! catalog's field index; values land in the batch as `(field, value)` pairs. There is no
 //! `serde_json::Value`, no per-field allocation, and keys no family reads are skipped without
-//! being materialised. Any error (truncation, bad JSON, a negative counter) fails the whole
-//! body, and the caller discards the batch, so nothing is ever half-counted.
+//! being materialised.
+//!
+//! One bad value never costs the rest of the answer: a negative, fractional (for counts),
+//! out-of-range, non-numeric or null field is skipped and listed in `Batch::skipped`; a
+//! datacenter (or origin/domain) entry that is not an object is skipped whole. Only a body
+//! that is not JSON of the expected shape (truncated, malformed) fails, and then the caller
+//! discards the batch, so nothing is ever half-counted. The one value serde_json cannot skip
+//! by itself, a number beyond the range of a float (`1e400`), is found from the error's
+//! position and neutralised by [`parse_tolerant`] before parsing again.
 
 use std::fmt;
 use std::ops::Range;
@@ -12,7 +19,7 @@ use std::ops::Range;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::catalog::{FieldKind, Stream, StreamDef, catalog};
-use crate::table::Batch;
+use crate::table::{Batch, Invalid};
 
 /// Which block of each record feeds the rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,11 +35,16 @@ pub const AGGREGATE_DC: &str = "aggregate";
 
 /// A body that did not parse; the message names the position.
 #[derive(Debug)]
-pub struct ParseError(String);
+pub struct ParseError {
+    message: String,
+    /// 1-based line and column of the error, as serde_json reports them.
+    line: usize,
+    column: usize,
+}
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -47,8 +59,58 @@ pub fn parse_response(body: &[u8], stream: Stream, mode: Mode, batch: &mut Batch
     let result = EnvelopeSeed { ctx, batch: &mut *batch }.deserialize(&mut de).and_then(|()| de.end());
     result.map_err(|e| {
         batch.clear();
-        ParseError(format!("invalid {} response: {e}", stream.name()))
+        ParseError { message: format!("invalid {} response: {e}", stream.name()), line: e.line(), column: e.column() }
     })
+}
+
+/// How many out-of-range numbers one body may have neutralised before it counts as broken.
+const MAX_REPAIRS: usize = 64;
+
+/// [`parse_response`], plus the repair of numbers beyond the range of a float: serde_json
+/// fails the whole body on `1e400`, so the number at the error's position is overwritten with
+/// a same-length string of `!` (which the field parser reports as out of range) and the body
+/// parsed again. Returns how many numbers were neutralised.
+pub fn parse_tolerant(body: &mut [u8], stream: Stream, mode: Mode, batch: &mut Batch) -> Result<usize, ParseError> {
+    let mut repaired = 0;
+    loop {
+        match parse_response(body, stream, mode, batch) {
+            Ok(()) => return Ok(repaired),
+            Err(e) if repaired < MAX_REPAIRS && neutralise_number(body, e.line, e.column) => repaired += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Overwrites the number token ending at (`line`, `column`) with `"!…!"` when it is a number
+/// that does not fit a float; false (body unchanged) for any other error.
+fn neutralise_number(body: &mut [u8], line: usize, column: usize) -> bool {
+    let line_start = if line <= 1 {
+        0
+    } else {
+        match body.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(line - 2) {
+            Some((i, _)) => i + 1,
+            None => return false,
+        }
+    };
+    let Some(last) = (line_start + column).checked_sub(1).filter(|i| *i < body.len()) else {
+        return false;
+    };
+    let is_num = |b: u8| b.is_ascii_digit() || b"+-.eE".contains(&b);
+    let mut start = last + 1;
+    while start > 0 && is_num(body[start - 1]) {
+        start -= 1;
+    }
+    let token = &body[start..=last];
+    let out_of_range = token.len() >= 2
+        && std::str::from_utf8(token).ok().and_then(|s| s.parse::<f64>().ok()).is_some_and(|v| v.is_infinite());
+    if !out_of_range {
+        return false;
+    }
+    let end = token.len() - 1;
+    for (i, b) in body[start..=last].iter_mut().enumerate() {
+        *b = if i == 0 || i == end { b'"' } else { b'!' };
+    }
+    true
 }
 
 /// Implements `DeserializeSeed` + `Visitor` for a seed that walks one JSON container, so each
@@ -112,6 +174,46 @@ macro_rules! str_seed {
             fn visit_str<E: de::Error>($this, $s: &str) -> Result<$out, E> {
                 Ok($body)
             }
+        }
+    };
+}
+
+/// Visitor methods for every kind of value a tolerant seed does not want: the value is
+/// consumed and `self.wrong(problem)` records it, so the rest of the answer still parses.
+macro_rules! tolerate_other_values {
+    () => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+            self.wrong(Invalid::NotAnObject);
+            Ok(())
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+            self.wrong(Invalid::NotAnObject);
+            Ok(())
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+            self.wrong(Invalid::NotAnObject);
+            Ok(())
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+            self.wrong(Invalid::NotAnObject);
+            Ok(())
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+            self.wrong(Invalid::NotAnObject);
+            Ok(())
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+            self.wrong(Invalid::Null);
+            Ok(())
+        }
+        fn visit_none<E: de::Error>(self) -> Result<(), E> {
+            self.wrong(Invalid::Null);
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            self.wrong(Invalid::NotAnObject);
+            Ok(())
         }
     };
 }
@@ -245,13 +347,34 @@ struct EntitiesSeed<'a> {
     dc: Range<u32>,
 }
 
-container_seed!(nullable EntitiesSeed, "a map of origins or domains", deserialize_map, fn visit_map<MapAccess>(self, map) {
-    while let Some(entity) = map.next_key_seed(NameSeed { batch: &mut *self.batch })? {
-        let batch = &mut *self.batch;
-        map.next_value_seed(FieldsSeed { ctx: self.ctx, batch, dc: self.dc.clone(), entity })?;
+impl EntitiesSeed<'_> {
+    /// The datacenter's entry is not an object of origins or domains: skip it whole.
+    fn wrong(self, problem: Invalid) {
+        self.batch.skip(None, problem);
     }
-    Ok(())
-});
+}
+
+impl<'de> DeserializeSeed<'de> for EntitiesSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntitiesSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map of origins or domains")
+    }
+    tolerate_other_values!();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(entity) = map.next_key_seed(NameSeed { batch: &mut *self.batch })? {
+            let batch = &mut *self.batch;
+            map.next_value_seed(FieldsSeed { ctx: self.ctx, batch, dc: self.dc.clone(), entity })?;
+        }
+        Ok(())
+    }
+}
 
 /// One stats object: every key is looked up in the catalog and its value added to the record.
 struct FieldsSeed<'a> {
@@ -285,59 +408,109 @@ impl Visitor<'_> for FieldKeySeed<'_> {
     }
 }
 
-container_seed!(FieldsSeed, "a stats object", deserialize_map, fn visit_map<MapAccess>(self, map) {
-    let def = self.ctx.def;
-    self.batch.begin_record(self.dc, self.entity);
-    while let Some(key) = map.next_key_seed(FieldKeySeed(def))? {
-        let Some(field) = key else {
-            map.next_value::<IgnoredAny>()?;
-            continue;
-        };
-        match def.field_kinds[field as usize] {
-            FieldKind::Number => {
-                if let Some(v) = map.next_value_seed(NumberSeed)? {
-                    self.batch.push(field, v);
-                }
-            }
-            FieldKind::Map => map.next_value_seed(CountsSeed { batch: &mut *self.batch, field })?,
-        }
+impl FieldsSeed<'_> {
+    /// The record is not an object of fields: skip it whole.
+    fn wrong(self, problem: Invalid) {
+        self.batch.skip(None, problem);
     }
-    self.batch.end_record();
-    Ok(())
-});
+}
 
-/// A non-negative number (counters never go down); `null` reads as absent.
-struct NumberSeed;
-
-impl<'de> DeserializeSeed<'de> for NumberSeed {
-    type Value = Option<f64>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<f64>, D::Error> {
+impl<'de> DeserializeSeed<'de> for FieldsSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl Visitor<'_> for NumberSeed {
-    type Value = Option<f64>;
+impl<'de> Visitor<'de> for FieldsSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a stats object")
+    }
+    tolerate_other_values!();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let def = self.ctx.def;
+        self.batch.begin_record(self.dc, self.entity);
+        while let Some(key) = map.next_key_seed(FieldKeySeed(def))? {
+            let Some(field) = key else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            match def.field_kinds[field as usize] {
+                FieldKind::Number => {
+                    let integral = def.integral.get(field as usize).copied().unwrap_or(false);
+                    match map.next_value_seed(NumberSeed { integral })? {
+                        Ok(v) => self.batch.push(field, v),
+                        Err(problem) => self.batch.push_invalid(field, problem),
+                    }
+                }
+                FieldKind::Map => map.next_value_seed(CountsSeed { batch: &mut *self.batch, field })?,
+            }
+        }
+        self.batch.end_record();
+        Ok(())
+    }
+}
+
+/// The largest integer a float holds exactly; a count beyond it is not a real figure.
+const MAX_EXACT: f64 = 9_007_199_254_740_992.0;
+
+/// One field's value: `Ok` a usable non-negative number, `Err` why it is skipped. Counts
+/// (`integral`) must also be whole numbers.
+struct NumberSeed {
+    integral: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for NumberSeed {
+    type Value = Result<f64, Invalid>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NumberSeed {
+    type Value = Result<f64, Invalid>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a non-negative number")
     }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Option<f64>, E> {
-        Ok(Some(v as f64))
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        self.visit_f64(v as f64)
     }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Option<f64>, E> {
-        if v < 0 {
-            return Err(E::invalid_value(de::Unexpected::Signed(v), &self));
-        }
-        Ok(Some(v as f64))
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        self.visit_f64(v as f64)
     }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Option<f64>, E> {
-        if !(v >= 0.0 && v.is_finite()) {
-            return Err(E::invalid_value(de::Unexpected::Float(v), &self));
-        }
-        Ok(Some(v))
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(if v.is_nan() || v.abs() > MAX_EXACT {
+            Err(Invalid::OutOfRange)
+        } else if v < 0.0 {
+            Err(Invalid::Negative)
+        } else if self.integral && v.fract() != 0.0 {
+            Err(Invalid::Fractional)
+        } else {
+            Ok(v)
+        })
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Option<f64>, E> {
-        Ok(None)
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        // `parse_tolerant` writes out-of-range numbers as strings of `!`.
+        let neutralised = !s.is_empty() && s.bytes().all(|b| b == b'!');
+        Ok(Err(if neutralised { Invalid::OutOfRange } else { Invalid::NotANumber }))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Err(Invalid::NotANumber))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Err(Invalid::Null))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Err(Invalid::Null))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Err(Invalid::NotANumber))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Err(Invalid::NotANumber))
     }
 }
 
@@ -351,12 +524,34 @@ struct IntKeySeed;
 
 str_seed!(IntKeySeed, Option<f64>, "an integer key", |self, s| s.parse::<i64>().ok().map(|k| k as f64));
 
-container_seed!(nullable CountsSeed, "an object of counts", deserialize_map, fn visit_map<MapAccess>(self, map) {
-    while let Some(key) = map.next_key_seed(IntKeySeed)? {
-        let count = map.next_value_seed(NumberSeed)?;
-        if let (Some(k), Some(c)) = (key, count) {
-            self.batch.push_keyed(self.field, k, c);
-        }
+impl CountsSeed<'_> {
+    /// The field is not an object of counts: skip it.
+    fn wrong(self, problem: Invalid) {
+        self.batch.skip(Some(self.field), problem);
     }
-    Ok(())
-});
+}
+
+impl<'de> DeserializeSeed<'de> for CountsSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CountsSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of counts")
+    }
+    tolerate_other_values!();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key_seed(IntKeySeed)? {
+            match (key, map.next_value_seed(NumberSeed { integral: true })?) {
+                (Some(k), Ok(c)) => self.batch.push_keyed(self.field, k, c),
+                (None, _) => {}
+                (Some(_), Err(problem)) => self.batch.skip(Some(self.field), problem),
+            }
+        }
+        Ok(())
+    }
+}

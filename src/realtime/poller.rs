@@ -13,10 +13,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::api::client::{ApiError, Client, Reply};
 use crate::catalog::{Stream, catalog};
 use crate::statelog::StateLog;
-use crate::table::{PollResult, Service};
+use crate::table::{Interner, MergeContext, PollResult, Service};
 
 use super::backoff::{Backoff, Outcome, parse_retry_after};
-use super::parse::{Mode, parse_response};
+use super::invalid::InvalidFields;
+use super::parse::{Mode, parse_tolerant};
 use super::work::{self, Work};
 
 /// Stack size of poller threads: they parse and do HTTP, nothing recursive beyond serde's
@@ -39,6 +40,10 @@ pub struct PollerSpec {
     pub max_body: u64,
     /// Where a panicking poll is logged (once per location, shared by all pollers).
     pub panic_log: Arc<crate::panics::PanicLog>,
+    /// Where skipped invalid values are counted and logged (shared by all pollers).
+    pub invalid: Arc<InvalidFields>,
+    /// The registry's interner of row names.
+    pub names: Arc<Interner>,
 }
 
 /// Handle to a running poller.
@@ -176,19 +181,27 @@ fn handle_ok(
     subject: &str,
 ) -> (Outcome, PollResult) {
     let Work { body, batch, scratch } = work;
-    if let Err(e) = parse_response(body, spec.stream, spec.mode, batch) {
+    if let Err(e) = parse_tolerant(body, spec.stream, spec.mode, batch) {
         st.log.fail(subject, &e.to_string());
         return (Outcome::Transport, PollResult::Error);
     }
     st.log.ok(subject);
+    if !batch.skipped.is_empty() {
+        spec.invalid.report(spec.stream, &spec.service.id, batch);
+    }
     let no_data = batch.error.as_deref().is_some_and(|e| e.contains("No data available"));
     if !batch.is_empty() {
         let mut table = spec.service.table_mut(spec.stream);
         if stop.load(Ordering::SeqCst) {
             return (Outcome::Data, PollResult::Success);
         }
-        let def = catalog().stream(spec.stream);
-        table.merge(def, spec.stream.entity_label(), batch, scratch);
+        let ctx = MergeContext {
+            def: catalog().stream(spec.stream),
+            entity_label: spec.stream.entity_label(),
+            names: &spec.names,
+            now: now_unix() as u32,
+        };
+        table.merge(&ctx, batch, scratch);
     }
     spec.service.mark_success(now_unix());
     if let Some(ts) = batch.timestamp.filter(|t| *t > 0) {

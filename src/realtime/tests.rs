@@ -1,6 +1,6 @@
-use super::parse::{Mode, parse_response};
+use super::parse::{Mode, parse_response, parse_tolerant};
 use crate::catalog::{Scope, Stream, catalog};
-use crate::table::{Batch, Scratch, StreamTable};
+use crate::table::{Batch, Interner, Invalid, MergeContext, Scratch, Skipped, StreamTable};
 
 const REALTIME: &[u8] = include_bytes!("../../tests/fixtures/realtime.json");
 
@@ -14,7 +14,16 @@ fn load(mode: Mode) -> (StreamTable, Batch) {
     let mut b = Batch::default();
     parse_response(REALTIME, Stream::Realtime, mode, &mut b).unwrap();
     let mut t = StreamTable::default();
-    t.merge(catalog().stream(Stream::Realtime), None, &b, &mut Scratch::default());
+    t.merge(
+        &MergeContext {
+            def: catalog().stream(Stream::Realtime),
+            entity_label: None,
+            names: &Interner::default(),
+            now: 1,
+        },
+        &b,
+        &mut Scratch::default(),
+    );
     (t, b)
 }
 
@@ -50,11 +59,10 @@ fn broken_bodies_add_nothing() {
     assert!(parse_response(cut, Stream::Realtime, Mode::PerDatacenter, &mut b).is_err());
     assert!(b.is_empty(), "a failed parse leaves an empty batch");
     for bad in [
-        &br#"{"Data":[{"datacenter":{"X":{"requests":-1}}}],"Timestamp":2}"#[..],
-        br#"{"Data":[{"datacenter":{"X":{"requests":"7"}}}]}"#,
-        br#"{"Data":[{"datacenter":{"X":{"miss_histogram":5}}}]}"#,
-        br#"{"Data":[]} trailing"#,
+        &br#"{"Data":[]} trailing"#[..],
         br#"[1,2]"#,
+        br#"{"Data":[{"datacenter":{"X":{"requests":1}"#,
+        br#"{"Data":{"datacenter":5}}"#,
         b"",
     ] {
         assert!(parse_response(bad, Stream::Realtime, Mode::PerDatacenter, &mut b).is_err(), "{bad:?}");
@@ -74,8 +82,10 @@ fn envelope_variants() {
     let recs: Vec<_> = b.records().collect();
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].dc, "A\"B");
-    assert_eq!(recs[0].entries.len(), 1, "null skipped, unknown skipped, non-integer key skipped");
-    assert_eq!(recs[0].entries[0].key, 12.0);
+    assert_eq!(recs[0].entries.len(), 2, "unknown skipped, non-integer key skipped, null marked invalid");
+    assert!(recs[0].entries[0].value.is_nan(), "null requests: present but invalid");
+    assert_eq!(recs[0].entries[1].key, 12.0);
+    assert_eq!(b.skipped, [Skipped { field: Some(field("requests")), problem: Invalid::Null }]);
 }
 
 #[test]
@@ -90,4 +100,94 @@ fn origin_and_domain_fixtures_parse_into_entity_rows() {
     let domains = include_bytes!("../../tests/fixtures/domains.json");
     parse_response(domains, Stream::Domain, Mode::Aggregate, &mut b).unwrap();
     assert_eq!(b.records().next().unwrap().entity, "testhost");
+}
+
+fn field(key: &str) -> u16 {
+    catalog().stream(Stream::Realtime).field(key).unwrap()
+}
+
+/// One answer, three datacenters; `X` carries every kind of bad value next to good ones.
+#[test]
+fn bad_values_are_skipped_one_by_one_and_the_rest_is_kept() {
+    let mut body = br#"{"Data":[{"datacenter":{
+        "X":{"requests":-5,"hits":3,"miss":2.5,"pass":"7","errors":null,"synth":[1],"restarts":1e400,
+             "hits_time":0.25,"uncacheable":123456789012345678901234567890,"logging":{"a":1},"ipv6":true,
+             "miss_histogram":{"10":2,"20":-1,"30":1.5}},
+        "Y":7,
+        "Z":{"requests":4}}}],"Timestamp":9}"#
+        .to_vec();
+    let mut b = Batch::default();
+    let repaired = parse_tolerant(&mut body, Stream::Realtime, Mode::PerDatacenter, &mut b).unwrap();
+    assert_eq!(repaired, 1, "1e400 neutralised");
+    assert_eq!(b.timestamp, Some(9), "the answer parsed: ts advances");
+    let recs: Vec<_> = b.records().collect();
+    assert_eq!(recs.iter().map(|r| r.dc).collect::<Vec<_>>(), ["X", "Z"], "Y is not an object: skipped whole");
+    let good: Vec<(u16, f64)> =
+        recs[0].entries.iter().filter(|e| !e.value.is_nan()).map(|e| (e.field, e.value)).collect();
+    let mh = field("miss_histogram");
+    assert_eq!(good, [(field("hits"), 3.0), (field("hits_time"), 0.25), (mh, 2.0)]);
+    let problems: Vec<(Option<u16>, Invalid)> = b.skipped.iter().map(|s| (s.field, s.problem)).collect();
+    assert_eq!(
+        problems,
+        [
+            (Some(field("requests")), Invalid::Negative),
+            (Some(field("miss")), Invalid::Fractional),
+            (Some(field("pass")), Invalid::NotANumber),
+            (Some(field("errors")), Invalid::Null),
+            (Some(field("synth")), Invalid::NotANumber),
+            (Some(field("restarts")), Invalid::OutOfRange),
+            (Some(field("uncacheable")), Invalid::OutOfRange),
+            (Some(field("logging")), Invalid::NotANumber),
+            (Some(field("ipv6")), Invalid::NotANumber),
+            (Some(mh), Invalid::Negative),
+            (Some(mh), Invalid::Fractional),
+            (None, Invalid::NotAnObject),
+        ]
+    );
+    // Merged: the good values count, the bad ones add nothing.
+    let mut t = StreamTable::default();
+    t.merge(
+        &MergeContext {
+            def: catalog().stream(Stream::Realtime),
+            entity_label: None,
+            names: &Interner::default(),
+            now: 1,
+        },
+        &b,
+        &mut Scratch::default(),
+    );
+    assert_eq!(value(&t, "X", "hits_total", 0), 3.0);
+    assert_eq!(value(&t, "X", "requests_total", 0), 0.0);
+    assert_eq!(value(&t, "Z", "requests_total", 0), 4.0);
+    assert!(t.rows().iter().all(|r| r.values.iter().all(|v| v.is_finite())), "no NaN reaches a row");
+}
+
+#[test]
+fn an_invalid_gauge_keeps_its_previous_value() {
+    let def = catalog().stream(Stream::Domain);
+    let fam = catalog().family(Scope::Stream(Stream::Domain), "edge_hit_ratio").unwrap();
+    let mut t = StreamTable::default();
+    let mut s = Scratch::default();
+    let mut b = Batch::default();
+    for (body, want) in [
+        (&br#"{"Data":[{"datacenter":{"X":{"d":{"edge_hit_ratio":0.75}}}}],"Timestamp":2}"#[..], 0.75),
+        (br#"{"Data":[{"datacenter":{"X":{"d":{"edge_hit_ratio":-0.5}}}}],"Timestamp":3}"#, 0.75),
+        (br#"{"Data":[{"datacenter":{"X":{"d":{"edge_hit_ratio":"x"}}}}],"Timestamp":4}"#, 0.75),
+        (br#"{"Data":[{"datacenter":{"X":{"d":{}}}}],"Timestamp":5}"#, 0.0),
+    ] {
+        parse_tolerant(&mut body.to_vec(), Stream::Domain, Mode::PerDatacenter, &mut b).unwrap();
+        t.merge(&MergeContext { def, entity_label: Some("domain"), names: &Interner::default(), now: 1 }, &b, &mut s);
+        assert_eq!(t.rows()[0].values[fam.series[0].slot], want, "{}", String::from_utf8_lossy(body));
+    }
+}
+
+#[test]
+fn only_out_of_range_numbers_are_repaired() {
+    let mut b = Batch::default();
+    // A syntax error next to a number is not "repaired" into something that parses.
+    let mut broken = br#"{"Data":[{"datacenter":{"X":{"requests":12 13}}}]}"#.to_vec();
+    assert!(parse_tolerant(&mut broken, Stream::Realtime, Mode::PerDatacenter, &mut b).is_err());
+    let mut ok = b"{\"Data\":[{\"datacenter\":\n{\"X\":{\"requests\":-1e999,\n\"hits\":2}}}]}".to_vec();
+    assert_eq!(parse_tolerant(&mut ok, Stream::Realtime, Mode::PerDatacenter, &mut b).unwrap(), 1);
+    assert_eq!(b.skipped, [Skipped { field: Some(field("requests")), problem: Invalid::OutOfRange }]);
 }

@@ -83,6 +83,8 @@ fn give(mut w: Work) {
     }
     w.body.clear();
     w.batch.clear();
+    // A panic mid-merge can leave a half-built record here; the next user starts clean.
+    w.scratch.reset();
     POOL.free.lock().unwrap_or_else(|p| p.into_inner()).0.push(w);
     POOL.ready.notify_one();
 }

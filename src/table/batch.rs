@@ -18,6 +18,46 @@ pub struct Entry {
     pub value: f64,
 }
 
+/// Why a value of an answer was skipped instead of merged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Invalid {
+    /// Below zero: counters never go down.
+    Negative,
+    /// Not a whole number where the API sends counts.
+    Fractional,
+    /// Too large to be a real figure (beyond 2^53, or beyond the range of a float).
+    OutOfRange,
+    /// A string, boolean, list or object where a number belongs.
+    NotANumber,
+    /// `null`.
+    Null,
+    /// A datacenter (or origin/domain) entry that is not an object of fields.
+    NotAnObject,
+}
+
+impl Invalid {
+    /// For log lines.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Invalid::Negative => "negative",
+            Invalid::Fractional => "fractional where the API sends counts",
+            Invalid::OutOfRange => "out of range",
+            Invalid::NotANumber => "not a number",
+            Invalid::Null => "null",
+            Invalid::NotAnObject => "not an object of fields",
+        }
+    }
+}
+
+/// One skipped value: which field (`None`: a whole datacenter record) and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Skipped {
+    /// Field number, or `None` when the record itself was unusable.
+    pub field: Option<u16>,
+    /// What was wrong with it.
+    pub problem: Invalid,
+}
+
 #[derive(Clone, Debug)]
 struct Record {
     dc: Range<u32>,
@@ -36,6 +76,8 @@ pub struct Batch {
     pub timestamp: Option<u64>,
     /// The envelope's `Error` string (e.g. "No data available, please retry").
     pub error: Option<String>,
+    /// Values skipped as invalid; everything else of the answer is merged.
+    pub skipped: Vec<Skipped>,
 }
 
 /// A borrowed view of one record.
@@ -58,6 +100,7 @@ impl Batch {
         self.open = None;
         self.timestamp = None;
         self.error = None;
+        self.skipped.clear();
     }
 
     /// Stores a name once so several records (one per origin of a datacenter) can share it.
@@ -75,6 +118,18 @@ impl Batch {
     /// Adds a plain number to the open record.
     pub fn push(&mut self, field: u16, value: f64) {
         self.entries.push(Entry { field, key: 0.0, value });
+    }
+
+    /// Marks a number field of the open record as present but invalid: it adds nothing, and a
+    /// gauge keeps its previous value instead of reading as absent (0).
+    pub fn push_invalid(&mut self, field: u16, problem: Invalid) {
+        self.entries.push(Entry { field, key: 0.0, value: f64::NAN });
+        self.skipped.push(Skipped { field: Some(field), problem });
+    }
+
+    /// Records a skipped map entry or record (nothing is merged for it).
+    pub fn skip(&mut self, field: Option<u16>, problem: Invalid) {
+        self.skipped.push(Skipped { field, problem });
     }
 
     /// Adds one `"<key>": count` entry of a map field to the open record.

@@ -10,10 +10,10 @@ mod registry;
 mod rows;
 
 pub use account::{AccountSnapshot, BuildInfo, Certificate, Datacenter, Dictionary, TokenInfo};
-pub use batch::{Batch, Entry, RecordView};
-pub use intern::intern;
+pub use batch::{Batch, Entry, Invalid, RecordView, Skipped};
+pub use intern::Interner;
 pub use registry::{PollResult, Registry, Service, ServiceMeta};
-pub use rows::{Row, Scratch, StreamTable};
+pub use rows::{MergeContext, Row, Scratch, StreamTable};
 
 #[cfg(test)]
 mod tests;

@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::catalog::Stream;
 use crate::exposition::push_label;
 
+use super::intern::Interner;
 use super::rows::StreamTable;
 
 /// Outcome classes of a real-time poll, the `result` label of `realtime_api_requests_total`.
@@ -138,6 +139,7 @@ impl Service {
 #[derive(Debug, Default)]
 pub struct Registry {
     services: RwLock<BTreeMap<Arc<str>, Arc<Service>>>,
+    names: Arc<Interner>,
 }
 
 impl Registry {
@@ -180,6 +182,25 @@ impl Registry {
         let s = Arc::new(Service::new(id, name, version));
         map.insert(s.id.clone(), s.clone());
         (s, true)
+    }
+
+    /// The interner of row names, shared by every table.
+    pub fn names(&self) -> &Arc<Interner> {
+        &self.names
+    }
+
+    /// Drops origin and domain rows with no record since `cutoff` (unix seconds), then the
+    /// names no row uses any more; returns the rows dropped. Real-time (datacenter) rows are
+    /// kept: datacenters do not come and go.
+    pub fn expire_entities(&self, cutoff: u32) -> usize {
+        let mut dropped = 0;
+        for svc in self.snapshot() {
+            for stream in [Stream::Origin, Stream::Domain] {
+                dropped += svc.table_mut(stream).expire(cutoff);
+            }
+        }
+        self.names.sweep();
+        dropped
     }
 
     /// Removes every service whose ID `keep` rejects and returns them. Their series vanish

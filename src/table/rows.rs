@@ -10,7 +10,7 @@ use crate::catalog::{FieldKind, RecordOp, StreamDef, Target, bucket_index};
 use crate::exposition::push_label;
 
 use super::batch::{Batch, RecordView};
-use super::intern::intern;
+use super::intern::Interner;
 
 /// One (datacenter, entity) row.
 #[derive(Debug)]
@@ -23,14 +23,66 @@ pub struct Row {
     pub labels: Box<str>,
     /// Values indexed by catalog slot.
     pub values: Box<[f64]>,
+    /// Unix second of the last answer with a record for this row (for the expiry of
+    /// origins and domains that stopped reporting).
+    pub seen: u32,
 }
 
-/// Reusable per-poller scratch space for merging: the current record as a dense array.
+/// What a merge needs besides the batch: the stream's plan, its entity label, the shared
+/// names and the time of the answer.
+#[derive(Clone, Copy, Debug)]
+pub struct MergeContext<'a> {
+    /// The stream's ingest plan.
+    pub def: &'a StreamDef,
+    /// `origin` or `domain`, or none for the real-time stream.
+    pub entity_label: Option<&'a str>,
+    /// Where row names are interned.
+    pub names: &'a Interner,
+    /// Unix second of the answer.
+    pub now: u32,
+}
+
+/// Reusable scratch space for merging: the current record as a dense array, and the undo
+/// journal of the merge in progress.
 #[derive(Debug, Default)]
 pub struct Scratch {
     dense: Vec<f64>,
     present: Vec<bool>,
     touched: Vec<u16>,
+    /// Row of each record of the batch, resolved before any value changes.
+    rows: Vec<u32>,
+    /// `(row, slot, previous value)` of every write of the merge in progress.
+    undo: Vec<(u32, u32, f64)>,
+}
+
+impl Scratch {
+    /// Forgets everything, including state a panic left behind mid-record.
+    pub fn reset(&mut self) {
+        self.dense.fill(0.0);
+        self.present.fill(false);
+        self.touched.clear();
+        self.rows.clear();
+        self.undo.clear();
+    }
+}
+
+/// A row being written by a merge: every write is journaled so the merge can be undone.
+struct Journal<'a> {
+    values: &'a mut [f64],
+    row: u32,
+    undo: &'a mut Vec<(u32, u32, f64)>,
+}
+
+impl Journal<'_> {
+    fn add(&mut self, slot: usize, v: f64) {
+        self.undo.push((self.row, slot as u32, self.values[slot]));
+        self.values[slot] += v;
+    }
+
+    fn set(&mut self, slot: usize, v: f64) {
+        self.undo.push((self.row, slot as u32, self.values[slot]));
+        self.values[slot] = v;
+    }
 }
 
 /// All rows of one stream of one service, sorted by (datacenter, entity).
@@ -50,48 +102,133 @@ impl StreamTable {
         self.rows = Vec::new();
     }
 
+    /// Drops rows whose last record is older than `cutoff` (unix seconds); returns how many.
+    /// Their names are released for the interner's next sweep.
+    pub fn expire(&mut self, cutoff: u32) -> usize {
+        let before = self.rows.len();
+        self.rows.retain(|r| r.seen >= cutoff);
+        if self.rows.len() < before {
+            self.rows.shrink_to(self.rows.len() * 2);
+        }
+        before - self.rows.len()
+    }
+
     /// Adds every record of `batch` to its row, creating rows as datacenters appear.
     ///
-    /// Runs under the table's write lock; cost is proportional to the values present in the
-    /// batch, not to the catalog size.
+    /// All or nothing: rows are created first (an empty row changes no value), then every
+    /// write is journaled, and if anything panics mid-merge the journal restores every value
+    /// before the panic goes on. The poller then asks for the same `ts` again, so a record is
+    /// never counted twice. Runs under the table's write lock; cost is proportional to the
+    /// values present in the batch, not to the catalog size.
     #[inline(never)]
-    pub fn merge(&mut self, def: &StreamDef, entity_label: Option<&str>, batch: &Batch, scratch: &mut Scratch) {
+    pub fn merge(&mut self, ctx: &MergeContext<'_>, batch: &Batch, scratch: &mut Scratch) {
+        let def = ctx.def;
         if scratch.dense.len() != def.fields.len() {
             scratch.dense = vec![0.0; def.fields.len()];
             scratch.present = vec![false; def.fields.len()];
         }
+        scratch.rows.clear();
+        scratch.undo.clear();
+        let mut inserted = false;
         for rec in batch.records() {
-            let idx = self.row_index(def, entity_label, rec.dc, rec.entity);
-            apply_record(def, &mut self.rows[idx].values, &rec, scratch);
+            let (idx, new) = self.row_index(ctx, rec.dc, rec.entity);
+            inserted |= new;
+            self.rows[idx].seen = ctx.now;
+            scratch.rows.push(idx as u32);
         }
+        if inserted {
+            // An insertion shifts the rows after it: resolve every record again.
+            scratch.rows.clear();
+            for rec in batch.records() {
+                let idx = self.find(rec.dc, rec.entity).unwrap_or_else(|| unreachable!("every row exists now"));
+                scratch.rows.push(idx as u32);
+            }
+        }
+        let Scratch { dense, present, touched, rows: indices, undo } = scratch;
+        let mut record = RecordScratch { dense, present, touched };
+        let rows = &mut self.rows;
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for (i, rec) in batch.records().enumerate() {
+                #[cfg(debug_assertions)]
+                debug_fault::maybe_panic(i, batch.len());
+                let row = indices[i];
+                let mut journal = Journal { values: &mut rows[row as usize].values, row, undo: &mut *undo };
+                apply_record(def, &mut journal, &rec, &mut record);
+            }
+        }));
+        if let Err(panic) = applied {
+            for &(row, slot, old) in undo.iter().rev() {
+                rows[row as usize].values[slot as usize] = old;
+            }
+            scratch.reset();
+            std::panic::resume_unwind(panic);
+        }
+        undo.clear();
     }
 
-    fn row_index(&mut self, def: &StreamDef, entity_label: Option<&str>, dc: &str, entity: &str) -> usize {
+    /// The index of the row `(dc, entity)`, if it exists.
+    fn find(&self, dc: &str, entity: &str) -> Option<usize> {
+        self.rows.binary_search_by(|r| (&*r.dc, &*r.entity).cmp(&(dc, entity))).ok()
+    }
+
+    /// The index of the row `(dc, entity)`, created (all zeros) when missing; true when it was.
+    fn row_index(&mut self, ctx: &MergeContext<'_>, dc: &str, entity: &str) -> (usize, bool) {
         let found = self.rows.binary_search_by(|r| (&*r.dc, &*r.entity).cmp(&(dc, entity)));
         match found {
-            Ok(i) => i,
+            Ok(i) => (i, false),
             Err(i) => {
                 let mut labels = String::with_capacity(32);
                 push_label(&mut labels, "datacenter", dc);
-                if let Some(name) = entity_label {
+                if let Some(name) = ctx.entity_label {
                     labels.push(',');
                     push_label(&mut labels, name, entity);
                 }
                 let row = Row {
-                    dc: intern(dc),
-                    entity: intern(entity),
+                    dc: ctx.names.intern(dc),
+                    entity: ctx.names.intern(entity),
                     labels: labels.into_boxed_str(),
-                    values: vec![0.0; def.slots].into_boxed_slice(),
+                    values: vec![0.0; ctx.def.slots].into_boxed_slice(),
+                    seen: ctx.now,
                 };
                 self.rows.insert(i, row);
-                i
+                (i, true)
             }
         }
     }
 }
 
+/// The per-record parts of [`Scratch`].
+struct RecordScratch<'a> {
+    dense: &'a mut Vec<f64>,
+    present: &'a mut Vec<bool>,
+    touched: &'a mut Vec<u16>,
+}
+
+/// Test-only fault injection, compiled into debug builds only:
+/// `FASTLY_EXPORTER_DEBUG_MERGE_PANICS=<n>` makes the next n merges of more than one record
+/// panic halfway through, so end-to-end tests can prove a half-applied batch is undone.
+#[cfg(debug_assertions)]
+mod debug_fault {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    pub(super) fn maybe_panic(record: usize, records: usize) {
+        static LEFT: OnceLock<AtomicU64> = OnceLock::new();
+        if records < 2 || record != records / 2 {
+            return;
+        }
+        let left = LEFT.get_or_init(|| {
+            let n = std::env::var("FASTLY_EXPORTER_DEBUG_MERGE_PANICS").ok().and_then(|v| v.parse().ok());
+            AtomicU64::new(n.unwrap_or(0))
+        });
+        if left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            panic!("injected test panic after merging {record} of {records} records");
+        }
+    }
+}
+
 /// Applies one record to one row, in the order the Go exporter does per datacenter.
-fn apply_record(def: &StreamDef, row: &mut [f64], rec: &RecordView<'_>, s: &mut Scratch) {
+fn apply_record(def: &StreamDef, row: &mut Journal<'_>, rec: &RecordView<'_>, s: &mut RecordScratch<'_>) {
     for e in rec.entries {
         let f = e.field as usize;
         match def.field_kinds[f] {
@@ -106,21 +243,25 @@ fn apply_record(def: &StreamDef, row: &mut [f64], rec: &RecordView<'_>, s: &mut 
                 for t in &def.targets[f] {
                     if let Target::ObserveMap { first, sum, scale, bounds } = t {
                         let at = e.key * scale;
-                        row[first + bucket_index(bounds, at)] += e.value;
-                        row[*sum] += e.value * at;
+                        row.add(first + bucket_index(bounds, at), e.value);
+                        row.add(*sum, e.value * at);
                     }
                 }
             }
         }
     }
-    for &f in &s.touched {
+    for &f in s.touched.iter() {
         let v = s.dense[f as usize];
+        // NaN marks a field present but invalid (see `Batch::push_invalid`): it adds nothing.
+        if v.is_nan() {
+            continue;
+        }
         for t in &def.targets[f as usize] {
             match *t {
-                Target::Add { slot, scale } => row[slot] += v * scale,
+                Target::Add { slot, scale } => row.add(slot, v * scale),
                 Target::Observe { bucket, sum, at } => {
-                    row[bucket] += v;
-                    row[sum] += v * at;
+                    row.add(bucket, v);
+                    row.add(sum, v * at);
                 }
                 Target::ObserveMap { .. } => {}
             }
@@ -128,17 +269,24 @@ fn apply_record(def: &StreamDef, row: &mut [f64], rec: &RecordView<'_>, s: &mut 
     }
     for op in &def.record_ops {
         match op {
-            RecordOp::Set { slot, field } => row[*slot] = s.dense[*field as usize],
+            RecordOp::Set { slot, field } => {
+                let v = s.dense[*field as usize];
+                // An invalid value leaves the gauge as it was; an absent one sets it to 0.
+                if !v.is_nan() {
+                    row.set(*slot, v);
+                }
+            }
             RecordOp::GuardedDiff { slot, plus, minus } => {
                 let sub: f64 = minus.iter().map(|m| s.dense[*m as usize]).sum();
                 let plus = s.dense[*plus as usize];
+                // False when either side is invalid (NaN): nothing is added.
                 if plus >= sub {
-                    row[*slot] += plus - sub;
+                    row.add(*slot, plus - sub);
                 }
             }
         }
     }
-    for &f in &s.touched {
+    for &f in s.touched.iter() {
         s.dense[f as usize] = 0.0;
         s.present[f as usize] = false;
     }

@@ -28,7 +28,7 @@ fn merge_adds_counters_and_creates_rows_sorted() {
     record(&mut b, "TYO", &[("requests", 3.0), ("compute_execution_time_ms", 1100.0)]);
     record(&mut b, "AMS", &[]);
     record(&mut b, "TYO", &[("requests", 2.0)]);
-    t.merge(def, None, &b, &mut s);
+    t.merge(&MergeContext { def, entity_label: None, names: &Interner::default(), now: 1 }, &b, &mut s);
     let dcs: Vec<&str> = t.rows().iter().map(|r| &*r.dc).collect();
     assert_eq!(dcs, ["AMS", "TYO"]);
     let tyo = &t.rows()[1];
@@ -46,7 +46,7 @@ fn http_version_one_is_guarded_per_record() {
     let mut s = Scratch::default();
     record(&mut b, "X", &[("requests", 10.0), ("http2", 3.0), ("http3", 2.0)]);
     record(&mut b, "X", &[("requests", 1.0), ("http2", 5.0)]);
-    t.merge(def, None, &b, &mut s);
+    t.merge(&MergeContext { def, entity_label: None, names: &Interner::default(), now: 1 }, &b, &mut s);
     let v = &t.rows()[0].values;
     assert_eq!(v[slot(Stream::Realtime, "http_total", 0)], 5.0, "10-3-2, then 0 (underflow guard)");
     assert_eq!(v[slot(Stream::Realtime, "http_total", 1)], 8.0);
@@ -70,7 +70,7 @@ fn histograms_take_counts_into_buckets() {
     b.push_keyed(mh, 90000.0, 1.0); // 90 s → +Inf
     b.push(field(Stream::Realtime, "object_size_1k"), 4.0);
     b.end_record();
-    t.merge(def, None, &b, &mut s);
+    t.merge(&MergeContext { def, entity_label: None, names: &Interner::default(), now: 1 }, &b, &mut s);
     let v = &t.rows()[0].values;
     let first = fam.series[0].slot;
     let nb = fam.buckets.len();
@@ -95,7 +95,7 @@ fn domain_gauges_are_set_not_added() {
     b.begin_record(dc.clone(), host.clone());
     b.push(field(Stream::Domain, "edge_hit_ratio"), 0.75);
     b.end_record();
-    t.merge(def, Some("domain"), &b, &mut s);
+    t.merge(&MergeContext { def, entity_label: Some("domain"), names: &Interner::default(), now: 1 }, &b, &mut s);
     assert_eq!(t.rows()[0].values[ratio], 0.75);
     assert_eq!(&*t.rows()[0].labels, "datacenter=\"X\",domain=\"example.com\"");
     b.clear();
@@ -103,7 +103,7 @@ fn domain_gauges_are_set_not_added() {
     let host = b.add_name("example.com");
     b.begin_record(dc, host);
     b.end_record();
-    t.merge(def, Some("domain"), &b, &mut s);
+    t.merge(&MergeContext { def, entity_label: Some("domain"), names: &Interner::default(), now: 1 }, &b, &mut s);
     assert_eq!(t.rows()[0].values[ratio], 0.0, "absent in the last record: set to 0 like upstream");
 }
 
