@@ -131,7 +131,7 @@ impl WebConfig {
     /// Reads, parses and validates the file, including loading the certificate, key and CA
     /// files once (as `promtool check web-config` does), so a broken setup fails at start-up.
     pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| WebConfigError::Read(e.to_string()))?;
+        let text = std::fs::read_to_string(path).map_err(WebConfigError::Read)?;
         let config = parse(&text, path)?;
         if let Some(t) = &config.tls {
             tls::build_server_config(t).map_err(WebConfigError::Tls)?;

@@ -40,7 +40,7 @@ pub const UNAUTHENTICATED_PATHS: &[&str] = &["/healthz"];
 #[derive(Debug)]
 pub enum WebConfigError {
     /// The file itself could not be read.
-    Read(String),
+    Read(std::io::Error),
     /// A problem at a line of the file.
     At { line: usize, error: config::ErrorAt },
     /// A certificate, key or CA could not be loaded.
@@ -145,8 +145,8 @@ pub struct WebSecurity {
     path: PathBuf,
     policy: RwLock<Arc<Policy>>,
     tls: Option<TlsReloader>,
-    /// `(modified, len)` of the web config file at the last load attempt.
-    seen: Mutex<Option<(std::time::SystemTime, u64)>>,
+    /// The web config file's `stat` at the last load attempt.
+    seen: Mutex<tls::Stamp>,
 }
 
 impl WebSecurity {
@@ -160,7 +160,7 @@ impl WebSecurity {
             path: config.path.clone(),
             policy: RwLock::new(Arc::new(Policy::new(config, None))),
             tls,
-            seen: Mutex::new(file_stamp(&config.path)),
+            seen: Mutex::new(tls::stamp(&config.path)),
         })
     }
 
@@ -202,11 +202,9 @@ impl WebSecurity {
     /// SIGHUP: re-reads the web config file and the certificates. On any error nothing
     /// changes. Returns the new config's warnings (to log once) on success.
     pub fn reload(&self) -> Result<Vec<String>, WebConfigError> {
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = file_stamp(&self.path);
-        let config = config::parse(
-            &std::fs::read_to_string(&self.path).map_err(|e| WebConfigError::Read(e.to_string()))?,
-            &self.path,
-        )?;
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = tls::stamp(&self.path);
+        let text = std::fs::read_to_string(&self.path).map_err(WebConfigError::Read)?;
+        let config = config::parse(&text, &self.path)?;
         match (&self.tls, &config.tls) {
             (Some(reloader), Some(settings)) => reloader.replace(settings.clone()).map_err(WebConfigError::Tls)?,
             (None, None) => {}
@@ -221,7 +219,7 @@ impl WebSecurity {
     /// config file changed, else a certificate reload when a certificate file changed. `None`
     /// when nothing changed.
     pub fn reload_if_changed(&self) -> Option<Result<(), WebConfigError>> {
-        let config_changed = *self.seen.lock().unwrap_or_else(|p| p.into_inner()) != file_stamp(&self.path);
+        let config_changed = *self.seen.lock().unwrap_or_else(|p| p.into_inner()) != tls::stamp(&self.path);
         if config_changed {
             return Some(self.reload().map(|_| ()));
         }
@@ -232,11 +230,6 @@ impl WebSecurity {
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
-
-fn file_stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
 }
 
 /// How often a server should call [`WebSecurity::reload_if_changed`].

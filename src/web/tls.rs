@@ -307,6 +307,8 @@ pub enum TlsError {
     BadCa { key: &'static str, line: usize, reason: String },
     /// The key does not match the certificate, or rustls refused the pair.
     KeyPair { line: usize, error: rustls::Error },
+    /// rustls refused the protocol versions for the chosen suites.
+    Rustls { line: usize, error: rustls::Error },
     /// Settings left no usable protocol version (normally caught when the file is loaded).
     Settings { line: usize, reason: &'static str },
     /// The client verifier could not be built.
@@ -322,6 +324,7 @@ impl TlsError {
             | TlsError::BadKey { line, .. }
             | TlsError::BadCa { line, .. }
             | TlsError::KeyPair { line, .. }
+            | TlsError::Rustls { line, .. }
             | TlsError::Settings { line, .. }
             | TlsError::Verifier { line, .. } => *line,
         }
@@ -337,6 +340,7 @@ impl fmt::Display for TlsError {
             TlsError::BadKey { key, reason, .. } => write!(f, "{key}: no usable private key: {reason}"),
             TlsError::BadCa { key, reason, .. } => write!(f, "{key}: bad CA certificate: {reason}"),
             TlsError::KeyPair { error, .. } => write!(f, "tls_server_config: certificate and key: {error}"),
+            TlsError::Rustls { error, .. } => write!(f, "tls_server_config: {error}"),
             TlsError::Settings { reason, .. } => write!(f, "tls_server_config: {reason}"),
             TlsError::Verifier { reason, .. } => write!(f, "tls_server_config: client verifier: {reason}"),
         }
@@ -397,7 +401,7 @@ pub fn build_server_config(s: &TlsSettings) -> Result<Arc<ServerConfig>, TlsErro
     let verifier = client_verifier(s, &provider)?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&plan.versions)
-        .map_err(|error| TlsError::KeyPair { line: s.line, error })?
+        .map_err(|error| TlsError::Rustls { line: s.line, error })?
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)
         .map_err(|error| TlsError::KeyPair { line: s.key.line, error })?;
@@ -533,12 +537,12 @@ fn has_allowed_san(end_entity: &CertificateDer<'_>, allowed: &[String]) -> bool 
 /// rename (new inode), by in-place write (size, mtime) or by a symlink swap changes it. A
 /// missing file is a state of its own, so its reappearance is noticed too.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Stamp {
+pub(crate) enum Stamp {
     Present { dev: u64, ino: u64, len: u64, mtime: (i64, i64), ctime: (i64, i64) },
     Missing(io::ErrorKind),
 }
 
-fn stamp(path: &Path) -> Stamp {
+pub(crate) fn stamp(path: &Path) -> Stamp {
     use std::os::unix::fs::MetadataExt;
     match std::fs::metadata(path) {
         Ok(m) => Stamp::Present {
