@@ -30,8 +30,9 @@ use super::config::Secret;
 /// The `WWW-Authenticate` value sent with every 401.
 pub const WWW_AUTHENTICATE: &str = "Basic realm=\"fastly-exporter\"";
 
-/// Cached verification results kept at most; beyond that the oldest entry goes. Each entry is
-/// ~50 bytes, so the cache stays under 100 KB however many credentials are tried.
+/// Cached successes, and separately failures, kept at most; beyond that the oldest entry of
+/// that kind goes. Each entry is ~50 bytes, so the cache stays under 100 KB however many
+/// credentials are tried.
 pub const CACHE_CAPACITY: usize = 1024;
 
 /// A valid bcrypt hash (of "fakepassword", from the toolkit) whose cost digits are replaced by
@@ -112,23 +113,23 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
-/// Verification results, keyed by the digest's first 8 bytes; the full digest is stored and
-/// compared in constant time, so a lookup reveals nothing about other entries' digests.
-struct Cache {
-    entries: HashMap<u64, ([u8; 32], bool)>,
+/// Verification results of one kind, keyed by the digest's first 8 bytes; the full digest is
+/// stored and compared in constant time, so a lookup reveals nothing about other entries.
+#[derive(Default)]
+struct Bucket {
+    entries: HashMap<u64, [u8; 32]>,
     /// Insertion order, for evicting the oldest entry.
     order: VecDeque<u64>,
 }
 
-impl Cache {
-    fn get(&self, digest: &[u8; 32]) -> Option<bool> {
-        let (stored, ok) = self.entries.get(&index(digest))?;
-        ct_eq(stored, digest).then_some(*ok)
+impl Bucket {
+    fn contains(&self, digest: &[u8; 32]) -> bool {
+        self.entries.get(&index(digest)).is_some_and(|stored| ct_eq(stored, digest))
     }
 
-    fn insert(&mut self, digest: [u8; 32], ok: bool) {
+    fn insert(&mut self, digest: [u8; 32]) {
         let i = index(&digest);
-        if self.entries.insert(i, (digest, ok)).is_none() {
+        if self.entries.insert(i, digest).is_none() {
             self.order.push_back(i);
             while self.order.len() > CACHE_CAPACITY {
                 if let Some(old) = self.order.pop_front() {
@@ -136,6 +137,35 @@ impl Cache {
                 }
             }
         }
+    }
+}
+
+/// Successes and failures are kept apart, each bounded: a flood of wrong passwords evicts
+/// only other failures, never the scrapers' valid credentials, so real scrapes stay on the
+/// fast path (and out of the bcrypt queue) during an attack.
+#[derive(Default)]
+struct Cache {
+    ok: Bucket,
+    failed: Bucket,
+}
+
+impl Cache {
+    fn get(&self, digest: &[u8; 32]) -> Option<bool> {
+        if self.ok.contains(digest) {
+            Some(true)
+        } else if self.failed.contains(digest) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    fn insert(&mut self, digest: [u8; 32], ok: bool) {
+        if ok { self.ok.insert(digest) } else { self.failed.insert(digest) }
+    }
+
+    fn len(&self) -> usize {
+        self.ok.entries.len() + self.failed.entries.len()
     }
 }
 
@@ -175,7 +205,7 @@ impl BasicAuth {
             users: users.clone(),
             dummy: format!("$2y${cost:02}{DUMMY_HASH_TAIL}"),
             key,
-            cache: Mutex::new(Cache { entries: HashMap::new(), order: VecDeque::new() }),
+            cache: Mutex::new(Cache::default()),
             bcrypt: Mutex::new(()),
         }
     }
@@ -241,7 +271,7 @@ impl BasicAuth {
 
     /// Cached results (for tests and the exporter's own metrics).
     pub fn cache_len(&self) -> usize {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).entries.len()
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Whether both verifiers were built from the same users and hashes, so a reload can keep
@@ -311,26 +341,37 @@ mod tests {
         assert!(!auth.check(Some(&header("mallory", "fakepassword"))));
     }
 
+    fn digest(i: usize) -> [u8; 32] {
+        let mut d = [0u8; 32];
+        d[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        d
+    }
+
     #[test]
     fn cache_is_bounded() {
-        let auth = BasicAuth::new(&users(&[("alice", "secret")], 4));
+        let mut cache = Cache::default();
         for i in 0..CACHE_CAPACITY + 50 {
-            let mut cache = auth.cache.lock().unwrap();
-            let mut d = [0u8; 32];
-            d[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            cache.insert(d, false);
+            cache.insert(digest(i), false);
         }
-        assert_eq!(auth.cache_len(), CACHE_CAPACITY);
+        assert_eq!(cache.len(), CACHE_CAPACITY);
         // The oldest went first.
-        let cache = auth.cache.lock().unwrap();
-        assert!(cache.get(&[0u8; 32]).is_none());
-        let mut newest = [0u8; 32];
-        newest[..8].copy_from_slice(&((CACHE_CAPACITY + 49) as u64).to_le_bytes());
-        assert_eq!(cache.get(&newest), Some(false));
+        assert!(cache.get(&digest(0)).is_none());
+        assert_eq!(cache.get(&digest(CACHE_CAPACITY + 49)), Some(false));
         // Same index, different digest: a miss, not a false answer.
-        let mut other = newest;
+        let mut other = digest(CACHE_CAPACITY + 49);
         other[31] = 1;
         assert_eq!(cache.get(&other), None);
+    }
+
+    #[test]
+    fn failures_never_evict_successes() {
+        let mut cache = Cache::default();
+        cache.insert(digest(usize::MAX), true);
+        for i in 0..3 * CACHE_CAPACITY {
+            cache.insert(digest(i), false);
+        }
+        assert_eq!(cache.get(&digest(usize::MAX)), Some(true));
+        assert_eq!(cache.len(), CACHE_CAPACITY + 1);
     }
 
     #[test]

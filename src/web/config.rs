@@ -404,6 +404,12 @@ fn tls_section(
         [&cert, &key, &client_ca, &cert_file, &key_file, &client_ca_file, &client_auth].iter().any(|o| o.is_some());
     if !enabled {
         // The toolkit serves plain HTTP then and ignores the other TLS keys.
+        if !entries(node, S)?.is_empty() {
+            warnings.push(format!(
+                "web config: line {}: tls_server_config has no certificate, key or client_auth_type: serving plain HTTP",
+                section.line
+            ));
+        }
         return Ok(None);
     }
     let pem =
@@ -726,8 +732,10 @@ mod tests {
                  client_ca_file: ca\n  client_allowed_sans: [a]\n")
             .contains("client_allowed_sans requires")
         );
-        // Other TLS keys alone do not turn TLS on (the toolkit ignores them then).
-        assert!(ok("tls_server_config:\n  min_version: TLS13\n").tls.is_none());
+        // Other TLS keys alone do not turn TLS on (the toolkit ignores them then); we warn.
+        let c = ok("tls_server_config:\n  min_version: TLS13\n");
+        assert!(c.tls.is_none());
+        assert_eq!(c.warnings.len(), 1);
         // The legacy alias and empty client_auth_type.
         let c = ok("tls_server_config:\n  cert_file: c\n  key_file: k\n  client_auth_type: RequireClientCert\n");
         assert_eq!(c.tls.unwrap().client_auth, ClientAuth::RequireAnyClientCert);
