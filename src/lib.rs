@@ -16,3 +16,4 @@ pub mod rlimit;
 pub mod selfmetrics;
 pub mod statelog;
 pub mod table;
+pub mod web;

@@ -325,6 +325,15 @@ pub(crate) const FLAGS: &[Flag] = &[
         ..BASE
     },
     Flag {
+        name: "web-config-file",
+        group: Group::Http,
+        arg: "<path>",
+        help: "Prometheus exporter-toolkit web config file (YAML) for TLS, client certificates and \
+               basic auth on the listener; /healthz stays open. Empty: plain HTTP.",
+        example: "/etc/fastly-exporter/web-config.yml",
+        ..BASE
+    },
+    Flag {
         name: "namespace",
         default: "fastly",
         group: Group::Http,

@@ -8,7 +8,7 @@
 //! returned in [`Config::warnings`] for `main` to log once the logger is up.
 
 mod args;
-mod duration;
+pub(crate) mod duration;
 mod file;
 mod usage;
 mod values;
@@ -82,6 +82,9 @@ pub struct Config {
     pub rt_endpoint: String,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
+    /// `-web-config-file`, loaded and validated (certificates included); `None` means plain
+    /// HTTP without authentication. The server builds a `web::WebSecurity` from it.
+    pub web_config: Option<crate::web::WebConfig>,
     /// Deprecation and clamping warnings, to be logged by `main` after the
     /// logger is configured (loading itself never logs).
     pub warnings: Vec<String>,
@@ -116,6 +119,7 @@ impl fmt::Debug for Config {
             .field("api_endpoint", &self.api_endpoint)
             .field("rt_endpoint", &self.rt_endpoint)
             .field("config_file", &self.config_file)
+            .field("web_config", &self.web_config)
             .field("warnings", &self.warnings)
             .finish()
     }
@@ -306,6 +310,21 @@ impl Sources {
         Ok(clamp(args::flag(name), used, d, warnings))
     }
 
+    /// `-web-config-file`: loaded now so a bad file stops the start with one line naming the
+    /// file, line and key; its warnings (settings rustls honours only approximately) join the
+    /// start-up warnings.
+    fn web_config(&self, warnings: &mut Vec<String>) -> Result<Option<crate::web::WebConfig>, ConfigError> {
+        let (raw, flag) = self.scalar("web-config-file");
+        let path = raw.trim();
+        if path.is_empty() {
+            return Ok(None);
+        }
+        let config = crate::web::WebConfig::load(std::path::Path::new(path))
+            .map_err(|e| ConfigError::new(format!("-{} {path}: {e}", flag.name)))?;
+        warnings.extend(config.warnings.iter().cloned());
+        Ok(Some(config))
+    }
+
     /// Builds and validates the final config. Every value is checked before
     /// the token so a typo is reported even when the token is also missing.
     fn build(&self, config_file: Option<PathBuf>) -> Result<Config, ConfigError> {
@@ -359,6 +378,8 @@ impl Sources {
             Err(r) => return Err(ConfigError::invalid(cert_flag, &cert_raw, &r)),
         };
 
+        let web_config = self.web_config(&mut warnings)?;
+
         let config = Config {
             token: String::new(),
             listen,
@@ -385,6 +406,7 @@ impl Sources {
             api_endpoint: self.parsed("api-endpoint", values::base_url)?,
             rt_endpoint: self.parsed("rt-endpoint", values::base_url)?,
             config_file,
+            web_config,
             warnings,
         };
 
