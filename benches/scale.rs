@@ -32,10 +32,10 @@ use std::time::{Duration, Instant};
 
 use fake_fastly::{GenSpec, Stream as FakeStream, sample_bodies};
 use fastly_exporter::catalog::{Stream, catalog};
-use fastly_exporter::filter::Filter;
-use fastly_exporter::http::render::{Plan, Scrape};
-use fastly_exporter::realtime::parse::{Mode, parse_response};
-use fastly_exporter::table::{AccountSnapshot, Batch, Interner, MergeContext, Registry, Scratch, StreamTable};
+use fastly_exporter::serve::render::{Plan, Scrape};
+use fastly_exporter::store::{AccountSnapshot, Batch, Interner, MergeContext, Registry, Scratch, StreamTable};
+use fastly_exporter::upstream::realtime::parse::{Mode, parse_response};
+use fastly_exporter::util::filter::Filter;
 
 /// `/proc/PID/stat` counts CPU time in USER_HZ, which Linux fixes at 100 for user space.
 const CLK_TCK: f64 = 100.0;

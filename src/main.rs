@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     };
     // Trusted CA roots, as Go reads them (SSL_CERT_FILE, SSL_CERT_DIR, the system store); a
     // setting that points at nothing usable is a configuration error.
-    let trust = match fastly_exporter::api::tls::load(&|k| std::env::var(k).ok()) {
+    let trust = match fastly_exporter::upstream::transport::tls::load(&|k| std::env::var(k).ok()) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("fastly-exporter: {e}");
@@ -55,7 +55,7 @@ fn main() -> ExitCode {
     for w in &cfg.warnings {
         log::warn!("{w}");
     }
-    match fastly_exporter::rlimit::raise_nofile() {
+    match fastly_exporter::util::rlimit::raise_nofile() {
         Ok((old, new)) if new > old => log::debug!("open-file limit raised from {old} to {new}"),
         Ok(_) => {}
         Err(e) => log::warn!("cannot raise the open-file limit: {e}"),

@@ -377,7 +377,14 @@ fn faulty_clean_answers_are_deterministic_fast_and_tallied_once() {
     assert!(v0["Timestamp"].as_u64().unwrap() > 1_600_000_000, "ts 0 answers a recent second");
 
     let t0 = Instant::now();
-    while fake.state().delivered(Stream::Realtime, "svc0001").ts.is_empty() && t0.elapsed() < Duration::from_secs(5) {
+    // A clean answer is tallied by the responder thread once its last byte is written, which
+    // can be just after the client has read it: wait for every tally of the polls above.
+    let tallied = || {
+        fake.state().delivered(Stream::Realtime, "svc0000").ts.len() == 2
+            && fake.state().delivered(Stream::Realtime, "svc0000").redelivered == 1
+            && !fake.state().delivered(Stream::Realtime, "svc0001").ts.is_empty()
+    };
+    while !tallied() && t0.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(10));
     }
     let d = fake.state().delivered(Stream::Realtime, "svc0000");

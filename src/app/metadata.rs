@@ -10,14 +10,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::api::account::{self, FetchError};
-use crate::api::client::Client;
 use crate::catalog::{Scope, Stream};
 use crate::config::Config;
-use crate::http::render::Plan;
-use crate::http::server::HttpState;
-use crate::statelog::StateLog;
-use crate::table::{AccountSnapshot, Registry};
+use crate::serve::render::Plan;
+use crate::serve::server::HttpState;
+use crate::store::{AccountSnapshot, Registry};
+use crate::upstream::api::account::{self, FetchError};
+use crate::upstream::transport::client::Client;
+use crate::util::statelog::StateLog;
 
 /// How often the token's expiry is re-read once known, and retried while unknown.
 const TOKEN_REFRESH: Duration = Duration::from_secs(3600);

@@ -7,20 +7,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::api::client::{Client, Net};
-use crate::api::select::{Selected, Selector};
-use crate::api::services::{ServiceInfo, fetch_services};
-use crate::api::tls::Trust;
 use crate::catalog::Stream;
 use crate::config::Config;
-use crate::filter::Filter;
-use crate::http::render::Plan;
-use crate::http::server::{Health, HttpServer, HttpState, ServeOptions};
-use crate::realtime::invalid::InvalidFields;
-use crate::realtime::parse::Mode;
-use crate::realtime::poller::{Poller, PollerSpec};
-use crate::statelog::StateLog;
-use crate::table::{AccountSnapshot, BuildInfo, Registry};
+use crate::serve::render::Plan;
+use crate::serve::server::{Health, HttpServer, HttpState, ServeOptions};
+use crate::store::{AccountSnapshot, BuildInfo, Registry};
+use crate::upstream::api::select::{Selected, Selector};
+use crate::upstream::api::services::{ServiceInfo, fetch_services};
+use crate::upstream::realtime::invalid::InvalidFields;
+use crate::upstream::realtime::parse::Mode;
+use crate::upstream::realtime::poller::{Poller, PollerSpec};
+use crate::upstream::transport::client::{Client, Net};
+use crate::upstream::transport::tls::Trust;
+use crate::util::filter::Filter;
+use crate::util::statelog::StateLog;
 
 mod metadata;
 
@@ -99,7 +99,7 @@ pub struct App {
     list_log: StateLog,
     list_failures: u32,
     state: Arc<HttpState>,
-    panic_log: Arc<crate::panics::PanicLog>,
+    panic_log: Arc<crate::util::panics::PanicLog>,
     invalid: Arc<InvalidFields>,
     net: Net,
 }
@@ -123,7 +123,7 @@ impl App {
             panic_log: Default::default(),
             invalid: invalid.clone(),
             #[cfg(debug_assertions)]
-            debug_panics: crate::http::routes::DebugPanics::from_env(),
+            debug_panics: crate::serve::routes::DebugPanics::from_env(),
         });
         state.health.set(false, "the service list has not been fetched yet");
         let net = Net::new(trust.config.clone());
@@ -250,7 +250,7 @@ impl App {
         }
         for stream in Stream::ALL {
             let n = self.pollers.keys().filter(|(_, s)| *s == stream).count();
-            crate::selfmetrics::global().set_pollers(stream.index(), n as u64);
+            crate::serve::selfmetrics::global().set_pollers(stream.index(), n as u64);
         }
     }
 
@@ -270,7 +270,7 @@ impl App {
 
     /// Drops origin and domain rows without data for `-entity-expiry`, and their names.
     fn expire_entities(&self, expiry: Duration) {
-        let cutoff = crate::realtime::poller::now_unix().saturating_sub(expiry.as_secs()) as u32;
+        let cutoff = crate::upstream::realtime::poller::now_unix().saturating_sub(expiry.as_secs()) as u32;
         let dropped = self.registry.expire_entities(cutoff);
         if dropped > 0 {
             log::debug!("dropped {dropped} origin/domain rows without data for {expiry:?}");
@@ -327,7 +327,7 @@ fn selector(cfg: &Config) -> Selector {
 pub fn run(cfg: Config, trust: &Trust, reload: &dyn Fn() -> Result<Config, String>) -> Result<(), String> {
     let listen = cfg.listen.clone();
     let opts = ServeOptions { workers: HTTP_WORKERS, max_connections: cfg.web_max_connections };
-    crate::panics::install_hook();
+    crate::util::panics::install_hook();
     let app = App::new(cfg, trust);
     let server = HttpServer::start(&listen, app.http_state(), opts)?;
     let signals = Signals::install(server.clone())?;

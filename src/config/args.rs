@@ -645,7 +645,7 @@ mod tests {
             }
             if f.kind == Kind::Duration {
                 for d in [f.default, f.min, f.max, f.example] {
-                    assert!(d.is_empty() || super::super::duration::parse(d).is_ok());
+                    assert!(d.is_empty() || crate::util::duration::parse(d).is_ok());
                 }
             }
             if f.kind == Kind::Bool {

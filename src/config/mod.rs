@@ -8,7 +8,6 @@
 //! returned in [`Config::warnings`] for `main` to log once the logger is up.
 
 mod args;
-pub(crate) mod duration;
 mod file;
 mod usage;
 mod values;
@@ -19,6 +18,8 @@ mod tests;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::util::duration;
 
 use args::{Action, FLAGS, Flag, Kind, Layer, Parsed};
 

@@ -553,7 +553,7 @@ fn rate_limit(node: &Node, warnings: &mut Vec<String>) -> Result<Option<RateLimi
                     // (nanoseconds).
                     limit.interval = match parse_int(&s) {
                         Some(ns) => Duration::from_nanos(u64::from(ns)),
-                        None => crate::config::duration::parse(&s).map_err(|r| invalid(line, "interval", &s, r))?,
+                        None => crate::util::duration::parse(&s).map_err(|r| invalid(line, "interval", &s, r))?,
                     };
                 }
             }

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::catalog::{Stream, catalog};
-use crate::table::Batch;
+use crate::store::Batch;
 
 /// Skipped values per stream, and the (stream, field) pairs already logged.
 #[derive(Debug, Default)]

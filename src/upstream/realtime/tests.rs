@@ -1,8 +1,8 @@
 use super::parse::{Mode, parse_response, parse_tolerant};
 use crate::catalog::{Scope, Stream, catalog};
-use crate::table::{Batch, Interner, Invalid, MergeContext, Scratch, Skipped, StreamTable};
+use crate::store::{Batch, Interner, Invalid, MergeContext, Scratch, Skipped, StreamTable};
 
-const REALTIME: &[u8] = include_bytes!("../../tests/fixtures/realtime.json");
+const REALTIME: &[u8] = include_bytes!("../../../tests/fixtures/realtime.json");
 
 fn value(t: &StreamTable, dc: &str, family: &str, series: usize) -> f64 {
     let fam = catalog().family(Scope::Stream(Stream::Realtime), family).unwrap();
@@ -91,13 +91,13 @@ fn envelope_variants() {
 #[test]
 fn origin_and_domain_fixtures_parse_into_entity_rows() {
     let mut b = Batch::default();
-    let origins = include_bytes!("../../tests/fixtures/origins.json");
+    let origins = include_bytes!("../../../tests/fixtures/origins.json");
     parse_response(origins, Stream::Origin, Mode::PerDatacenter, &mut b).unwrap();
     let recs: Vec<_> = b.records().map(|r| (r.dc.to_string(), r.entity.to_string())).collect();
     assert_eq!(recs, [("TYO".to_string(), "testorigin".to_string())]);
     parse_response(origins, Stream::Origin, Mode::Aggregate, &mut b).unwrap();
     assert_eq!(b.records().next().unwrap().dc, "aggregate");
-    let domains = include_bytes!("../../tests/fixtures/domains.json");
+    let domains = include_bytes!("../../../tests/fixtures/domains.json");
     parse_response(domains, Stream::Domain, Mode::Aggregate, &mut b).unwrap();
     assert_eq!(b.records().next().unwrap().entity, "testhost");
 }

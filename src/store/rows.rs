@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::catalog::{FieldKind, RecordOp, StreamDef, Target, bucket_index};
-use crate::exposition::push_label;
+use crate::util::exposition::push_label;
 
 use super::batch::{Batch, RecordView};
 use super::intern::Interner;

@@ -1,6 +1,6 @@
 //! Which listed services to export: explicit IDs, name allow/block lists, then the shard.
 
-use crate::filter::Filter;
+use crate::util::filter::Filter;
 
 use super::services::ServiceInfo;
 use super::shard::in_shard;

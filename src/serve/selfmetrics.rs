@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::exposition::{push_label, write_f64};
+use crate::util::exposition::{push_label, write_f64};
 
 /// Every `endpoint` label value, in exposition order.
 pub const ENDPOINTS: [&str; 10] = [

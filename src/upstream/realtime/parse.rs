@@ -19,7 +19,7 @@ use std::ops::Range;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::catalog::{FieldKind, Stream, StreamDef, catalog};
-use crate::table::{Batch, Invalid};
+use crate::store::{Batch, Invalid};
 
 /// Which block of each record feeds the rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::client::{ApiError, Client};
+use crate::upstream::transport::client::{ApiError, Client};
 
 /// The first page; later pages come from the `Link` header.
 pub const FIRST_PAGE: &str = "/service?page=1&per_page=1000&filter[include_versions]=false";
@@ -52,7 +52,7 @@ impl std::fmt::Display for ListError {
                 "HTTP {status} redirect to {} not followed: the API token is only sent to the configured endpoint",
                 location
                     .as_deref()
-                    .and_then(super::client::Origin::of)
+                    .and_then(crate::upstream::transport::client::Origin::of)
                     .map_or_else(|| "a relative location".to_string(), |o| o.to_string())
             ),
         }

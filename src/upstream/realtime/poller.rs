@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::api::client::{ApiError, Client, Reply};
 use crate::catalog::{Stream, catalog};
-use crate::statelog::StateLog;
-use crate::table::{Interner, MergeContext, PollResult, Service};
+use crate::store::{Interner, MergeContext, PollResult, Service};
+use crate::upstream::transport::client::{ApiError, Client, Reply};
+use crate::util::statelog::StateLog;
 
 use super::backoff::{Backoff, Outcome, parse_retry_after};
 use super::invalid::InvalidFields;
@@ -39,7 +39,7 @@ pub struct PollerSpec {
     /// Body size cap.
     pub max_body: u64,
     /// Where a panicking poll is logged (once per location, shared by all pollers).
-    pub panic_log: Arc<crate::panics::PanicLog>,
+    pub panic_log: Arc<crate::util::panics::PanicLog>,
     /// Where skipped invalid values are counted and logged (shared by all pollers).
     pub invalid: Arc<InvalidFields>,
     /// The registry's interner of row names.
@@ -88,12 +88,12 @@ fn run(spec: PollerSpec, stop: &AtomicBool) {
         log: StateLog::default(),
     };
     while !stop.load(Ordering::SeqCst) {
-        let delay = match crate::panics::catch(|| poll_once(&spec, stop, &mut st)) {
+        let delay = match crate::util::panics::catch(|| poll_once(&spec, stop, &mut st)) {
             Ok(d) => d,
             Err(caught) => {
                 let what = format!("service {}: {} poller", spec.service.id, spec.stream.name());
                 spec.panic_log.report(&what, &caught, "restarting it in 5s");
-                crate::selfmetrics::global().count_restart();
+                crate::serve::selfmetrics::global().count_restart();
                 Duration::from_secs(5)
             }
         };

@@ -64,11 +64,11 @@ fn metrics(req: Request, state: &HttpState, server: &tiny_http::Server, query: &
     let started = std::time::Instant::now();
     let mut tail = Vec::new();
     if !targeted {
-        crate::selfmetrics::global().render(&mut tail);
-        crate::selfmetrics::render_http(&mut tail, &http_figures(state, server));
+        crate::serve::selfmetrics::global().render(&mut tail);
+        crate::serve::selfmetrics::render_http(&mut tail, &http_figures(state, server));
         let invalid = crate::catalog::Stream::ALL.map(|s| state.invalid.count(s));
-        crate::selfmetrics::render_invalid(&mut tail, invalid);
-        crate::selfmetrics::render_names(&mut tail, state.registry.names().len());
+        crate::serve::selfmetrics::render_invalid(&mut tail, invalid);
+        crate::serve::selfmetrics::render_names(&mut tail, state.registry.names().len());
     }
     let mut scrape = Scrape::new(state.plan.clone(), services, Some(state.account()), targeted, tail);
     let mut w = req.into_writer();
@@ -84,15 +84,15 @@ fn metrics(req: Request, state: &HttpState, server: &tiny_http::Server, query: &
     }
     let result = stream_body(w, &mut scrape, gzip, http10);
     if !targeted && result.is_ok() {
-        crate::selfmetrics::global().set_scrape_seconds(started.elapsed().as_secs_f64());
+        crate::serve::selfmetrics::global().set_scrape_seconds(started.elapsed().as_secs_f64());
     }
     result
 }
 
 /// The server's own figures for the exporter's self metrics.
-fn http_figures(state: &HttpState, server: &tiny_http::Server) -> crate::selfmetrics::HttpFigures {
+fn http_figures(state: &HttpState, server: &tiny_http::Server) -> crate::serve::selfmetrics::HttpFigures {
     let s = server.stats();
-    crate::selfmetrics::HttpFigures {
+    crate::serve::selfmetrics::HttpFigures {
         panics: state.panics.load(std::sync::atomic::Ordering::Relaxed),
         open_connections: s.open_connections as u64,
         accepted: s.accepted,
@@ -241,7 +241,7 @@ fn header(name: &'static str, value: &'static str) -> Header {
 pub fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == name).then(|| crate::api::services::percent_decode(&v.replace('+', " ")))
+        (k == name).then(|| crate::upstream::api::services::percent_decode(&v.replace('+', " ")))
     })
 }
 

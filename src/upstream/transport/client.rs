@@ -276,8 +276,8 @@ impl Client {
             }
             url.to_string()
         };
-        let endpoint = crate::selfmetrics::endpoint_of(url);
-        let metrics = crate::selfmetrics::global();
+        let endpoint = crate::serve::selfmetrics::endpoint_of(url);
+        let metrics = crate::serve::selfmetrics::global();
         let resp = match self.agent.get(&full).header("Fastly-Key", &self.token).call() {
             Ok(r) => r,
             Err(e) => {

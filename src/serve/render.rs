@@ -10,9 +10,9 @@
 use std::sync::Arc;
 
 use crate::catalog::{Family, Kind, Scope, Stream, catalog, fq_name};
-use crate::exposition::{escape_help, push_label, write_f64};
-use crate::filter::Filter;
-use crate::table::{AccountSnapshot, PollResult, Service, ServiceMeta};
+use crate::store::{AccountSnapshot, PollResult, Service, ServiceMeta};
+use crate::util::exposition::{escape_help, push_label, write_f64};
+use crate::util::filter::Filter;
 
 /// How much text a `read` call formats before handing it over.
 const CHUNK: usize = 64 * 1024;

@@ -4,10 +4,10 @@
 
 use serde::Deserialize;
 
-use crate::table::{Certificate, Datacenter, Dictionary, TokenInfo};
+use crate::store::{Certificate, Datacenter, Dictionary, TokenInfo};
 
-use super::client::{ApiError, Client};
 use super::timefmt::{decimal_to_hex, parse_timestamp};
+use crate::upstream::transport::client::{ApiError, Client};
 
 /// Go's zero `time.Time` as unix seconds: what the Go exporter reports for a certificate whose
 /// `not_after` does not parse. Kept for compatibility.

@@ -2,5 +2,6 @@
 
 pub mod render;
 pub mod routes;
+pub mod selfmetrics;
 pub mod server;
 pub mod stream;

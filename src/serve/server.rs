@@ -15,9 +15,9 @@ use std::sync::{Arc, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::panics::{self, PanicLog};
+use crate::util::panics::{self, PanicLog};
 
-use crate::table::{AccountSnapshot, Registry};
+use crate::store::{AccountSnapshot, Registry};
 
 use super::render::Plan;
 
@@ -59,11 +59,11 @@ pub struct HttpState {
     /// Logs each panic location once.
     pub panic_log: PanicLog,
     /// Invalid values skipped in real-time answers (counted by the pollers).
-    pub invalid: Arc<crate::realtime::invalid::InvalidFields>,
+    pub invalid: Arc<crate::upstream::realtime::invalid::InvalidFields>,
     /// Debug builds only: how many more `/metrics` requests panic on purpose, and where
     /// (`FASTLY_EXPORTER_DEBUG_HTTP_PANICS=[body:]<n>`), so tests can prove workers survive.
     #[cfg(debug_assertions)]
-    pub debug_panics: crate::http::routes::DebugPanics,
+    pub debug_panics: crate::serve::routes::DebugPanics,
 }
 
 impl HttpState {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::catalog::Stream;
-use crate::exposition::push_label;
+use crate::util::exposition::push_label;
 
 use super::intern::Interner;
 use super::rows::StreamTable;

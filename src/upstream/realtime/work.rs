@@ -9,7 +9,7 @@
 
 use std::sync::{Condvar, Mutex};
 
-use crate::table::{Batch, Scratch};
+use crate::store::{Batch, Scratch};
 
 /// Buffers larger than this are replaced after use, so one huge answer does not pin its
 /// memory forever.

@@ -1,0 +1,6 @@
+//! The HTTP client of both Fastly APIs: ureq with one shared TLS configuration and DNS cache,
+//! the token confined to the configured origins, typed errors.
+
+pub mod client;
+pub mod resolver;
+pub mod tls;

@@ -1,0 +1,10 @@
+//! Layer 0: small, self-contained helpers with no knowledge of Fastly or of the metric
+//! table. Nothing here imports another module of the crate.
+
+pub mod duration;
+pub mod exposition;
+pub mod filter;
+mod number;
+pub mod panics;
+pub mod rlimit;
+pub mod statelog;
