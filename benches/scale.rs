@@ -31,11 +31,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use fake_fastly::{GenSpec, Stream as FakeStream, sample_bodies};
-use fastly_exporter::catalog::{Stream, catalog};
-use fastly_exporter::serve::render::{Plan, Scrape};
-use fastly_exporter::store::{AccountSnapshot, Batch, Interner, MergeContext, Registry, Scratch, StreamTable};
-use fastly_exporter::upstream::realtime::parse::{Mode, parse_response};
-use fastly_exporter::util::filter::Filter;
+use fastly_exporter::bench::{
+    AccountSnapshot, Batch, Filter, Interner, MergeContext, Mode, Plan, Registry, Scrape, Scratch, Selection, Stream,
+    StreamTable, catalog, parse_response,
+};
 
 /// `/proc/PID/stat` counts CPU time in USER_HZ, which Linux fixes at 100 for user space.
 const CLK_TCK: f64 = 100.0;
@@ -333,7 +332,7 @@ fn micro(datacenters: usize) -> String {
         let (svc, _) = registry.upsert(&format!("svc{i:04}xxxxxxxxxxxxxxx"), &format!("service-{i}"), "1");
         svc.table_mut(Stream::Realtime).merge(&ctx, &batches[0][i % batches[0].len()], &mut scratch);
     }
-    let plan = Arc::new(Plan::new("fastly", "rt", &Filter::default()));
+    let plan = Arc::new(Plan::new(&Selection::new("fastly", "rt", &Filter::default())));
     let account = Arc::new(AccountSnapshot::default());
     let mut buf = Vec::with_capacity(256 * 1024);
     let mut render = |count_lines: bool| {

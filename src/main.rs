@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     };
     // Trusted CA roots, as Go reads them (SSL_CERT_FILE, SSL_CERT_DIR, the system store); a
     // setting that points at nothing usable is a configuration error.
-    let trust = match fastly_exporter::upstream::transport::tls::load(&|k| std::env::var(k).ok()) {
+    let trust = match app::load_trust(&|k| std::env::var(k).ok()) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("fastly-exporter: {e}");
@@ -55,15 +55,10 @@ fn main() -> ExitCode {
     for w in &cfg.warnings {
         log::warn!("{w}");
     }
-    match fastly_exporter::util::rlimit::raise_nofile() {
-        Ok((old, new)) if new > old => log::debug!("open-file limit raised from {old} to {new}"),
-        Ok(_) => {}
-        Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
-    }
     let reload = || match config::load(&args, &|k| std::env::var(k).ok()) {
         Ok(Command::Run(cfg)) => Ok(*cfg),
-        Ok(_) => Err("unexpected command on reload".to_string()),
-        Err(e) => Err(e.to_string()),
+        Ok(_) => Err(config::ConfigError::new("the command line no longer runs the exporter")),
+        Err(e) => Err(e),
     };
     match app::run(*cfg, &trust, &reload) {
         Ok(()) => ExitCode::SUCCESS,

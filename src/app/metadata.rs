@@ -7,14 +7,11 @@
 //! large account never stalls the service-list refresh.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::catalog::{Scope, Stream};
+use crate::catalog::{AccountFamily, Scope, Selection, Stream};
 use crate::config::Config;
-use crate::serve::render::Plan;
-use crate::serve::server::HttpState;
-use crate::store::{AccountSnapshot, Registry};
+use crate::store::{AccountSnapshot, Registry, Store};
 use crate::upstream::api::account::{self, FetchError};
 use crate::upstream::transport::client::Client;
 use crate::util::statelog::StateLog;
@@ -88,17 +85,17 @@ impl Metadata {
 
     /// Refreshes whatever is due. Returns true when an entitlement changed (pollers must be
     /// reconciled).
-    pub fn tick(&mut self, api: &Client, cfg: &Config, plan: &Plan, registry: &Registry, state: &HttpState) -> bool {
+    pub fn tick(&mut self, api: &Client, cfg: &Config, selection: &Selection, store: &Store) -> bool {
         let now = Instant::now();
         let mut changed_entitlement = false;
         let mut changed = false;
         if now >= self.next_products {
             self.next_products = now + cfg.product_refresh;
-            changed_entitlement = self.refresh_products(api, plan);
+            changed_entitlement = self.refresh_products(api, selection);
         }
         if now >= self.next_datacenters {
             self.next_datacenters = now + cfg.datacenter_refresh;
-            if plan.exports(Scope::Account, "datacenter_info") {
+            if selection.exports(Scope::Account(AccountFamily::DatacenterInfo)) {
                 match account::datacenters(api) {
                     Ok(d) => {
                         self.logs.datacenters.ok("datacenter refresh");
@@ -111,7 +108,7 @@ impl Metadata {
         }
         if now >= self.next_token {
             self.next_token = now + TOKEN_REFRESH;
-            if plan.exports(Scope::Account, "token_expiration") {
+            if selection.exports(Scope::Account(AccountFamily::TokenExpiration)) {
                 match account::token(api) {
                     Ok(t) => {
                         self.logs.token.ok("token refresh");
@@ -130,21 +127,21 @@ impl Metadata {
             && !self.certificates_disabled
         {
             self.next_certificates = now + every;
-            if plan.exports(Scope::Account, "cert_expiry_timestamp_seconds") {
+            if selection.exports(Scope::Account(AccountFamily::CertExpiry)) {
                 changed |= self.refresh_certificates(api);
             }
         }
-        changed |= self.refresh_dictionaries(api, cfg, plan, registry, now);
+        changed |= self.refresh_dictionaries(api, cfg, selection, &store.registry, now);
         if changed {
-            self.publish(registry, state);
+            self.publish(store);
         }
         changed_entitlement
     }
 
-    fn refresh_products(&mut self, api: &Client, plan: &Plan) -> bool {
+    fn refresh_products(&mut self, api: &Client, selection: &Selection) -> bool {
         let mut changed = false;
         for (i, (stream, product)) in PRODUCTS.iter().enumerate() {
-            if !plan.exports_stream(*stream) {
+            if !selection.exports_stream(*stream) {
                 continue;
             }
             match account::entitled(api, product) {
@@ -192,12 +189,12 @@ impl Metadata {
         &mut self,
         api: &Client,
         cfg: &Config,
-        plan: &Plan,
+        selection: &Selection,
         registry: &Registry,
         now: Instant,
     ) -> bool {
-        let wanted = plan.exports(Scope::Account, "dictionary_item_count")
-            || plan.exports(Scope::Account, "dictionary_last_updated_timestamp_seconds");
+        let wanted = selection.exports(Scope::Account(AccountFamily::DictionaryItemCount))
+            || selection.exports(Scope::Account(AccountFamily::DictionaryLastUpdated));
         if !wanted {
             return false;
         }
@@ -234,9 +231,9 @@ impl Metadata {
     }
 
     /// Drops metadata of services no longer exported and publishes the snapshot.
-    pub fn publish(&mut self, registry: &Registry, state: &HttpState) {
-        self.snapshot.dictionaries.retain(|id, _| registry.get(id).is_some());
-        *state.account.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(self.snapshot.clone());
+    pub fn publish(&mut self, store: &Store) {
+        self.snapshot.dictionaries.retain(|id, _| store.registry.get(id).is_some());
+        store.publish_account(self.snapshot.clone());
     }
 }
 

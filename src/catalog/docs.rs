@@ -19,7 +19,7 @@ pub fn markdown() -> String {
          listed in exposition order (sorted by name, as client_golang prints them); `le` is added to \
          histogram buckets.\n",
     );
-    let sections: [Section; 5] = [
+    let sections: [Section; 6] = [
         ("Real-time stats", "Per service and datacenter, from `rt.fastly.com/v1/channel`.", |s| {
             s == Scope::Stream(Stream::Realtime)
         }),
@@ -33,8 +33,14 @@ pub fn markdown() -> String {
             "Per service, datacenter and domain, from `rt.fastly.com/v1/domains` (needs the product).",
             |s| s == Scope::Stream(Stream::Domain),
         ),
-        ("Per service", "From the service list and the pollers.", |s| s == Scope::Service),
-        ("Account", "From api.fastly.com account endpoints, and the build.", |s| s == Scope::Account),
+        ("Per service", "From the service list and the pollers.", |s| matches!(s, Scope::Service(_))),
+        ("Account", "From api.fastly.com account endpoints, and the build.", |s| matches!(s, Scope::Account(_))),
+        (
+            "The exporter itself",
+            "On plain `/metrics` only (never `?target=`), with fixed names: not built from \
+             `-namespace`, never filtered.",
+            |s| matches!(s, Scope::Exporter(_)),
+        ),
     ];
     for (title, intro, pick) in sections {
         let _ = write!(
@@ -45,6 +51,10 @@ pub fn markdown() -> String {
             let sub = match f.scope {
                 Scope::Stream(s) => s.subsystem("rt"),
                 _ => "rt",
+            };
+            let full = match f.scope {
+                Scope::Exporter(_) => f.name.to_string(),
+                _ => fq_name("fastly", sub, f.name),
             };
             let mut labels: Vec<&str> = match f.scope {
                 Scope::Stream(s) => {
@@ -69,7 +79,7 @@ pub fn markdown() -> String {
             let _ = writeln!(
                 out,
                 "| `{}` | {kind} | {} | {source} | {} |",
-                fq_name("fastly", sub, f.name),
+                full,
                 labels.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", "),
                 if help.trim().is_empty() { "(upstream has no help text)".to_string() } else { help }
             );

@@ -16,11 +16,18 @@
 //!   `key*scale`; `obs(f1@v1,f2@v2,…)` observes each field's count at a fixed value;
 //! - several series: `label=value[,label=value]:expr;…` with fixed label values.
 //!
-//! Scopes `service` and `account` have source `-`: their values come from service metadata
-//! and account APIs, handled by dedicated code, but their names, types and help live here too.
+//! Scopes `service`, `account` and `exporter` have source `-`: their values come from service
+//! metadata, account APIs and the exporter itself, handled by dedicated code that refers to
+//! them through the typed identifiers of `ids.rs` (a line without an identifier, or an
+//! identifier without a line, fails the parse); their names, types and help live here too.
 
 pub mod docs;
+mod ids;
+mod selection;
 mod spec;
+
+pub use ids::{AccountFamily, ExporterFamily, ServiceFamily};
+pub use selection::{Selected, Selection};
 
 pub use spec::{
     Catalog, Family, FieldKind, Kind, RecordOp, Scope, Series, Source, Stream, StreamDef, Target, apply_field_types,

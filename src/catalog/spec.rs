@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::ids::{AccountFamily, ExporterFamily, ServiceFamily};
+
 /// One of the three rt.fastly.com streams. Each has its own JSON field set and row layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Stream {
@@ -60,15 +62,18 @@ impl Stream {
     }
 }
 
-/// Where a family's values come from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where a family's values come from, and for families that are not stream rows, which one
+/// it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Scope {
     /// Rows of one stream, per (service, datacenter[, origin|domain]).
     Stream(Stream),
     /// Per-service values that are not stream rows (`service_info`, poll outcomes).
-    Service,
+    Service(ServiceFamily),
     /// Account-wide metadata (datacenters, token, certificates, dictionaries, build).
-    Account,
+    Account(AccountFamily),
+    /// The exporter's own health.
+    Exporter(ExporterFamily),
 }
 
 /// Prometheus metric type.
@@ -311,6 +316,24 @@ impl Catalog {
     pub fn family(&self, scope: Scope, name: &str) -> Option<&Family> {
         self.families.iter().find(|f| f.scope == scope && f.name == name)
     }
+
+    /// The family of a typed scope (`Scope::Service(..)`, `Scope::Account(..)`,
+    /// `Scope::Exporter(..)`); every identifier has exactly one (checked when parsing).
+    pub fn get(&self, scope: Scope) -> &Family {
+        self.families
+            .iter()
+            .find(|f| f.scope == scope)
+            .unwrap_or_else(|| unreachable!("parse_catalog checks every identifier has a family"))
+    }
+}
+
+/// The catalog names no line declares, for the completeness check.
+fn missing_ids(families: &[Family]) -> Vec<&'static str> {
+    let declared = |scope: Scope| families.iter().any(|f| f.scope == scope);
+    let services = ServiceFamily::ALL.iter().map(|id| (Scope::Service(*id), id.name()));
+    let accounts = AccountFamily::ALL.iter().map(|id| (Scope::Account(*id), id.name()));
+    let exporter = ExporterFamily::ALL.iter().map(|id| (Scope::Exporter(*id), id.name()));
+    services.chain(accounts).chain(exporter).filter(|(s, _)| !declared(*s)).map(|(_, n)| n).collect()
 }
 
 /// A catalog line that does not parse, with its line number.
@@ -344,7 +367,15 @@ pub fn parse_catalog(text: &'static str) -> Result<Catalog, CatalogError> {
             continue;
         }
         let fam = parse_family(line, &mut streams).map_err(|msg| CatalogError { line: lineno, msg })?;
+        if !matches!(fam.scope, Scope::Stream(_)) && families.iter().any(|f: &Family| f.scope == fam.scope) {
+            return Err(CatalogError { line: lineno, msg: format!("{} is declared twice", fam.name) });
+        }
         families.push(fam);
+    }
+    let missing = missing_ids(&families);
+    if !missing.is_empty() {
+        let line = text.lines().count();
+        return Err(CatalogError { line, msg: format!("no line declares {}", missing.join(", ")) });
     }
     Ok(Catalog { families, streams })
 }
@@ -354,15 +385,17 @@ fn parse_family(line: &'static str, streams: &mut [StreamDef; 3]) -> Result<Fami
     if cols.len() != 7 {
         return Err(format!("want 7 tab-separated columns, got {}", cols.len()));
     }
+    let name = cols[1];
+    let unknown = || format!("{name} has no identifier in src/catalog/ids.rs for scope {}", cols[0]);
     let scope = match cols[0] {
         "rt" => Scope::Stream(Stream::Realtime),
         "origin" => Scope::Stream(Stream::Origin),
         "domain" => Scope::Stream(Stream::Domain),
-        "service" => Scope::Service,
-        "account" => Scope::Account,
+        "service" => Scope::Service(ServiceFamily::from_name(name).ok_or_else(unknown)?),
+        "account" => Scope::Account(AccountFamily::from_name(name).ok_or_else(unknown)?),
+        "exporter" => Scope::Exporter(ExporterFamily::from_name(name).ok_or_else(unknown)?),
         other => return Err(format!("unknown scope {other:?}")),
     };
-    let name = cols[1];
     let kind = match cols[2] {
         "counter" => Kind::Counter,
         "gauge" => Kind::Gauge,
@@ -383,7 +416,7 @@ fn parse_family(line: &'static str, streams: &mut [StreamDef; 3]) -> Result<Fami
     let mut family = Family { scope, name, kind, labels, buckets, series: Vec::new(), help: cols[6] };
     let Scope::Stream(stream) = scope else {
         if cols[4] != "-" {
-            return Err("service and account families take source '-'".into());
+            return Err("service, account and exporter families take source '-'".into());
         }
         family.series.push(Series { labels: Vec::new(), slot: 0, source: Source::External });
         return Ok(family);

@@ -86,7 +86,9 @@ fn agrees_with_reference_catalog() {
             assert_eq!(ours.join(";"), source, "{name}");
         }
     }
-    assert_eq!(seen, catalog().families.len());
+    // Every family of the reference, and beyond it only the exporter's own.
+    let own = catalog().families.iter().filter(|f| matches!(f.scope, Scope::Exporter(_))).count();
+    assert_eq!(seen + own, catalog().families.len());
 }
 
 fn describe(s: &Series) -> String {
@@ -148,5 +150,32 @@ fn field_index_finds_every_field_and_nothing_else() {
         for unknown in ["", "x", "tls", "object_size_other", "requestsX", "requests_", "compute_resp_status_2xy"] {
             assert_eq!(def.field(unknown), None, "{unknown}");
         }
+    }
+}
+
+#[test]
+fn every_typed_family_has_exactly_one_line_and_every_line_an_identifier() {
+    // Drop one line: its identifier has no family, which fails the parse.
+    let without: String =
+        FAMILIES_TSV.lines().filter(|l| !l.starts_with("service\tservice_info\t")).map(|l| format!("{l}\n")).collect();
+    let e = parse_catalog(Box::leak(without.into_boxed_str())).unwrap_err().to_string();
+    assert!(e.contains("no line declares service_info"), "{e}");
+    // Rename a line: the new name has no identifier.
+    let renamed = FAMILIES_TSV.replace("account\ttoken_expiration\t", "account\ttoken_expiry\t");
+    let e = parse_catalog(Box::leak(renamed.into_boxed_str())).unwrap_err().to_string();
+    assert!(e.contains("token_expiry has no identifier"), "{e}");
+    // Declare one twice.
+    let twice = format!("{FAMILIES_TSV}account\tbuild_info\tgauge\t\t-\t\tagain\n");
+    let e = parse_catalog(Box::leak(twice.into_boxed_str())).unwrap_err().to_string();
+    assert!(e.contains("build_info is declared twice"), "{e}");
+    // And the embedded catalog resolves every identifier.
+    for id in ServiceFamily::ALL {
+        assert_eq!(catalog().get(Scope::Service(*id)).name, id.name());
+    }
+    for id in AccountFamily::ALL {
+        assert_eq!(catalog().get(Scope::Account(*id)).name, id.name());
+    }
+    for id in ExporterFamily::ALL {
+        assert_eq!(catalog().get(Scope::Exporter(*id)).name, id.name());
     }
 }

@@ -148,7 +148,7 @@ pub struct ConfigError(String);
 
 impl ConfigError {
     /// Builds an error, folding any line breaks so the message stays one line.
-    pub(crate) fn new(msg: impl Into<String>) -> Self {
+    pub fn new(msg: impl Into<String>) -> Self {
         let msg: String = msg.into();
         ConfigError(msg.replace(['\r', '\n'], " "))
     }

@@ -9,10 +9,9 @@
 
 use std::sync::Arc;
 
-use crate::catalog::{Family, Kind, Scope, Stream, catalog, fq_name};
+use crate::catalog::{AccountFamily, Family, Kind, Scope, Selected, Selection, ServiceFamily, Stream};
 use crate::store::{AccountSnapshot, PollResult, Service, ServiceMeta};
 use crate::util::exposition::{escape_help, push_label, write_f64};
-use crate::util::filter::Filter;
 
 /// How much text a `read` call formats before handing it over.
 const CHUNK: usize = 64 * 1024;
@@ -44,28 +43,15 @@ struct PlannedSeries {
 }
 
 impl Plan {
-    /// Builds the plan for a namespace/subsystem and metric filter. Families the filter rejects
-    /// are left out entirely, as the Go exporter never registers them.
-    pub fn new(namespace: &str, subsystem: &str, metrics: &Filter) -> Plan {
+    /// Pre-renders what the selection exports: headers, extra-label fragments, `le` suffixes.
+    /// The exporter's own families are left to the self-metrics tail (plain `/metrics` only).
+    pub fn new(selection: &Selection) -> Plan {
         let mut families = Vec::new();
-        for fam in &catalog().families {
-            let sub = match fam.scope {
-                Scope::Stream(s) => s.subsystem(subsystem),
-                _ => subsystem,
-            };
-            let name = fq_name(namespace, sub, fam.name);
-            let keep = match fam.name {
-                // Not subject to the metric filters at all (upstream registers it always).
-                "build_info" if fam.scope == Scope::Account => true,
-                // Upstream ignores the allowlist for these two; only the blocklist applies.
-                "service_info" | "last_successful_response" if fam.scope == Scope::Service => !metrics.blocked(&name),
-                _ => metrics.permits(&name),
-            };
-            if !keep {
+        for Selected { family: fam, name } in selection.families() {
+            if matches!(fam.scope, Scope::Exporter(_)) {
                 continue;
             }
-            let program = fq_name(namespace, subsystem, "");
-            let help = escape_help(&fam.help.replace("{program}", program.trim_end_matches('_')));
+            let help = escape_help(&fam.help.replace("{program}", selection.program()));
             let header = format!("# HELP {name} {help}\n# TYPE {name} {}\n", fam.kind.as_str()).into_bytes();
             let series = match fam.scope {
                 Scope::Stream(stream) => fam.series.iter().map(|s| plan_series(stream, s)).collect(),
@@ -82,20 +68,9 @@ impl Plan {
                 })
                 .chain(std::iter::once(b",le=\"+Inf\"} ".to_vec()))
                 .collect();
-            families.push(PlannedFamily { fam, name, header, series, le });
+            families.push(PlannedFamily { fam, name: name.clone(), header, series, le });
         }
-        families.sort_by(|a, b| a.name.cmp(&b.name));
         Plan { families }
-    }
-
-    /// True when the plan renders the given family (used to skip fetching what nobody exports).
-    pub fn exports(&self, scope: Scope, name: &str) -> bool {
-        self.families.iter().any(|f| f.fam.scope == scope && f.fam.name == name)
-    }
-
-    /// True when any family of the stream survives the metric filters.
-    pub fn exports_stream(&self, stream: Stream) -> bool {
-        self.families.iter().any(|f| f.fam.scope == Scope::Stream(stream))
     }
 }
 
@@ -185,8 +160,10 @@ impl Scrape {
             };
             let start = out.len();
             let unit_done = match pf.fam.scope {
-                Scope::Account => match &self.account {
-                    Some(acc) => render_account(pf, acc, &self.services, self.targeted, &mut self.resume, out, limit),
+                Scope::Account(id) => match &self.account {
+                    Some(acc) => {
+                        render_account(pf, id, acc, &self.services, self.targeted, &mut self.resume, out, limit)
+                    }
                     None => true,
                 },
                 _ => match self.services.get(self.svc) {
@@ -204,7 +181,7 @@ impl Scrape {
             if unit_done {
                 self.resume = Resume::Start;
                 match pf.fam.scope {
-                    Scope::Account => self.next_family(),
+                    Scope::Account(_) => self.next_family(),
                     _ => self.svc += 1,
                 }
             }
@@ -263,11 +240,12 @@ fn render_unit(
             }
             true
         }
-        Scope::Service => {
-            render_service_family(pf, svc, meta, out);
+        Scope::Service(id) => {
+            render_service_family(pf, id, svc, meta, out);
             true
         }
-        Scope::Account => true,
+        // Rendered per family, not per service; exporter families are the tail.
+        Scope::Account(_) | Scope::Exporter(_) => true,
     }
 }
 
@@ -313,11 +291,11 @@ fn render_histogram(
     out.push(b'\n');
 }
 
-fn render_service_family(pf: &PlannedFamily, svc: &Service, meta: &ServiceMeta, out: &mut Vec<u8>) {
+fn render_service_family(pf: &PlannedFamily, id: ServiceFamily, svc: &Service, meta: &ServiceMeta, out: &mut Vec<u8>) {
     let name = pf.name.as_bytes();
     let labels = meta.labels.as_bytes();
-    match pf.fam.name {
-        "service_info" => {
+    match id {
+        ServiceFamily::ServiceInfo => {
             out.extend_from_slice(name);
             out.push(b'{');
             out.extend_from_slice(labels);
@@ -326,7 +304,7 @@ fn render_service_family(pf: &PlannedFamily, svc: &Service, meta: &ServiceMeta, 
             out.extend_from_slice(version.as_bytes());
             out.extend_from_slice(b"} 1\n");
         }
-        "last_successful_response" => {
+        ServiceFamily::LastSuccessfulResponse => {
             let t = svc.last_success();
             if t > 0 {
                 out.extend_from_slice(name);
@@ -337,7 +315,7 @@ fn render_service_family(pf: &PlannedFamily, svc: &Service, meta: &ServiceMeta, 
                 out.push(b'\n');
             }
         }
-        "realtime_api_requests_total" => {
+        ServiceFamily::RealtimeApiRequests => {
             for r in PollResult::ALL {
                 let n = svc.result_count(r);
                 if n == 0 {
@@ -353,15 +331,16 @@ fn render_service_family(pf: &PlannedFamily, svc: &Service, meta: &ServiceMeta, 
                 out.push(b'\n');
             }
         }
-        _ => {}
     }
 }
 
 /// Formats one account-scoped family from `resume` on, until `out` reaches `limit`; returns
 /// true when the family is complete. Label pairs are written in name order, as client_golang
 /// sorts them.
+#[allow(clippy::too_many_arguments)]
 fn render_account(
     pf: &PlannedFamily,
+    id: AccountFamily,
     acc: &AccountSnapshot,
     services: &[(Arc<Service>, Arc<ServiceMeta>)],
     targeted: bool,
@@ -400,8 +379,8 @@ fn render_account(
             true
         }};
     }
-    match pf.fam.name {
-        "build_info" => {
+    match id {
+        AccountFamily::BuildInfo => {
             let b = &acc.build;
             line(
                 out,
@@ -418,8 +397,8 @@ fn render_account(
             );
             true
         }
-        "dictionary_item_count" | "dictionary_last_updated_timestamp_seconds" => {
-            let count = pf.fam.name == "dictionary_item_count";
+        AccountFamily::DictionaryItemCount | AccountFamily::DictionaryLastUpdated => {
+            let count = id == AccountFamily::DictionaryItemCount;
             while let Some((svc, meta)) = services.get(item) {
                 let dicts = acc.dictionaries.get(&*svc.id).map(Vec::as_slice).unwrap_or(&[]);
                 for (j, d) in dicts.iter().enumerate().skip(sub) {
@@ -441,8 +420,9 @@ fn render_account(
             }
             true
         }
-        _ if targeted => true,
-        "datacenter_info" => items!(acc.datacenters, |d| {
+        // A targeted scrape has only the per-service account families (and build_info).
+        AccountFamily::DatacenterInfo | AccountFamily::TokenExpiration | AccountFamily::CertExpiry if targeted => true,
+        AccountFamily::DatacenterInfo => items!(acc.datacenters, |d| {
             let labels = [
                 ("datacenter", d.code.as_str()),
                 ("group", &d.group),
@@ -452,7 +432,7 @@ fn render_account(
             ];
             line(out, &labels, 1.0)
         }),
-        "token_expiration" => {
+        AccountFamily::TokenExpiration => {
             if let Some(t) = &acc.token
                 && let Some(exp) = t.expires_at
             {
@@ -460,11 +440,10 @@ fn render_account(
             }
             true
         }
-        "cert_expiry_timestamp_seconds" => items!(acc.certificates, |c| {
+        AccountFamily::CertExpiry => items!(acc.certificates, |c| {
             let labels =
                 [("cn", c.cn.as_str()), ("id", &c.id), ("issuer", &c.issuer), ("name", &c.name), ("sn", &c.sn)];
             line(out, &labels, c.not_after)
         }),
-        _ => true,
     }
 }

@@ -7,6 +7,7 @@ use flate2::write::GzEncoder;
 use tiny_http::{HTTPVersion, Header, Method, Request, Response};
 
 use super::render::Scrape;
+use super::selfmetrics;
 use super::server::HttpState;
 use super::stream::Chunked;
 
@@ -14,7 +15,7 @@ use super::stream::Chunked;
 pub const EXPOSITION_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Answers one request. Errors writing to the client are only logged: the client left.
-pub fn handle(req: Request, state: &HttpState, server: &tiny_http::Server) {
+pub(crate) fn handle(req: Request, state: &HttpState, server: &tiny_http::Server) {
     let url = req.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let method_ok = matches!(req.method(), Method::Get | Method::Head);
@@ -22,13 +23,13 @@ pub fn handle(req: Request, state: &HttpState, server: &tiny_http::Server) {
         _ if !method_ok => req.respond(text(405, "method not allowed\n").with_header(header("Allow", "GET, HEAD"))),
         "/metrics" => metrics(req, state, server, query),
         "/sd" => {
-            let ids: Vec<String> = state.registry.snapshot().iter().map(|s| s.id.to_string()).collect();
+            let ids: Vec<String> = state.store.registry.snapshot().iter().map(|s| s.id.to_string()).collect();
             let body = serde_json::json!([{ "targets": ids }]).to_string();
             req.respond(Response::from_string(body).with_header(header("Content-Type", "application/json")))
         }
         "/" => index(req, state),
         "/healthz" => req.respond(text(200, "ok\n")),
-        "/readyz" => match state.health.get() {
+        "/readyz" => match state.store.health.get() {
             (true, _) => req.respond(text(200, "ready\n")),
             (false, reason) => req.respond(text(503, &format!("not ready: {reason}\n"))),
         },
@@ -42,11 +43,11 @@ pub fn handle(req: Request, state: &HttpState, server: &tiny_http::Server) {
 fn metrics(req: Request, state: &HttpState, server: &tiny_http::Server, query: &str) -> std::io::Result<()> {
     let target = query_param(query, "target");
     let (services, targeted) = match &target {
-        Some(id) => match state.registry.get(id) {
+        Some(id) => match state.store.registry.get(id) {
             Some(s) => (vec![s], true),
             None => return req.respond(text(404, &format!("unknown target {id:?}: not an exported service\n"))),
         },
-        None => (state.registry.snapshot(), false),
+        None => (state.store.registry.snapshot(), false),
     };
     let gzip = req
         .headers()
@@ -64,13 +65,14 @@ fn metrics(req: Request, state: &HttpState, server: &tiny_http::Server, query: &
     let started = std::time::Instant::now();
     let mut tail = Vec::new();
     if !targeted {
-        crate::serve::selfmetrics::global().render(&mut tail);
-        crate::serve::selfmetrics::render_http(&mut tail, &http_figures(state, server));
-        let invalid = crate::catalog::Stream::ALL.map(|s| state.invalid.count(s));
-        crate::serve::selfmetrics::render_invalid(&mut tail, invalid);
-        crate::serve::selfmetrics::render_names(&mut tail, state.registry.names().len());
+        let figures = selfmetrics::Figures {
+            counters: &state.store.counters,
+            http: http_figures(state, server),
+            names: state.store.registry.names().len(),
+        };
+        selfmetrics::render(&mut tail, &figures);
     }
-    let mut scrape = Scrape::new(state.plan.clone(), services, Some(state.account()), targeted, tail);
+    let mut scrape = Scrape::new(state.plan.clone(), services, Some(state.store.account()), targeted, tail);
     let mut w = req.into_writer();
     write_head(&mut w, gzip, http10)?;
     #[cfg(debug_assertions)]
@@ -84,15 +86,15 @@ fn metrics(req: Request, state: &HttpState, server: &tiny_http::Server, query: &
     }
     let result = stream_body(w, &mut scrape, gzip, http10);
     if !targeted && result.is_ok() {
-        crate::serve::selfmetrics::global().set_scrape_seconds(started.elapsed().as_secs_f64());
+        state.store.counters.set_scrape_seconds(started.elapsed().as_secs_f64());
     }
     result
 }
 
 /// The server's own figures for the exporter's self metrics.
-fn http_figures(state: &HttpState, server: &tiny_http::Server) -> crate::serve::selfmetrics::HttpFigures {
+fn http_figures(state: &HttpState, server: &tiny_http::Server) -> selfmetrics::HttpFigures {
     let s = server.stats();
-    crate::serve::selfmetrics::HttpFigures {
+    selfmetrics::HttpFigures {
         panics: state.panics.load(std::sync::atomic::Ordering::Relaxed),
         open_connections: s.open_connections as u64,
         accepted: s.accepted,
@@ -188,7 +190,7 @@ fn stream_body(mut w: Box<dyn Write + Send>, scrape: &mut Scrape, gzip: bool, ht
 }
 
 fn index(req: Request, state: &HttpState) -> std::io::Result<()> {
-    let services = state.registry.snapshot();
+    let services = state.store.registry.snapshot();
     let wants_json =
         req.headers().iter().any(|h| h.field.equiv("Accept") && h.value.as_str().contains("application/json"));
     if wants_json {
@@ -241,7 +243,7 @@ fn header(name: &'static str, value: &'static str) -> Header {
 pub fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == name).then(|| crate::upstream::api::services::percent_decode(&v.replace('+', " ")))
+        (k == name).then(|| crate::util::url::percent_decode(&v.replace('+', " ")))
     })
 }
 

@@ -10,68 +10,59 @@
 //! panics is caught here, so no worker is ever lost.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::catalog::Selection;
+use crate::store::Store;
 use crate::util::panics::{self, PanicLog};
-
-use crate::store::{AccountSnapshot, Registry};
 
 use super::render::Plan;
 
-/// Readiness as `/readyz` reports it.
-#[derive(Debug, Default)]
-pub struct Health {
-    ready: AtomicBool,
-    reason: RwLock<String>,
-}
-
-impl Health {
-    /// Marks the exporter ready (first service list fetched) or not, with the reason shown
-    /// by `/readyz` while not ready.
-    pub fn set(&self, ready: bool, reason: &str) {
-        *self.reason.write().unwrap_or_else(|p| p.into_inner()) = reason.to_string();
-        self.ready.store(ready, Ordering::SeqCst);
-    }
-
-    /// `(ready, reason)`.
-    pub fn get(&self) -> (bool, String) {
-        (self.ready.load(Ordering::SeqCst), self.reason.read().unwrap_or_else(|p| p.into_inner()).clone())
-    }
-}
-
-/// What request handlers read: the table, the render plan and the account snapshot.
-pub struct HttpState {
-    /// The metric table.
-    pub registry: Arc<Registry>,
-    /// Names, help and filters, computed once.
+/// What request handlers read: the store, and the HTTP side's own state.
+pub(crate) struct HttpState {
+    /// The shared state, read only.
+    pub store: Arc<Store>,
+    /// Names, headers and label fragments of what is exported, computed once.
     pub plan: Arc<Plan>,
-    /// Account metadata, swapped whole by the main thread.
-    pub account: RwLock<Arc<AccountSnapshot>>,
-    /// Readiness.
-    pub health: Health,
     /// Scrapes being answered right now (shutdown waits for them).
     pub in_flight: AtomicUsize,
     /// Requests that panicked (each was answered 500 or had its connection closed).
     pub panics: AtomicU64,
     /// Logs each panic location once.
     pub panic_log: PanicLog,
-    /// Invalid values skipped in real-time answers (counted by the pollers).
-    pub invalid: Arc<crate::upstream::realtime::invalid::InvalidFields>,
     /// Debug builds only: how many more `/metrics` requests panic on purpose, and where
     /// (`FASTLY_EXPORTER_DEBUG_HTTP_PANICS=[body:]<n>`), so tests can prove workers survive.
     #[cfg(debug_assertions)]
-    pub debug_panics: crate::serve::routes::DebugPanics,
+    pub debug_panics: super::routes::DebugPanics,
 }
 
-impl HttpState {
-    /// The current account snapshot.
-    pub fn account(&self) -> Arc<AccountSnapshot> {
-        self.account.read().unwrap_or_else(|p| p.into_inner()).clone()
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum ServeError {
+    /// The address could not be bound (taken, not local, no permission).
+    Listen {
+        /// The configured address.
+        addr: String,
+        /// What the OS said.
+        error: std::io::Error,
+    },
+    /// A worker thread could not be started.
+    Thread(std::io::Error),
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServeError::Listen { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+            ServeError::Thread(e) => write!(f, "cannot start HTTP worker: {e}"),
+        }
     }
 }
+
+impl std::error::Error for ServeError {}
 
 /// How long a client has to send a request head (and how long a keep-alive connection may
 /// stay silent), and how long a client may take to accept response bytes, before it is
@@ -99,42 +90,52 @@ pub struct ServeOptions {
 
 /// A running server; cheap to clone so the signal thread can shut it down.
 #[derive(Clone)]
-pub struct HttpServer {
+pub struct Server {
     server: Arc<tiny_http::Server>,
     stop: Arc<AtomicBool>,
     state: Arc<HttpState>,
 }
 
-impl HttpServer {
-    /// Binds `listen` and starts the workers. Binding happens before anything else so a
-    /// taken port fails the start with a clear message.
-    pub fn start(listen: &str, state: Arc<HttpState>, opts: ServeOptions) -> Result<HttpServer, String> {
-        let listener = TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        let options = tiny_http::ServerOptions {
-            limits: tiny_http::Limits {
-                max_request_line: Some(MAX_REQUEST_LINE),
-                max_header_bytes: Some(MAX_HEADER_BYTES),
-                header_timeout: Some(IO_TIMEOUT),
-            },
-            max_connections: opts.max_connections,
-            write_timeout: Some(IO_TIMEOUT),
-            thread_stack_size: Some(CONNECTION_STACK),
-            wrap: None,
-        };
-        let server = tiny_http::Server::from_listener_with(listener, None, options)
-            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        let server = Arc::new(server);
-        let stop = Arc::new(AtomicBool::new(false));
-        for i in 0..opts.workers.max(1) {
-            let (server, stop, state) = (server.clone(), stop.clone(), state.clone());
-            thread::Builder::new()
-                .name(format!("http-{i}"))
-                .spawn(move || worker(&server, &stop, &state))
-                .map_err(|e| format!("cannot start HTTP worker: {e}"))?;
-        }
-        Ok(HttpServer { server, stop, state })
+/// Binds `listen` and starts the workers serving `store` as `selection` says. Binding happens
+/// before anything else so a taken port fails the start with a clear message.
+pub fn start(listen: &str, store: Arc<Store>, selection: &Selection, opts: ServeOptions) -> Result<Server, ServeError> {
+    let listen_error = |error| ServeError::Listen { addr: listen.to_string(), error };
+    let listener = TcpListener::bind(listen).map_err(listen_error)?;
+    let options = tiny_http::ServerOptions {
+        limits: tiny_http::Limits {
+            max_request_line: Some(MAX_REQUEST_LINE),
+            max_header_bytes: Some(MAX_HEADER_BYTES),
+            header_timeout: Some(IO_TIMEOUT),
+        },
+        max_connections: opts.max_connections,
+        write_timeout: Some(IO_TIMEOUT),
+        thread_stack_size: Some(CONNECTION_STACK),
+        wrap: None,
+    };
+    let server = tiny_http::Server::from_listener_with(listener, None, options)
+        .map_err(|e| listen_error(std::io::Error::other(e.to_string())))?;
+    let state = Arc::new(HttpState {
+        store,
+        plan: Arc::new(Plan::new(selection)),
+        in_flight: AtomicUsize::new(0),
+        panics: AtomicU64::new(0),
+        panic_log: PanicLog::default(),
+        #[cfg(debug_assertions)]
+        debug_panics: super::routes::DebugPanics::from_env(),
+    });
+    let server = Arc::new(server);
+    let stop = Arc::new(AtomicBool::new(false));
+    for i in 0..opts.workers.max(1) {
+        let (server, stop, state) = (server.clone(), stop.clone(), state.clone());
+        thread::Builder::new()
+            .name(format!("http-{i}"))
+            .spawn(move || worker(&server, &stop, &state))
+            .map_err(ServeError::Thread)?;
     }
+    Ok(Server { server, stop, state })
+}
 
+impl Server {
     /// The bound address (useful with port 0).
     pub fn addr(&self) -> String {
         match self.server.server_addr() {

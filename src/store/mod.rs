@@ -1,19 +1,63 @@
-//! The metric table: what pollers write and scrapes read.
+//! Layer 2: the state both sides share. Pollers and the main thread write it, HTTP workers
+//! read it; nothing here does I/O.
 //!
-//! `Registry` → `Service` → one `StreamTable` per stream → `Row`s of dense values laid out by
-//! the catalog. Parsed responses arrive as a [`Batch`] and are merged whole.
+//! [`Store`] holds it all: the [`Registry`] (service → stream tables → rows of dense values,
+//! laid out by the catalog), the account snapshot (swapped whole), readiness and the
+//! exporter's own counters. Parsed answers arrive as a [`Batch`] and are merged whole.
 
 mod account;
 mod batch;
+mod counters;
+mod health;
 mod intern;
 mod registry;
 mod rows;
 
+use std::sync::{Arc, RwLock};
+
 pub use account::{AccountSnapshot, BuildInfo, Certificate, Datacenter, Dictionary, TokenInfo};
-pub use batch::{Batch, Entry, Invalid, RecordView, Skipped};
+#[cfg(test)]
+pub use batch::Skipped;
+pub use batch::{Batch, Invalid};
+pub use counters::{Counters, Endpoint};
+pub use health::Health;
 pub use intern::Interner;
 pub use registry::{PollResult, Registry, Service, ServiceMeta};
-pub use rows::{MergeContext, Row, Scratch, StreamTable};
+pub use rows::{MergeContext, Scratch, StreamTable};
+
+/// Everything the HTTP side reads, behind one handle.
+#[derive(Debug)]
+pub struct Store {
+    /// Services and their rows.
+    pub registry: Registry,
+    account: RwLock<Arc<AccountSnapshot>>,
+    /// Readiness.
+    pub health: Health,
+    /// The exporter's own counters (also held by the API clients and pollers).
+    pub counters: Arc<Counters>,
+}
+
+impl Store {
+    /// An empty store whose account snapshot starts as `account` (the build is known at once).
+    pub fn new(account: AccountSnapshot, counters: Arc<Counters>) -> Store {
+        Store {
+            registry: Registry::new(),
+            account: RwLock::new(Arc::new(account)),
+            health: Health::default(),
+            counters,
+        }
+    }
+
+    /// The current account snapshot; a scrape keeps the one it started with.
+    pub fn account(&self) -> Arc<AccountSnapshot> {
+        self.account.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the account snapshot whole.
+    pub fn publish_account(&self, snapshot: AccountSnapshot) {
+        *self.account.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
+    }
+}
 
 #[cfg(test)]
 mod tests;

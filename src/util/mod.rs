@@ -8,3 +8,4 @@ mod number;
 pub mod panics;
 pub mod rlimit;
 pub mod statelog;
+pub mod url;

@@ -96,7 +96,7 @@ mod tests {
         let r: Result<(), Caught> = catch(|| panic!("boom {}", 7));
         let c = r.unwrap_err();
         assert_eq!(c.message, "boom 7");
-        assert!(c.location.starts_with("src/panics.rs:"), "{}", c.location);
+        assert!(c.location.starts_with("src/util/panics.rs:"), "{}", c.location);
         assert_eq!(catch(|| 5).unwrap(), 5);
     }
 }

@@ -30,14 +30,9 @@ impl StateLog {
         self.record(subject, what, false);
     }
 
-    /// Like [`StateLog::fail`] for a failure already reported once for the whole process
-    /// (an untrusted TLS certificate): its lines go to the debug level, so a dozen tasks
-    /// failing on one host do not repeat the same line.
-    pub fn fail_quietly(&mut self, subject: &str, what: &str) {
-        self.record(subject, what, true);
-    }
-
-    /// [`StateLog::fail_quietly`] when `quiet`, else [`StateLog::fail`].
+    /// Like [`StateLog::fail`]; with `quiet`, for a failure already reported once for the
+    /// whole process (an untrusted TLS certificate), its lines go to the debug level, so a
+    /// dozen tasks failing on one host do not repeat the same line.
     pub fn fail_as(&mut self, subject: &str, what: &str, quiet: bool) {
         self.record(subject, what, quiet);
     }
@@ -76,11 +71,6 @@ impl StateLog {
             log::log!(level, "{subject} recovered: {prev} ({} times since {})", self.count, clock(self.since));
         }
     }
-
-    /// True while the last attempt failed.
-    pub fn failing(&self) -> bool {
-        self.current.is_some()
-    }
 }
 
 fn now() -> u64 {
@@ -106,9 +96,9 @@ mod tests {
         assert_eq!(s.count, 3);
         s.fail("svc", "timeout");
         assert_eq!(s.count, 1);
-        assert!(s.failing());
+        assert!(s.current.is_some());
         s.ok("svc");
-        assert!(!s.failing());
+        assert!(s.current.is_none());
         assert_eq!(clock(3661), "01:01:01");
     }
 }

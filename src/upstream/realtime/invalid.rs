@@ -6,22 +6,20 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::catalog::{Stream, catalog};
-use crate::store::Batch;
+use crate::store::{Batch, Counters};
 
-/// Skipped values per stream, and the (stream, field) pairs already logged.
+/// The (stream, field) pairs already logged.
 #[derive(Debug, Default)]
 pub struct InvalidFields {
-    counts: [AtomicU64; 3],
     logged: Mutex<HashSet<(Stream, Option<u16>)>>,
 }
 
 impl InvalidFields {
-    /// Counts and logs the values `batch` skipped in an answer for `service`.
-    pub fn report(&self, stream: Stream, service: &str, batch: &Batch) {
-        self.counts[stream.index()].fetch_add(batch.skipped.len() as u64, Ordering::Relaxed);
+    /// Counts (in `counters`) and logs the values `batch` skipped in an answer for `service`.
+    pub fn report(&self, stream: Stream, service: &str, batch: &Batch, counters: &Counters) {
+        counters.count_invalid(stream, batch.skipped.len() as u64);
         let def = catalog().stream(stream);
         let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
         for s in &batch.skipped {
@@ -38,10 +36,5 @@ impl InvalidFields {
                 stream.name()
             );
         }
-    }
-
-    /// Values skipped so far in a stream's answers.
-    pub fn count(&self, stream: Stream) -> u64 {
-        self.counts[stream.index()].load(Ordering::Relaxed)
     }
 }

@@ -11,14 +11,14 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::catalog::{Stream, catalog};
-use crate::store::{Interner, MergeContext, PollResult, Service};
+use crate::store::{Counters, Interner, MergeContext, PollResult, Service};
 use crate::upstream::transport::client::{ApiError, Client, Reply};
 use crate::util::statelog::StateLog;
 
 use super::backoff::{Backoff, Outcome, parse_retry_after};
 use super::invalid::InvalidFields;
 use super::parse::{Mode, parse_tolerant};
-use super::work::{self, Work};
+use super::work::{Work, WorkPool};
 
 /// Stack size of poller threads: they parse and do HTTP, nothing recursive beyond serde's
 /// few levels; small stacks keep a thousand idle pollers cheap.
@@ -44,6 +44,10 @@ pub struct PollerSpec {
     pub invalid: Arc<InvalidFields>,
     /// The registry's interner of row names.
     pub names: Arc<Interner>,
+    /// The parse buffers shared by all pollers.
+    pub work: Arc<WorkPool>,
+    /// Where restarts are counted.
+    pub counters: Arc<Counters>,
 }
 
 /// Handle to a running poller.
@@ -93,7 +97,7 @@ fn run(spec: PollerSpec, stop: &AtomicBool) {
             Err(caught) => {
                 let what = format!("service {}: {} poller", spec.service.id, spec.stream.name());
                 spec.panic_log.report(&what, &caught, "restarting it in 5s");
-                crate::serve::selfmetrics::global().count_restart();
+                spec.counters.count_restart();
                 Duration::from_secs(5)
             }
         };
@@ -117,7 +121,7 @@ fn poll_once(spec: &PollerSpec, stop: &AtomicBool, st: &mut State) -> Duration {
     let started = Instant::now();
     // Headers first (the long wait), then borrow buffers only to read, parse and merge.
     let pending = spec.client.call(&url);
-    let mut work = work::take();
+    let mut work = spec.work.take();
     let reply = pending.and_then(|p| p.read_into(spec.max_body, &mut work.body));
     let (outcome, result) = judge(spec, stop, st, &mut work, reply, &subject, &url, started);
     st.subject = subject;
@@ -187,7 +191,7 @@ fn handle_ok(
     }
     st.log.ok(subject);
     if !batch.skipped.is_empty() {
-        spec.invalid.report(spec.stream, &spec.service.id, batch);
+        spec.invalid.report(spec.stream, &spec.service.id, batch, &spec.counters);
     }
     let no_data = batch.error.as_deref().is_some_and(|e| e.contains("No data available"));
     if !batch.is_empty() {

@@ -7,7 +7,7 @@
 //! bounds that memory regardless of the number of services; the wait for one is short because
 //! each is held only while a body is read, parsed and merged.
 
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use crate::store::{Batch, Scratch};
 
@@ -30,61 +30,66 @@ pub struct Work {
     pub scratch: Scratch,
 }
 
-struct Pool {
+/// The buffer sets, shared by every poller through an `Arc` handle.
+#[derive(Default)]
+pub struct WorkPool {
     free: Mutex<(Vec<Work>, usize)>,
     ready: Condvar,
 }
 
-static POOL: Pool = Pool { free: Mutex::new((Vec::new(), 0)), ready: Condvar::new() };
-
 /// Buffers on loan to one poller; returned to the pool when dropped (also on panic, so a
 /// crashing poller cannot leak a slot).
-pub struct Lease(Option<Work>);
+pub struct Lease {
+    work: Option<Work>,
+    pool: Arc<WorkPool>,
+}
 
 impl std::ops::Deref for Lease {
     type Target = Work;
     fn deref(&self) -> &Work {
-        self.0.as_ref().expect("lease holds buffers until dropped")
+        self.work.as_ref().unwrap_or_else(|| unreachable!("a lease holds its buffers until dropped"))
     }
 }
 
 impl std::ops::DerefMut for Lease {
     fn deref_mut(&mut self) -> &mut Work {
-        self.0.as_mut().expect("lease holds buffers until dropped")
+        self.work.as_mut().unwrap_or_else(|| unreachable!("a lease holds its buffers until dropped"))
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(w) = self.0.take() {
-            give(w);
+        if let Some(w) = self.work.take() {
+            self.pool.give(w);
         }
     }
 }
 
-/// Takes a set of buffers, waiting while all [`SLOTS`] are in use.
-pub fn take() -> Lease {
-    let mut g = POOL.free.lock().unwrap_or_else(|p| p.into_inner());
-    loop {
-        if let Some(w) = g.0.pop() {
-            return Lease(Some(w));
+impl WorkPool {
+    /// Takes a set of buffers, waiting while all [`SLOTS`] are in use.
+    pub fn take(self: &Arc<Self>) -> Lease {
+        let mut g = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(w) = g.0.pop() {
+                return Lease { work: Some(w), pool: self.clone() };
+            }
+            if g.1 < SLOTS {
+                g.1 += 1;
+                return Lease { work: Some(Work::default()), pool: self.clone() };
+            }
+            g = self.ready.wait(g).unwrap_or_else(|p| p.into_inner());
         }
-        if g.1 < SLOTS {
-            g.1 += 1;
-            return Lease(Some(Work::default()));
-        }
-        g = POOL.ready.wait(g).unwrap_or_else(|p| p.into_inner());
     }
-}
 
-fn give(mut w: Work) {
-    if w.body.capacity() > KEEP_LIMIT {
-        w = Work::default();
+    fn give(&self, mut w: Work) {
+        if w.body.capacity() > KEEP_LIMIT {
+            w = Work::default();
+        }
+        w.body.clear();
+        w.batch.clear();
+        // A panic mid-merge can leave a half-built record here; the next user starts clean.
+        w.scratch.reset();
+        self.free.lock().unwrap_or_else(|p| p.into_inner()).0.push(w);
+        self.ready.notify_one();
     }
-    w.body.clear();
-    w.batch.clear();
-    // A panic mid-merge can leave a half-built record here; the next user starts clean.
-    w.scratch.reset();
-    POOL.free.lock().unwrap_or_else(|p| p.into_inner()).0.push(w);
-    POOL.ready.notify_one();
 }

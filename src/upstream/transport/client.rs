@@ -16,13 +16,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
 
+use crate::store::{Counters, Endpoint};
+
 use super::resolver::{CachingResolver, SharedResolver};
 use super::tls::{SharedTlsConnector, Untrusted};
 
 /// What every client of the process shares: the TLS configuration (one trust store), the
-/// DNS cache and the log of untrusted servers. Passed explicitly to each client.
+/// DNS cache, the log of untrusted servers and the request counters. Passed explicitly to
+/// each client.
 #[derive(Clone)]
 pub struct Net {
+    /// Where requests are counted by endpoint and status.
+    pub counters: Arc<Counters>,
     /// rustls configuration with the trusted roots.
     pub tls: Arc<rustls::ClientConfig>,
     /// The DNS cache.
@@ -32,9 +37,36 @@ pub struct Net {
 }
 
 impl Net {
-    /// Handles for a process trusting `tls`.
-    pub fn new(tls: Arc<rustls::ClientConfig>) -> Net {
-        Net { tls, resolver: Arc::new(CachingResolver::new()), untrusted: Arc::default() }
+    /// Handles for a process trusting `tls`, counting requests in `counters`.
+    pub fn new(tls: Arc<rustls::ClientConfig>, counters: Arc<Counters>) -> Net {
+        Net { counters, tls, resolver: Arc::new(CachingResolver::new()), untrusted: Arc::default() }
+    }
+}
+
+/// The `endpoint` label of a request path: which API a request was for.
+pub fn endpoint_of(path: &str) -> Endpoint {
+    let path = path.split_once("://").map_or(path, |(_, rest)| rest.find('/').map_or("", |i| &rest[i..]));
+    let path = path.split('?').next().unwrap_or("");
+    if path.starts_with("/v1/channel/") {
+        Endpoint::Realtime
+    } else if path.starts_with("/v1/origins/") {
+        Endpoint::Origins
+    } else if path.starts_with("/v1/domains/") {
+        Endpoint::Domains
+    } else if path.contains("/dictionary") {
+        Endpoint::Dictionaries
+    } else if path.starts_with("/service") {
+        Endpoint::Services
+    } else if path.starts_with("/entitled-products/") {
+        Endpoint::Products
+    } else if path.starts_with("/datacenters") {
+        Endpoint::Datacenters
+    } else if path.starts_with("/tokens/") {
+        Endpoint::Tokens
+    } else if path.starts_with("/tls/certificates") {
+        Endpoint::Certificates
+    } else {
+        Endpoint::Other
     }
 }
 
@@ -188,6 +220,7 @@ impl Pending {
 /// A configured HTTP client bound to one base URL and the token.
 pub struct Client {
     agent: ureq::Agent,
+    counters: Arc<Counters>,
     untrusted: Arc<UntrustedLog>,
     base: String,
     origin: Option<Origin>,
@@ -231,8 +264,16 @@ impl Client {
                 .chain(SharedTlsConnector::new(net.tls.clone()));
         let agent = ureq::Agent::with_parts(config, connector, SharedResolver(net.resolver.clone()));
         let base = base.trim_end_matches('/').to_string();
-        let untrusted = net.untrusted.clone();
-        Client { agent, untrusted, origin: Origin::of(&base), base, token: token.to_string(), paused_until: None }
+        let (untrusted, counters) = (net.untrusted.clone(), net.counters.clone());
+        Client {
+            agent,
+            untrusted,
+            counters,
+            origin: Origin::of(&base),
+            base,
+            token: token.to_string(),
+            paused_until: None,
+        }
     }
 
     /// `host:port` of the base URL as written (how untrusted servers are named).
@@ -276,8 +317,8 @@ impl Client {
             }
             url.to_string()
         };
-        let endpoint = crate::serve::selfmetrics::endpoint_of(url);
-        let metrics = crate::serve::selfmetrics::global();
+        let endpoint = endpoint_of(url);
+        let metrics = &self.counters;
         let resp = match self.agent.get(&full).header("Fastly-Key", &self.token).call() {
             Ok(r) => r,
             Err(e) => {
@@ -366,6 +407,16 @@ fn classify(e: ureq::Error) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(endpoint_of("/v1/channel/x/ts/0"), Endpoint::Realtime);
+        assert_eq!(endpoint_of("http://h:1/v1/origins/x/ts/5"), Endpoint::Origins);
+        assert_eq!(endpoint_of("/service?page=1"), Endpoint::Services);
+        assert_eq!(endpoint_of("/service/x/version/3/dictionary/d/info"), Endpoint::Dictionaries);
+        assert_eq!(endpoint_of("/tls/certificates?page[number]=1"), Endpoint::Certificates);
+        assert_eq!(endpoint_of("/nope"), Endpoint::Other);
+    }
 
     #[test]
     fn origins_compare_scheme_host_and_effective_port() {

@@ -1,0 +1,9 @@
+//! The one deliberate seam for `benches/scale.rs`: the in-process steps of ingest and render,
+//! so the benchmark can time parse, merge and render without HTTP in the way. Not part of the
+//! product's interface (hidden from the docs); the tests go through the binary instead.
+
+pub use crate::catalog::{Selection, Stream, catalog};
+pub use crate::serve::{Plan, Scrape};
+pub use crate::store::{AccountSnapshot, Batch, Interner, MergeContext, Registry, Scratch, StreamTable};
+pub use crate::upstream::realtime::parse::{Mode, parse_response};
+pub use crate::util::filter::Filter;

@@ -1,0 +1,175 @@
+//! The exporter's own counters: what the API client, the pollers and the HTTP side count
+//! about themselves. One handle (`Arc<Counters>`) is passed to each; `serve` renders them.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::catalog::Stream;
+
+/// Which Fastly API a request went to: the `endpoint` label of
+/// `fastly_exporter_api_requests_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Endpoint {
+    /// `/tls/certificates`.
+    Certificates,
+    /// `/datacenters`.
+    Datacenters,
+    /// `/service/{id}/version/{v}/dictionary…`.
+    Dictionaries,
+    /// `rt.fastly.com/v1/domains`.
+    Domains,
+    /// `rt.fastly.com/v1/origins`.
+    Origins,
+    /// Anything else.
+    Other,
+    /// `/entitled-products/{product}`.
+    Products,
+    /// `rt.fastly.com/v1/channel`.
+    Realtime,
+    /// `/service` (the list).
+    Services,
+    /// `/tokens/self`.
+    Tokens,
+}
+
+impl Endpoint {
+    /// Every endpoint, in label order.
+    pub const ALL: [Endpoint; 10] = [
+        Endpoint::Certificates,
+        Endpoint::Datacenters,
+        Endpoint::Dictionaries,
+        Endpoint::Domains,
+        Endpoint::Origins,
+        Endpoint::Other,
+        Endpoint::Products,
+        Endpoint::Realtime,
+        Endpoint::Services,
+        Endpoint::Tokens,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Endpoint::Certificates => "certificates",
+            Endpoint::Datacenters => "datacenters",
+            Endpoint::Dictionaries => "dictionaries",
+            Endpoint::Domains => "domains",
+            Endpoint::Origins => "origins",
+            Endpoint::Other => "other",
+            Endpoint::Products => "products",
+            Endpoint::Realtime => "realtime",
+            Endpoint::Services => "services",
+            Endpoint::Tokens => "tokens",
+        }
+    }
+}
+
+/// Status slots per endpoint: index 0 counts transport errors, 100..=599 HTTP statuses.
+const CODES: usize = 600;
+
+/// Counters of the whole process.
+#[derive(Debug)]
+pub struct Counters {
+    /// Request outcomes per endpoint, as plain atomics: a thousand pollers bump these every
+    /// second, all at the same moment, so no lock may sit on this path.
+    api_requests: Vec<AtomicU64>,
+    rate_limit_remaining: AtomicI64,
+    pollers: [AtomicU64; 3],
+    restarts: AtomicU64,
+    scrape_seconds: AtomicU64,
+    invalid: [AtomicU64; 3],
+    start_time: f64,
+}
+
+impl Default for Counters {
+    fn default() -> Counters {
+        Counters {
+            api_requests: (0..Endpoint::ALL.len() * CODES).map(|_| AtomicU64::new(0)).collect(),
+            rate_limit_remaining: AtomicI64::new(-1),
+            pollers: Default::default(),
+            restarts: AtomicU64::new(0),
+            scrape_seconds: AtomicU64::new(f64::NAN.to_bits()),
+            invalid: Default::default(),
+            start_time: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+        }
+    }
+}
+
+impl Counters {
+    /// Counts one request by endpoint and outcome: an HTTP status, or `None` for a request
+    /// that got no HTTP answer (label `code="error"`).
+    pub fn count_request(&self, endpoint: Endpoint, status: Option<u16>) {
+        let e = Endpoint::ALL.iter().position(|x| *x == endpoint).unwrap_or(0);
+        let code = status.map_or(0, |s| usize::from(s).min(CODES - 1));
+        self.api_requests[e * CODES + code].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests by (endpoint, code: `None` for no HTTP answer), the non-zero ones.
+    pub fn requests(&self) -> Vec<(Endpoint, Option<u16>, u64)> {
+        let mut out = Vec::new();
+        for (e, endpoint) in Endpoint::ALL.iter().enumerate() {
+            for code in 0..CODES {
+                let n = self.api_requests[e * CODES + code].load(Ordering::Relaxed);
+                if n > 0 {
+                    out.push((*endpoint, (code > 0).then_some(code as u16), n));
+                }
+            }
+        }
+        out
+    }
+
+    /// Records api.fastly.com's `Fastly-RateLimit-Remaining`.
+    pub fn set_rate_limit_remaining(&self, n: i64) {
+        self.rate_limit_remaining.store(n, Ordering::Relaxed);
+    }
+
+    /// The last `Fastly-RateLimit-Remaining`, if any answer carried one.
+    pub fn rate_limit_remaining(&self) -> Option<i64> {
+        Some(self.rate_limit_remaining.load(Ordering::Relaxed)).filter(|n| *n >= 0)
+    }
+
+    /// Running pollers of a stream.
+    pub fn set_pollers(&self, stream: Stream, n: u64) {
+        self.pollers[stream.index()].store(n, Ordering::Relaxed);
+    }
+
+    /// Running pollers of a stream.
+    pub fn pollers(&self, stream: Stream) -> u64 {
+        self.pollers[stream.index()].load(Ordering::Relaxed)
+    }
+
+    /// Counts a poller restarted after a panic.
+    pub fn count_restart(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Poller restarts so far.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Records how long the last full scrape took.
+    pub fn set_scrape_seconds(&self, s: f64) {
+        self.scrape_seconds.store(s.to_bits(), Ordering::Relaxed);
+    }
+
+    /// How long the last full scrape took, once there was one.
+    pub fn scrape_seconds(&self) -> Option<f64> {
+        Some(f64::from_bits(self.scrape_seconds.load(Ordering::Relaxed))).filter(|s| !s.is_nan())
+    }
+
+    /// Counts invalid values skipped in a stream's answers.
+    pub fn count_invalid(&self, stream: Stream, n: u64) {
+        self.invalid[stream.index()].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Invalid values skipped so far in a stream's answers.
+    pub fn invalid(&self, stream: Stream) -> u64 {
+        self.invalid[stream.index()].load(Ordering::Relaxed)
+    }
+
+    /// Start of the process, unix seconds.
+    pub fn start_time(&self) -> f64 {
+        self.start_time
+    }
+}
