@@ -158,7 +158,9 @@ def check_pod_spec(objs, label, shards):
     check(csc.get("allowPrivilegeEscalation") is False, f"[{label}] allowPrivilegeEscalation")
     check(csc.get("capabilities", {}).get("drop") == ["ALL"], f"[{label}] capabilities drop ALL")
     check(c["livenessProbe"]["httpGet"]["path"] == "/healthz", f"[{label}] liveness /healthz")
-    check(c["readinessProbe"]["httpGet"]["path"] == "/readyz", f"[{label}] readiness /readyz")
+    # With basic auth on (webConfig.basicAuth) /readyz needs credentials: readiness asks /healthz.
+    ready = "/healthz" if "webConfig" in label else "/readyz"
+    check(c["readinessProbe"]["httpGet"]["path"] == ready, f"[{label}] readiness {ready}")
     check(c["resources"]["requests"]["memory"] and c["resources"]["limits"]["memory"], f"[{label}] resources")
     check(pod.get("automountServiceAccountToken") is False, f"[{label}] no service account token")
     check("-listen=:8080" in c["args"], f"[{label}] the pod must listen on every interface: {c['args']}")
@@ -552,6 +554,9 @@ def main():
         ("sizing", ["sizing.services=10000", "shards=4", f"token={TOKEN}"], 4),
         ("options", [{"options": {"rt-max-body": 1048576, "rt-timeout": 1.5, "aggregate-only": True, "debug": False,
                                   "service-allowlist": ["^Prod", "^Stag"], "metric-blocklist": None}}], 1),
+        ("webConfig tls basicAuth", ["webConfig.existingSecret=fx-web", "webConfig.tls=true", "webConfig.basicAuth=true",
+                                     "serviceMonitor.enabled=true", "serviceMonitor.scheme=https",
+                                     f"token={TOKEN}"], 1),
     ]
     rendered = {}
     for label, sets, shards in value_sets:
@@ -587,6 +592,21 @@ def main():
     _, _, c = pod_template(rendered["serviceMonitor existingSecret"])
     refs = [e["valueFrom"]["secretKeyRef"] for e in c["env"] if e["name"] == "FASTLY_API_TOKEN"]
     check(refs == [{"name": existing_name, "key": existing_key}], f"existingSecret reference: {refs}")
+
+    # webConfig: the file is mounted from its Secret and passed as -web-config-file; probes
+    # use HTTPS, and readiness asks /healthz (the one path open without credentials).
+    _, tmpl, c = pod_template(rendered["webConfig tls basicAuth"])
+    check("-web-config-file=/etc/fastly-exporter/web/web-config.yml" in c["args"], f"webConfig args: {c['args']}")
+    check(c.get("volumeMounts") == [{"name": "web-config", "mountPath": "/etc/fastly-exporter/web", "readOnly": True}],
+          f"webConfig mount: {c.get('volumeMounts')}")
+    check(tmpl["spec"].get("volumes") == [{"name": "web-config", "secret": {"secretName": "fx-web"}}],
+          f"webConfig volume: {tmpl['spec'].get('volumes')}")
+    check(c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http", "scheme": "HTTPS"}, c["livenessProbe"])
+    check(c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http", "scheme": "HTTPS"}, c["readinessProbe"])
+    sm = [o for o in rendered["webConfig tls basicAuth"] if o["kind"] == "ServiceMonitor"][0]
+    check(sm["spec"]["endpoints"][0].get("scheme") == "https", sm["spec"]["endpoints"][0])
+    _, _, c = pod_template(rendered["defaults"])
+    check("volumeMounts" not in c and c["readinessProbe"]["httpGet"]["path"] == "/readyz", "no webConfig: unchanged")
 
     notes_match_example(a.helm, a.chart, a.prometheus_example)
 

@@ -17,6 +17,4 @@ pub(crate) mod serve;
 pub(crate) mod store;
 pub(crate) mod upstream;
 pub(crate) mod util;
-// Parsed and validated at start-up; the listener does not use it yet (next commit wires it).
-#[allow(dead_code, unused_imports)]
 pub(crate) mod web;

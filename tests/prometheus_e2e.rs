@@ -211,3 +211,103 @@ fn promtool_check_metrics_passes_on_a_full_scrape() {
         assert!(allowed.iter().any(|a| line.contains(a)), "unexpected promtool finding: {line}\n{report}");
     }
 }
+
+/// A real Prometheus scrapes the exporter over TLS with basic auth (`scheme: https`,
+/// `tls_config.ca_file`, `basic_auth`): `up` is 1. A job without credentials gets 401: 0.
+#[test]
+fn prometheus_scrapes_over_tls_with_basic_auth() {
+    if !require_tools() {
+        return;
+    }
+    let fake = FakeFastly::start(FakeConfig {
+        token: Some("T".into()),
+        services: vec![FakeService::new(SERVICES[0], "secure", 7)],
+        realtime: StreamMode::FixtureThenHold { body: fixture("realtime.json"), hold: Duration::from_secs(60) },
+        origins: StreamMode::NotFound,
+        domains: StreamMode::NotFound,
+        ..FakeConfig::default()
+    })
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("fe-prom-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = support::pki::Ca::new("scrape CA");
+    let (cert, key) = ca.sign(&["127.0.0.1", "localhost"]);
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("server.crt"), cert).unwrap();
+    std::fs::write(dir.join("server.key"), key).unwrap();
+    let password = "prom-secret-88";
+    let hash = bcrypt::hash(password, 4).unwrap();
+    let web = dir.join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  prometheus: {hash}\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new("promtool").arg("check").arg("web-config").arg(&web).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let url = fake.url();
+    let exp = Exporter::start(&[
+        "-token",
+        "T",
+        "-api-endpoint",
+        &url,
+        "-rt-endpoint",
+        &url,
+        "-web-config-file",
+        web.to_str().unwrap(),
+    ]);
+    let config = format!(
+        r#"global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: secure
+    scheme: https
+    tls_config:
+      ca_file: {ca}
+    basic_auth:
+      username: prometheus
+      password: {password}
+    static_configs:
+      - targets: ['{addr}']
+  - job_name: anonymous
+    scheme: https
+    tls_config:
+      ca_file: {ca}
+    static_configs:
+      - targets: ['{addr}']
+"#,
+        ca = dir.join("ca.pem").display(),
+        addr = exp.addr
+    );
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    let port = free_port();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus starts");
+    let _prom = Prometheus(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            let secure = results(&query(port, r#"up{job="secure"}"#));
+            let anonymous = results(&query(port, r#"up{job="anonymous"}"#));
+            let lga = results(&query(port, r#"fastly_rt_requests_total{job="secure",datacenter="LGA"}"#));
+            if secure.first().map(|r| r.1) == Some(1.0) && anonymous.len() == 1 && lga.len() == 1 {
+                assert_eq!(anonymous[0].1, 0.0, "a scrape without credentials got in");
+                assert_eq!(lga[0].1, 57.0);
+                eprintln!("Prometheus over https + basic auth: up=1; without credentials: up=0");
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "Prometheus did not scrape over TLS:\n{}", exp.output());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::catalog::{Selection, Stream};
 use crate::config::{Config, ConfigError};
-use crate::serve::{ServeError, ServeOptions};
+use crate::serve::{ServeError, ServeOptions, Server};
 use crate::store::{AccountSnapshot, BuildInfo, Counters, Store};
 use crate::upstream::api::select::{Selected, Selector};
 use crate::upstream::api::services::{ServiceInfo, fetch_services};
@@ -56,6 +56,8 @@ pub enum StartError {
     Serve(ServeError),
     /// Signal handlers or their thread.
     Signals(std::io::Error),
+    /// The web config's certificates could not be loaded (they were readable a moment ago).
+    Web(crate::web::WebConfigError),
 }
 
 impl std::fmt::Display for StartError {
@@ -63,6 +65,7 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Serve(e) => write!(f, "{e}"),
             StartError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
+            StartError::Web(e) => write!(f, "-web-config-file: {e}"),
         }
     }
 }
@@ -248,7 +251,7 @@ impl App {
 
     /// Runs the scheduler until the process exits (the signal thread ends it). SIGHUP
     /// re-reads the configuration through `reload` and refreshes everything at once.
-    fn run(mut self, signals: &Signals, reload: &dyn Fn() -> Result<Config, ConfigError>) -> ! {
+    fn run(mut self, signals: &Signals, reload: &dyn Fn() -> Result<Config, ConfigError>, server: &Server) -> ! {
         let mut next_services = Instant::now();
         let mut next_expiry = Instant::now();
         loop {
@@ -258,6 +261,7 @@ impl App {
                     Ok(cfg) => self.reload(cfg),
                     Err(e) => log::error!("SIGHUP: configuration not reloaded: {e}"),
                 }
+                server.reload_web();
                 next_services = now;
                 self.metadata.due_now();
             }
@@ -307,15 +311,19 @@ pub fn run(cfg: Config, trust: &Trust, reload: &dyn Fn() -> Result<Config, Confi
         Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
     }
     let listen = cfg.listen.clone();
-    let opts = ServeOptions { workers: HTTP_WORKERS, max_connections: cfg.web_max_connections };
+    let web = match &cfg.web_config {
+        Some(w) => Some(Arc::new(crate::web::WebSecurity::new(w).map_err(StartError::Web)?)),
+        None => None,
+    };
+    let opts = ServeOptions { workers: HTTP_WORKERS, max_connections: cfg.web_max_connections, web };
     crate::util::panics::install_hook();
     let app = App::new(cfg, trust);
     let server = crate::serve::start(&listen, app.store.clone(), &app.selection, opts).map_err(StartError::Serve)?;
     let stopper = server.clone();
     let signals = Signals::install(move |grace| stopper.shutdown(grace)).map_err(StartError::Signals)?;
-    log::info!("listening on http://{}", server.addr());
+    log::info!("listening on {}://{}", server.scheme(), server.addr());
     if let Some((n, m)) = app.selector.shard {
         log::info!("exporting shard {n} of {m}: only services with xxh64(id) % {m} == {}", n - 1);
     }
-    app.run(&signals, reload)
+    app.run(&signals, reload, &server)
 }

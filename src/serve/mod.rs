@@ -11,4 +11,4 @@ mod server;
 mod stream;
 
 pub use render::{Plan, Scrape};
-pub use server::{ServeError, ServeOptions, start};
+pub use server::{ServeError, ServeOptions, Server, start};

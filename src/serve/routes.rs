@@ -10,6 +10,7 @@ use super::render::Scrape;
 use super::selfmetrics;
 use super::server::HttpState;
 use super::stream::Chunked;
+use crate::web::{Decision, WWW_AUTHENTICATE};
 
 /// Content type of the Prometheus text format, version 0.0.4.
 pub const EXPOSITION_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -19,33 +20,85 @@ pub(crate) fn handle(req: Request, state: &HttpState, server: &tiny_http::Server
     let url = req.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let method_ok = matches!(req.method(), Method::Get | Method::Head);
+    let extra = Extra::of(state);
+    if let Some(web) = &state.web {
+        let authorization = req.headers().iter().find(|h| h.field.equiv("Authorization")).map(|h| h.value.as_str());
+        match web.authorize(path, authorization) {
+            Decision::Allow { .. } => {}
+            Decision::Unauthorized => {
+                let r = text(401, "unauthorized\n").with_header(header("WWW-Authenticate", WWW_AUTHENTICATE));
+                return done(path, req.respond(extra.add(r)));
+            }
+            Decision::TooManyRequests => return done(path, req.respond(extra.add(text(429, "too many requests\n")))),
+        }
+    }
     let result = match path {
-        _ if !method_ok => req.respond(text(405, "method not allowed\n").with_header(header("Allow", "GET, HEAD"))),
-        "/metrics" => metrics(req, state, server, query),
+        _ if !method_ok => {
+            req.respond(extra.add(text(405, "method not allowed\n").with_header(header("Allow", "GET, HEAD"))))
+        }
+        "/metrics" => metrics(req, state, server, query, &extra),
         "/sd" => {
             let ids: Vec<String> = state.store.registry.snapshot().iter().map(|s| s.id.to_string()).collect();
             let body = serde_json::json!([{ "targets": ids }]).to_string();
-            req.respond(Response::from_string(body).with_header(header("Content-Type", "application/json")))
+            req.respond(extra.add(Response::from_string(body).with_header(header("Content-Type", "application/json"))))
         }
-        "/" => index(req, state),
-        "/healthz" => req.respond(text(200, "ok\n")),
+        "/" => index(req, state, &extra),
+        "/healthz" => req.respond(extra.add(text(200, "ok\n"))),
         "/readyz" => match state.store.health.get() {
-            (true, _) => req.respond(text(200, "ready\n")),
-            (false, reason) => req.respond(text(503, &format!("not ready: {reason}\n"))),
+            (true, _) => req.respond(extra.add(text(200, "ready\n"))),
+            (false, reason) => req.respond(extra.add(text(503, &format!("not ready: {reason}\n")))),
         },
-        _ => req.respond(text(404, "not found\n")),
+        _ => req.respond(extra.add(text(404, "not found\n"))),
     };
+    done(path, result);
+}
+
+/// Logs a client that went away (debug only: nothing to do about it).
+fn done(path: &str, result: std::io::Result<()>) {
     if let Err(e) = result {
         log::debug!("http: {path}: client went away: {e}");
     }
 }
 
-fn metrics(req: Request, state: &HttpState, server: &tiny_http::Server, query: &str) -> std::io::Result<()> {
+/// The web config's `http_server_config.headers`, added to every response. Values with
+/// control characters (which would split the response head) are left out.
+struct Extra(Vec<(String, String)>);
+
+impl Extra {
+    fn of(state: &HttpState) -> Extra {
+        let headers = state.web.as_ref().map(|w| w.headers()).unwrap_or_default();
+        Extra(headers.into_iter().filter(|(k, v)| !format!("{k}{v}").chars().any(|c| c.is_control())).collect())
+    }
+
+    fn add<R: std::io::Read>(&self, mut r: Response<R>) -> Response<R> {
+        for (k, v) in &self.0 {
+            if let Ok(h) = Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+                r.add_header(h);
+            }
+        }
+        r
+    }
+
+    /// As `Name: value\r\n` lines for a head written by hand.
+    fn lines(&self) -> String {
+        self.0.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect()
+    }
+}
+
+fn metrics(
+    req: Request,
+    state: &HttpState,
+    server: &tiny_http::Server,
+    query: &str,
+    extra: &Extra,
+) -> std::io::Result<()> {
     let target = query_param(query, "target");
     let (services, targeted) = match &target {
         Some(id) => match state.store.registry.get(id) {
             Some(s) => (vec![s], true),
-            None => return req.respond(text(404, &format!("unknown target {id:?}: not an exported service\n"))),
+            None => {
+                return req.respond(extra.add(text(404, &format!("unknown target {id:?}: not an exported service\n"))));
+            }
         },
         None => (state.store.registry.snapshot(), false),
     };
@@ -57,7 +110,7 @@ fn metrics(req: Request, state: &HttpState, server: &tiny_http::Server, query: &
     // HEAD (load balancer and Kubernetes probes): the head only, nothing rendered.
     if *req.method() == Method::Head {
         let mut w = req.into_writer();
-        write_head(&mut w, gzip, http10)?;
+        write_head(&mut w, gzip, http10, extra)?;
         return w.flush();
     }
     #[cfg(debug_assertions)]
@@ -74,7 +127,7 @@ fn metrics(req: Request, state: &HttpState, server: &tiny_http::Server, query: &
     }
     let mut scrape = Scrape::new(state.plan.clone(), services, Some(state.store.account()), targeted, tail);
     let mut w = req.into_writer();
-    write_head(&mut w, gzip, http10)?;
+    write_head(&mut w, gzip, http10, extra)?;
     #[cfg(debug_assertions)]
     if body_panic {
         let mut first = Vec::new();
@@ -141,8 +194,8 @@ impl DebugPanics {
 }
 
 /// Writes the response head of a scrape.
-fn write_head(w: &mut dyn Write, gzip: bool, http10: bool) -> std::io::Result<()> {
-    let mut head = format!("HTTP/1.1 200 OK\r\nContent-Type: {EXPOSITION_TYPE}\r\n");
+fn write_head(w: &mut dyn Write, gzip: bool, http10: bool, extra: &Extra) -> std::io::Result<()> {
+    let mut head = format!("HTTP/1.1 200 OK\r\nContent-Type: {EXPOSITION_TYPE}\r\n{}", extra.lines());
     if gzip {
         head.push_str("Content-Encoding: gzip\r\n");
     }
@@ -189,7 +242,7 @@ fn stream_body(mut w: Box<dyn Write + Send>, scrape: &mut Scrape, gzip: bool, ht
     Ok(())
 }
 
-fn index(req: Request, state: &HttpState) -> std::io::Result<()> {
+fn index(req: Request, state: &HttpState, extra: &Extra) -> std::io::Result<()> {
     let services = state.store.registry.snapshot();
     let wants_json =
         req.headers().iter().any(|h| h.field.equiv("Accept") && h.value.as_str().contains("application/json"));
@@ -204,8 +257,8 @@ fn index(req: Request, state: &HttpState) -> std::io::Result<()> {
             .collect();
         let body = serde_json::json!({"metrics": "/metrics", "sd": "/sd", "healthz": "/healthz",
             "readyz": "/readyz", "services": list});
-        return req
-            .respond(Response::from_string(body.to_string()).with_header(header("Content-Type", "application/json")));
+        let r = Response::from_string(body.to_string()).with_header(header("Content-Type", "application/json"));
+        return req.respond(extra.add(r));
     }
     let mut html = String::from(concat!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>fastly-exporter</title></head><body>",
@@ -225,7 +278,7 @@ fn index(req: Request, state: &HttpState) -> std::io::Result<()> {
         ));
     }
     html.push_str("</ul></body></html>\n");
-    req.respond(Response::from_string(html).with_header(header("Content-Type", "text/html; charset=utf-8")))
+    req.respond(extra.add(Response::from_string(html).with_header(header("Content-Type", "text/html; charset=utf-8"))))
 }
 
 fn text(status: u16, body: &str) -> Response<std::io::Cursor<Vec<u8>>> {

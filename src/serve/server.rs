@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use crate::catalog::Selection;
 use crate::store::Store;
 use crate::util::panics::{self, PanicLog};
+use crate::web::WebSecurity;
 
 use super::render::Plan;
 
@@ -33,6 +34,8 @@ pub(crate) struct HttpState {
     pub panics: AtomicU64,
     /// Logs each panic location once.
     pub panic_log: PanicLog,
+    /// TLS, basic auth and extra headers from `-web-config-file`, when given.
+    pub web: Option<Arc<WebSecurity>>,
     /// Debug builds only: how many more `/metrics` requests panic on purpose, and where
     /// (`FASTLY_EXPORTER_DEBUG_HTTP_PANICS=[body:]<n>`), so tests can prove workers survive.
     #[cfg(debug_assertions)]
@@ -80,12 +83,14 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 const CONNECTION_STACK: usize = 128 * 1024;
 
 /// How the server treats clients.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ServeOptions {
     /// Worker threads answering requests.
     pub workers: usize,
     /// Most connections open at once; see [`tiny_http::ServerOptions::max_connections`].
     pub max_connections: usize,
+    /// TLS, basic auth and headers from the web config file.
+    pub web: Option<Arc<WebSecurity>>,
 }
 
 /// A running server; cheap to clone so the signal thread can shut it down.
@@ -110,7 +115,7 @@ pub fn start(listen: &str, store: Arc<Store>, selection: &Selection, opts: Serve
         max_connections: opts.max_connections,
         write_timeout: Some(IO_TIMEOUT),
         thread_stack_size: Some(CONNECTION_STACK),
-        wrap: None,
+        wrap: opts.web.as_ref().filter(|w| w.tls().is_some()).map(|w| tls_wrapper(w.clone())),
     };
     let server = tiny_http::Server::from_listener_with(listener, None, options)
         .map_err(|e| listen_error(std::io::Error::other(e.to_string())))?;
@@ -120,6 +125,7 @@ pub fn start(listen: &str, store: Arc<Store>, selection: &Selection, opts: Serve
         in_flight: AtomicUsize::new(0),
         panics: AtomicU64::new(0),
         panic_log: PanicLog::default(),
+        web: opts.web.clone(),
         #[cfg(debug_assertions)]
         debug_panics: super::routes::DebugPanics::from_env(),
     });
@@ -132,7 +138,42 @@ pub fn start(listen: &str, store: Arc<Store>, selection: &Selection, opts: Serve
             .spawn(move || worker(&server, &stop, &state))
             .map_err(ServeError::Thread)?;
     }
+    if let Some(web) = &opts.web {
+        let (web, stop) = (web.clone(), stop.clone());
+        thread::Builder::new()
+            .name("web-watch".into())
+            .stack_size(128 * 1024)
+            .spawn(move || watch(&web, &stop))
+            .map_err(ServeError::Thread)?;
+    }
     Ok(Server { server, stop, state })
+}
+
+/// The tiny_http stream hook for TLS: every accepted socket is wrapped with the certificate
+/// current at that moment (a connection keeps it for its life; reloads affect new ones). The
+/// handshake happens on the connection's own thread, bounded by the request-head timeout.
+fn tls_wrapper(web: Arc<WebSecurity>) -> Arc<tiny_http::WrapFn> {
+    Arc::new(move |tcp: std::net::TcpStream| {
+        let tls = web.tls().ok_or_else(|| std::io::Error::other("TLS is not configured"))?;
+        let stream = tls.accept(tcp).map_err(std::io::Error::other)?;
+        Ok(Box::new(stream) as Box<dyn tiny_http::ReadWrite + Send>)
+    })
+}
+
+/// Re-reads the web config file and the certificates when they change (cert-manager and
+/// certbot rotate them in place); a broken file is logged once and the previous settings
+/// stay in force.
+fn watch(web: &WebSecurity, stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        thread::sleep(crate::web::WATCH_INTERVAL);
+        match web.reload_if_changed() {
+            None => {}
+            Some(Ok(())) => log::info!("web config: {} or its certificates changed; reloaded", web.path().display()),
+            Some(Err(e)) => {
+                log::error!("web config: {}: {e}; keeping the previous settings", web.path().display())
+            }
+        }
+    }
 }
 
 impl Server {
@@ -142,6 +183,26 @@ impl Server {
             tiny_http::ListenAddr::IP(a) => a.to_string(),
             #[allow(unreachable_patterns)]
             other => format!("{other:?}"),
+        }
+    }
+
+    /// `https` when the listener serves TLS.
+    pub fn scheme(&self) -> &'static str {
+        if self.state.web.as_ref().is_some_and(|w| w.tls().is_some()) { "https" } else { "http" }
+    }
+
+    /// SIGHUP: re-reads the web config file and its certificates; on any error the previous
+    /// settings stay in force and one line says why.
+    pub fn reload_web(&self) {
+        let Some(web) = &self.state.web else { return };
+        match web.reload() {
+            Ok(warnings) => {
+                log::info!("web config: {} reloaded", web.path().display());
+                for w in warnings {
+                    log::warn!("web config: {w}");
+                }
+            }
+            Err(e) => log::error!("web config: {}: {e}; keeping the previous settings", web.path().display()),
         }
     }
 

@@ -66,6 +66,7 @@ pub enum AuthResult {
 }
 
 impl AuthResult {
+    #[cfg(test)]
     pub fn allowed(&self) -> bool {
         matches!(self, AuthResult::Allowed { .. })
     }
@@ -164,6 +165,7 @@ impl Cache {
         if ok { self.ok.insert(digest) } else { self.failed.insert(digest) }
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.ok.entries.len() + self.failed.entries.len()
     }
@@ -210,6 +212,7 @@ impl BasicAuth {
         }
     }
 
+    #[cfg(test)]
     /// `true` when the header carries valid credentials.
     pub fn check(&self, authorization: Option<&str>) -> bool {
         self.authenticate(authorization).allowed()
@@ -269,6 +272,7 @@ impl BasicAuth {
         out
     }
 
+    #[cfg(test)]
     /// Cached results (for tests and the exporter's own metrics).
     pub fn cache_len(&self) -> usize {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).len()

@@ -9,7 +9,8 @@
 //! How the server uses it:
 //!
 //! 1. At start: `WebSecurity::new(&config)`; if `tls()` is `Some`, every accepted socket goes
-//!    through [`tls::TlsReloader::accept`] (then [`tls::handshake`]) before HTTP parsing.
+//!    through [`tls::TlsReloader::accept`] before HTTP parsing (the handshake runs on the
+//!    connection's thread, bounded by the request-head timeout).
 //! 2. Per request: [`WebSecurity::authorize`] with the path and `Authorization` header;
 //!    answer 401 with [`auth::WWW_AUTHENTICATE`] or 429 as it says; add
 //!    [`WebSecurity::headers`] to every response.
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant};
 
 pub use auth::{AuthResult, BasicAuth, WWW_AUTHENTICATE};
 pub use config::{RateLimit, WebConfig};
-pub use tls::{TlsError, TlsReloader, TlsStream};
+pub use tls::{TlsError, TlsReloader};
 
 /// Paths served without authentication or rate limiting.
 pub const UNAUTHENTICATED_PATHS: &[&str] = &["/healthz"];

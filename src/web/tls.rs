@@ -648,16 +648,6 @@ fn stamps(s: &TlsSettings) -> Vec<(PathBuf, Stamp)> {
         .collect()
 }
 
-/// Completes the TLS handshake now (instead of on the first read), so a client that fails it
-/// (wrong CA, no certificate, plain HTTP on the TLS port) can be dropped before the request is
-/// parsed. Bounded by the socket's read and write timeouts.
-pub fn handshake(stream: &mut TlsStream) -> io::Result<()> {
-    while stream.conn.is_handshaking() {
-        stream.conn.complete_io(&mut stream.sock)?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 #[path = "tls_tests.rs"]
 pub(crate) mod tests;

@@ -163,7 +163,9 @@ fn server(reloader: Arc<TlsReloader>, connections: usize) -> (u16, JoinHandle<Ve
             // One thread per connection so an in-flight connection can outlive later accepts.
             let t = std::thread::spawn(move || -> io::Result<()> {
                 let mut tls = reloader.accept(sock).map_err(io::Error::other)?;
-                handshake(&mut tls)?;
+                while tls.conn.is_handshaking() {
+                    tls.conn.complete_io(&mut tls.sock)?;
+                }
                 let mut reader = BufReader::new(tls);
                 loop {
                     let mut line = String::new();

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod expo;
+pub mod pki;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -102,8 +103,10 @@ impl Exporter {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let text = output.lock().unwrap().clone();
-            if let Some(i) = text.find("listening on http://") {
-                let rest = &text[i + "listening on http://".len()..];
+            let start = text.find("listening on http://").map(|i| i + "listening on http://".len());
+            let start = start.or_else(|| text.find("listening on https://").map(|i| i + "listening on https://".len()));
+            if let Some(i) = start {
+                let rest = &text[i..];
                 let addr = rest.split_whitespace().next().unwrap_or("").to_string();
                 return Exporter { child, addr, output };
             }

@@ -89,6 +89,24 @@ The ordinal source: the env var (a list item) a pod reads its ordinal from, via 
 Container args: -listen, the shard, then `options` (a list repeats the flag, true is a bare
 flag, false is -name=false, null is skipped). Flags the chart owns are refused in options.
 */}}
+{{/*
+A probe from values, switched to HTTPS when the web config turns TLS on, and (readiness) to
+/healthz when it turns basic auth on. Called with (list $ "readinessProbe").
+*/}}
+{{- define "fastly-exporter.probe" -}}
+{{- $root := index . 0 }}
+{{- $probe := deepCopy (index $root.Values (index . 1)) }}
+{{- with $probe.httpGet }}
+{{- if $root.Values.webConfig.tls }}
+{{- $_ := set . "scheme" "HTTPS" }}
+{{- end }}
+{{- if and $root.Values.webConfig.basicAuth (eq (index $ 1) "readinessProbe") }}
+{{- $_ := set . "path" "/healthz" }}
+{{- end }}
+{{- end }}
+{{- toYaml $probe }}
+{{- end }}
+
 {{- define "fastly-exporter.args" -}}
 {{- $shards := int (include "fastly-exporter.shards" .) }}
 {{- range $owned := list "listen" "endpoint" }}
@@ -104,6 +122,12 @@ flag, false is -name=false, null is skipped). Flags the chart owns are refused i
 {{- end }}
 {{- end }}
 - {{ printf "-listen=:%v" .Values.service.port | quote }}
+{{- if .Values.webConfig.existingSecret }}
+{{- if hasKey .Values.options "web-config-file" }}
+{{- fail "options.web-config-file: use webConfig.existingSecret" }}
+{{- end }}
+- {{ printf "-web-config-file=/etc/fastly-exporter/web/%s" .Values.webConfig.key | quote }}
+{{- end }}
 {{- if gt $shards 1 }}
 {{- $var := ternary "POD_NAME" "POD_INDEX" (eq .Values.shardOrdinalFrom "podName") }}
 - {{ printf "-service-shard-ordinal=$(%s)/%d" $var $shards | quote }}
