@@ -76,12 +76,11 @@ fn client(ca_pem: &str, identity: Option<&(String, String)>) -> ureq::Agent {
     ureq::Agent::new_with_config(config)
 }
 
-/// GET over HTTPS: status, headers (lower-case names) and body; `Err` when TLS fails.
-fn get(
-    agent: &ureq::Agent,
-    url: &str,
-    auth: Option<(&str, &str)>,
-) -> Result<(u16, Vec<(String, String)>, String), String> {
+/// Status, headers (lower-case names) and body of an HTTPS answer.
+type Answer = (u16, Vec<(String, String)>, String);
+
+/// GET over HTTPS; `Err` when TLS fails.
+fn get(agent: &ureq::Agent, url: &str, auth: Option<(&str, &str)>) -> Result<Answer, String> {
     use base64::Engine as _;
     let mut req = agent.get(url);
     if let Some((user, pass)) = auth {
