@@ -60,13 +60,15 @@ lint:
 demo: release
 	@scripts/demo.sh "$(DEMO_API)" "$(DEMO_LISTEN)" "$(DEMO_SERVICES)"
 
-## Scale benchmark (about 5 minutes): fake Fastly + exporter at 100 and 1,000 services; prints a
-## table, also written to bench-out/last.txt. Select with BENCH_ONLY=A2,B (micro A1 A2 A3 B)
-## or `make bench BENCH_ARGS="A2 --datacenters 20"`.
+## Scale benchmark (about 10 minutes): fake Fastly (TLS and plain) + the shipped static exporter
+## at 100, 300 and 1,000 services, Scale A also with the glibc build; prints a table, also
+## written to bench-out/last.txt. Select with BENCH_ONLY=A-tls,A (micro A-tls A A-tls-glibc
+## A-glibc B-tls B Bagg-tls Bagg A1) or `make bench BENCH_ARGS="A-tls --datacenters 20"`.
 .PHONY: bench
 bench:
 	ulimit -n 65536 2>/dev/null || ulimit -n 20000 2>/dev/null || echo "bench: cannot raise the open-file limit"; \
 	$(CARGO) build --release --bins && \
+	{ $(MAKE) --no-print-directory static || echo "bench: no static build; its configurations will fail"; } && \
 	$(CARGO) bench --bench scale -- $(BENCH_ARGS)
 
 ## Soak test (10 minutes; `make soak SOAK_SECONDS=120` for a short one): release exporter against

@@ -223,3 +223,78 @@ fn a_hanging_api_host_lookup_does_not_delay_realtime_polls() {
     let log = exp.output();
     assert!(log.contains("service list refresh failing") && log.contains("DNS"), "{log}");
 }
+
+/// A minimal HTTP CONNECT proxy: records each CONNECT line and every byte it relays.
+struct ConnectProxy {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<(Vec<String>, Vec<u8>)>>,
+}
+
+impl ConnectProxy {
+    fn start() -> ConnectProxy {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen: Arc<Mutex<(Vec<String>, Vec<u8>)>> = Arc::default();
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let mut client = client;
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && client.read(&mut byte).unwrap_or(0) == 1 {
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).to_string();
+                    let line = head.lines().next().unwrap_or("").to_string();
+                    log.lock().unwrap().0.push(line.clone());
+                    let target = line.split(' ').nth(1).unwrap_or("").to_string();
+                    let Ok(upstream) = TcpStream::connect(&target) else {
+                        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
+                        return;
+                    };
+                    let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+                    let relay = |mut from: TcpStream, mut to: TcpStream, log: Arc<Mutex<(Vec<String>, Vec<u8>)>>| {
+                        let mut buf = [0u8; 16384];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            log.lock().unwrap().1.extend_from_slice(&buf[..n]);
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    };
+                    let (c2, u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                    let l2 = log.clone();
+                    std::thread::spawn(move || relay(u2, c2, l2));
+                    relay(client, upstream, log);
+                });
+            }
+        });
+        ConnectProxy { url, seen }
+    }
+}
+
+#[test]
+fn https_proxy_tunnels_every_request_and_sees_no_token() {
+    let (fake, id) = tls_fake();
+    let proxy = ConnectProxy::start();
+    let ca = temp_path("ca-proxy.pem");
+    std::fs::write(&ca, &id.ca_pem).unwrap();
+    let exp = start_tls(&fake, &[("SSL_CERT_FILE", ca.to_str().unwrap()), ("HTTPS_PROXY", &proxy.url)]);
+    support::wait_until("data through the proxy", T, || has_data(&exp), || exp.output());
+    let (lines, relayed) = proxy.seen.lock().unwrap().clone();
+    let port = fake.url().rsplit(':').next().unwrap().to_string();
+    assert!(lines.iter().any(|l| l == &format!("CONNECT 127.0.0.1:{port} HTTP/1.1")), "{lines:?}");
+    assert!(lines.iter().any(|l| l == &format!("CONNECT localhost:{port} HTTP/1.1")), "{lines:?}");
+    assert!(lines.iter().all(|l| l.starts_with("CONNECT ")), "only tunnels: {lines:?}");
+    assert!(relayed.len() > 10_000, "the answers went through the tunnel ({} bytes)", relayed.len());
+    let token = TOKEN.as_bytes();
+    assert!(!relayed.windows(token.len()).any(|w| w == token), "the token crossed the proxy in clear text");
+    assert!(rt_polls(&fake, "svcA").iter().all(|r| r.header("Fastly-Key") == Some(TOKEN)));
+    let _ = std::fs::remove_file(&ca);
+}

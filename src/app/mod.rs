@@ -16,8 +16,9 @@ use crate::upstream::api::services::{ServiceInfo, fetch_services};
 use crate::upstream::realtime::invalid::InvalidFields;
 use crate::upstream::realtime::parse::Mode;
 use crate::upstream::realtime::poller::{Poller, PollerSpec};
-use crate::upstream::realtime::work::WorkPool;
+use crate::upstream::realtime::work::{self, WorkPool};
 use crate::upstream::transport::client::{Client, Net};
+use crate::upstream::transport::gate::Gate;
 pub use crate::upstream::transport::tls::{Trust, TrustError};
 use crate::util::filter::Filter;
 use crate::util::panics::PanicLog;
@@ -88,6 +89,8 @@ struct App {
     panic_log: Arc<PanicLog>,
     invalid: Arc<InvalidFields>,
     work: Arc<WorkPool>,
+    /// Real-time answers are read in turns, as many at once as there are parse buffers.
+    turns: Arc<Gate>,
     net: Net,
 }
 
@@ -101,7 +104,7 @@ impl App {
         let store = Arc::new(Store::new(account.clone(), counters.clone()));
         store.health.set(false, "the service list has not been fetched yet");
         let net = Net::new(trust.config.clone(), counters);
-        let api = Client::new(&net, &cfg.api_endpoint, &cfg.token, cfg.api_timeout, 4).with_rate_gate();
+        let api = Client::new(&net, &cfg.api_endpoint, &cfg.token, cfg.api_timeout, 4, None).with_rate_gate();
         App {
             selector: selector(&cfg),
             selection,
@@ -115,6 +118,7 @@ impl App {
             panic_log: Arc::default(),
             invalid: Arc::default(),
             work: Arc::default(),
+            turns: Arc::new(Gate::new(work::SLOTS)),
             net,
             cfg,
         }
@@ -204,6 +208,7 @@ impl App {
                     &self.cfg.token,
                     self.cfg.rt_timeout,
                     1,
+                    Some(self.turns.clone()),
                 )),
                 mode,
                 max_body: self.cfg.rt_max_body,

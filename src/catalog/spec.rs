@@ -249,18 +249,31 @@ impl FieldIndex {
     #[inline]
     fn hash(key: &[u8]) -> u64 {
         let n = key.len();
-        let (head, tail) = if n >= 8 {
-            let h = u64::from_le_bytes(key[..8].try_into().unwrap_or_default());
-            let t = u64::from_le_bytes(key[n - 8..].try_into().unwrap_or_default());
-            (h, t)
-        } else {
-            let mut w = [0u8; 8];
-            w[..n].copy_from_slice(key);
-            (u64::from_le_bytes(w), 0)
-        };
+        let (head, tail) = if n >= 8 { (word(key, 0), word(key, n - 8)) } else { (short_word(key), 0) };
         let h = (head ^ tail.rotate_left(23) ^ (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
             .wrapping_mul(0xff51_afd7_ed55_8ccd);
         h ^ (h >> 31)
+    }
+
+    /// `a == b` in eight-byte words, inline: the slice comparison is a call to the C
+    /// library's `bcmp`, a byte loop in musl (the static binary).
+    #[inline]
+    fn same(a: &[u8], b: &[u8]) -> bool {
+        let n = a.len();
+        if n != b.len() {
+            return false;
+        }
+        if n < 8 {
+            return short_word(a) == short_word(b);
+        }
+        let mut i = 0;
+        while i + 8 <= n {
+            if word(a, i) != word(b, i) {
+                return false;
+            }
+            i += 8;
+        }
+        word(a, n - 8) == word(b, n - 8)
     }
 
     fn rebuild(&mut self, keys: &[&'static str]) {
@@ -289,12 +302,24 @@ impl FieldIndex {
             if i == u16::MAX {
                 return None;
             }
-            if sh == h && k == key {
+            if sh == h && Self::same(k, key) {
                 return Some(i);
             }
             pos = (pos + 1) & self.mask;
         }
     }
+}
+
+/// The eight bytes of `b` at `at` (which must leave eight), little-endian.
+#[inline]
+fn word(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8).and_then(|w| w.try_into().ok()).map_or(0, u64::from_le_bytes)
+}
+
+/// A slice shorter than eight bytes as one little-endian word.
+#[inline]
+fn short_word(b: &[u8]) -> u64 {
+    b.iter().rev().fold(0u64, |w, &byte| (w << 8) | u64::from(byte))
 }
 
 /// The parsed catalog.
@@ -542,4 +567,29 @@ fn wire_series(def: &mut StreamDef, fam: &Family, source: &Source, slot: usize) 
 /// or `bounds.len()` for `+Inf`.
 pub fn bucket_index(bounds: &[f64], v: f64) -> usize {
     bounds.partition_point(|&b| b < v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FieldIndex;
+
+    #[test]
+    fn every_key_is_found_and_near_misses_are_not() {
+        // Lengths 1..40, shared prefixes and suffixes, and keys equal in their first and last
+        // eight bytes (the hash's input) but not in the middle.
+        let mut keys: Vec<&'static str> = vec!["a", "ab", "abc", "requests", "requestsX", "miss_histogram"];
+        for n in 1..=40 {
+            keys.push(Box::leak("k".repeat(n).into_boxed_str()));
+        }
+        keys.push("aaaaaaaa_middle_one_zzzzzzzz");
+        keys.push("aaaaaaaa_middle_two_zzzzzzzz");
+        let mut index = FieldIndex::default();
+        index.rebuild(&keys);
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(index.get(k.as_bytes()), Some(i as u16), "{k}");
+        }
+        for miss in ["", "b", "abd", "request", "requestsY", "aaaaaaaa_middle_six_zzzzzzzz", &"k".repeat(41)] {
+            assert_eq!(index.get(miss.as_bytes()), None, "{miss}");
+        }
+    }
 }

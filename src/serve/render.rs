@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::catalog::{AccountFamily, Family, Kind, Scope, Selected, Selection, ServiceFamily, Stream};
 use crate::store::{AccountSnapshot, PollResult, Service, ServiceMeta};
-use crate::util::exposition::{escape_help, push_label, write_f64};
+use crate::util::exposition::{escape_help, push_label, put, write_f64};
 
 /// How much text a `read` call formats before handing it over.
 const CHUNK: usize = 64 * 1024;
@@ -222,13 +222,13 @@ fn render_unit(
                         render_histogram(pf, s, row.labels.as_bytes(), meta, &row.values, out);
                         continue;
                     }
-                    out.extend_from_slice(name);
+                    put(out, name);
                     out.push(b'{');
-                    out.extend_from_slice(row.labels.as_bytes());
-                    out.extend_from_slice(&s.mid);
+                    put(out, row.labels.as_bytes());
+                    put(out, &s.mid);
                     out.push(b',');
-                    out.extend_from_slice(meta.labels.as_bytes());
-                    out.extend_from_slice(&s.end);
+                    put(out, meta.labels.as_bytes());
+                    put(out, &s.end);
                     out.extend_from_slice(b"} ");
                     write_f64(out, row.values[s.slot]);
                     out.push(b'\n');
@@ -261,29 +261,29 @@ fn render_histogram(
     let nb = pf.le.len();
     let labels = |out: &mut Vec<u8>| {
         out.push(b'{');
-        out.extend_from_slice(row_labels);
-        out.extend_from_slice(&s.mid);
+        put(out, row_labels);
+        put(out, &s.mid);
         out.push(b',');
-        out.extend_from_slice(meta.labels.as_bytes());
-        out.extend_from_slice(&s.end);
+        put(out, meta.labels.as_bytes());
+        put(out, &s.end);
     };
     let mut cumulative = 0.0;
     for (i, le) in pf.le.iter().enumerate() {
         cumulative += values[s.slot + i];
-        out.extend_from_slice(name);
+        put(out, name);
         out.extend_from_slice(b"_bucket");
         labels(out);
-        out.extend_from_slice(le);
+        put(out, le);
         write_f64(out, cumulative);
         out.push(b'\n');
     }
-    out.extend_from_slice(name);
+    put(out, name);
     out.extend_from_slice(b"_sum");
     labels(out);
     out.extend_from_slice(b"} ");
     write_f64(out, values[s.slot + nb]);
     out.push(b'\n');
-    out.extend_from_slice(name);
+    put(out, name);
     out.extend_from_slice(b"_count");
     labels(out);
     out.extend_from_slice(b"} ");

@@ -42,8 +42,8 @@ pub struct MergeContext<'a> {
     pub now: u32,
 }
 
-/// Reusable scratch space for merging: the current record as a dense array, and the undo
-/// journal of the merge in progress.
+/// Reusable scratch space for merging: the current record as a dense array, and the rows as
+/// they were before the merge in progress.
 #[derive(Debug, Default)]
 pub struct Scratch {
     dense: Vec<f64>,
@@ -51,8 +51,10 @@ pub struct Scratch {
     touched: Vec<u16>,
     /// Row of each record of the batch, resolved before any value changes.
     rows: Vec<u32>,
-    /// `(row, slot, previous value)` of every write of the merge in progress.
-    undo: Vec<(u32, u32, f64)>,
+    /// The values of each record's row just before the record was applied, record after
+    /// record (a row that appears twice is saved twice; restoring in reverse order ends with
+    /// the first copy, the original).
+    undo: Vec<f64>,
 }
 
 impl Scratch {
@@ -63,25 +65,6 @@ impl Scratch {
         self.touched.clear();
         self.rows.clear();
         self.undo.clear();
-    }
-}
-
-/// A row being written by a merge: every write is journaled so the merge can be undone.
-struct Journal<'a> {
-    values: &'a mut [f64],
-    row: u32,
-    undo: &'a mut Vec<(u32, u32, f64)>,
-}
-
-impl Journal<'_> {
-    fn add(&mut self, slot: usize, v: f64) {
-        self.undo.push((self.row, slot as u32, self.values[slot]));
-        self.values[slot] += v;
-    }
-
-    fn set(&mut self, slot: usize, v: f64) {
-        self.undo.push((self.row, slot as u32, self.values[slot]));
-        self.values[slot] = v;
     }
 }
 
@@ -115,9 +98,10 @@ impl StreamTable {
 
     /// Adds every record of `batch` to its row, creating rows as datacenters appear.
     ///
-    /// All or nothing: rows are created first (an empty row changes no value), then every
-    /// write is journaled, and if anything panics mid-merge the journal restores every value
-    /// before the panic goes on. The poller then asks for the same `ts` again, so a record is
+    /// All or nothing: rows are created first (an empty row changes no value), then each
+    /// row's values are copied aside before its record is applied, and if anything panics
+    /// mid-merge the copies are put back before the panic goes on. (Copying a whole row, a
+    /// few hundred values, costs less than journaling each write: a merge writes most of them.) The poller then asks for the same `ts` again, so a record is
     /// never counted twice. Runs under the table's write lock; cost is proportional to the
     /// values present in the batch, not to the catalog size.
     #[inline(never)]
@@ -151,14 +135,16 @@ impl StreamTable {
             for (i, rec) in batch.records().enumerate() {
                 #[cfg(debug_assertions)]
                 debug_fault::maybe_panic(i, batch.len());
-                let row = indices[i];
-                let mut journal = Journal { values: &mut rows[row as usize].values, row, undo: &mut *undo };
-                apply_record(def, &mut journal, &rec, &mut record);
+                let values = &mut rows[indices[i] as usize].values;
+                undo.extend_from_slice(values);
+                apply_record(def, values, &rec, &mut record);
             }
         }));
         if let Err(panic) = applied {
-            for &(row, slot, old) in undo.iter().rev() {
-                rows[row as usize].values[slot as usize] = old;
+            let slots = def.slots;
+            let saved = undo.len() / slots.max(1);
+            for i in (0..saved).rev() {
+                rows[indices[i] as usize].values.copy_from_slice(&undo[i * slots..(i + 1) * slots]);
             }
             scratch.reset();
             std::panic::resume_unwind(panic);
@@ -228,7 +214,7 @@ mod debug_fault {
 }
 
 /// Applies one record to one row, in the order the Go exporter does per datacenter.
-fn apply_record(def: &StreamDef, row: &mut Journal<'_>, rec: &RecordView<'_>, s: &mut RecordScratch<'_>) {
+fn apply_record(def: &StreamDef, row: &mut [f64], rec: &RecordView<'_>, s: &mut RecordScratch<'_>) {
     for e in rec.entries {
         let f = e.field as usize;
         match def.field_kinds[f] {
@@ -243,8 +229,8 @@ fn apply_record(def: &StreamDef, row: &mut Journal<'_>, rec: &RecordView<'_>, s:
                 for t in &def.targets[f] {
                     if let Target::ObserveMap { first, sum, scale, bounds } = t {
                         let at = e.key * scale;
-                        row.add(first + bucket_index(bounds, at), e.value);
-                        row.add(*sum, e.value * at);
+                        row[first + bucket_index(bounds, at)] += e.value;
+                        row[*sum] += e.value * at;
                     }
                 }
             }
@@ -258,10 +244,10 @@ fn apply_record(def: &StreamDef, row: &mut Journal<'_>, rec: &RecordView<'_>, s:
         }
         for t in &def.targets[f as usize] {
             match *t {
-                Target::Add { slot, scale } => row.add(slot, v * scale),
+                Target::Add { slot, scale } => row[slot] += v * scale,
                 Target::Observe { bucket, sum, at } => {
-                    row.add(bucket, v);
-                    row.add(sum, v * at);
+                    row[bucket] += v;
+                    row[sum] += v * at;
                 }
                 Target::ObserveMap { .. } => {}
             }
@@ -273,7 +259,7 @@ fn apply_record(def: &StreamDef, row: &mut Journal<'_>, rec: &RecordView<'_>, s:
                 let v = s.dense[*field as usize];
                 // An invalid value leaves the gauge as it was; an absent one sets it to 0.
                 if !v.is_nan() {
-                    row.set(*slot, v);
+                    row[*slot] = v;
                 }
             }
             RecordOp::GuardedDiff { slot, plus, minus } => {
@@ -281,7 +267,7 @@ fn apply_record(def: &StreamDef, row: &mut Journal<'_>, rec: &RecordView<'_>, s:
                 let plus = s.dense[*plus as usize];
                 // False when either side is invalid (NaN): nothing is added.
                 if plus >= sub {
-                    row.add(*slot, plus - sub);
+                    row[*slot] += plus - sub;
                 }
             }
         }

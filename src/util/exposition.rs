@@ -1,7 +1,7 @@
 //! Prometheus text exposition primitives shared by the table (which pre-renders row labels
 //! once) and the renderer (which streams them): escaping and number formatting.
 
-pub use super::number::write_f64;
+pub use super::number::{put, write_f64};
 
 /// Appends a label value escaped for the text format (`\\`, `\"`, `\n`).
 ///

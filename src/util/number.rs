@@ -8,6 +8,42 @@
 
 use std::fmt::Write as _;
 
+/// Appends `bytes`: `extend_from_slice`, except that a short slice is copied with a few
+/// fixed-size moves the compiler inlines, not with a call to the C library's `memcpy`.
+///
+/// A scrape is millions of copies of 2 to 100 bytes (names, labels, digits). glibc's `memcpy`
+/// handles those quickly, but musl's (the static binary that ships) starts a `rep movs` for
+/// each: measured at Scale A, 31% of a scrape's CPU and half the render speed of the glibc
+/// build (219 against 494 MB/s).
+#[inline]
+pub fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.len() > 128 {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    out.reserve(bytes.len());
+    let mut rest = bytes;
+    while let Some((head, tail)) = rest.split_first_chunk::<16>() {
+        out.extend_from_slice(head);
+        rest = tail;
+    }
+    if let Some((head, tail)) = rest.split_first_chunk::<8>() {
+        out.extend_from_slice(head);
+        rest = tail;
+    }
+    if let Some((head, tail)) = rest.split_first_chunk::<4>() {
+        out.extend_from_slice(head);
+        rest = tail;
+    }
+    if let Some((head, tail)) = rest.split_first_chunk::<2>() {
+        out.extend_from_slice(head);
+        rest = tail;
+    }
+    if let Some(&b) = rest.first() {
+        out.push(b);
+    }
+}
+
 /// Largest integer below which every integer is exactly representable (2^53).
 const EXACT_INT_LIMIT: f64 = 9_007_199_254_740_992.0;
 
@@ -45,7 +81,7 @@ pub fn write_u64(out: &mut Vec<u8>, mut n: u64) {
             break;
         }
     }
-    out.extend_from_slice(&buf[i..]);
+    put(out, &buf[i..]);
 }
 
 /// Integers below 2^53: their decimal digits are already the shortest round-trip digits, so

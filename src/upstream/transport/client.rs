@@ -14,12 +14,12 @@ use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
-
 use crate::store::{Counters, Endpoint};
 
+use super::connect::HttpConnector;
+use super::gate::Gate;
 use super::resolver::{CachingResolver, SharedResolver};
-use super::tls::{SharedTlsConnector, Untrusted};
+use super::tls::Untrusted;
 
 /// What every client of the process shares: the TLS configuration (one trust store), the
 /// DNS cache, the log of untrusted servers and the request counters. Passed explicitly to
@@ -34,12 +34,27 @@ pub struct Net {
     pub resolver: Arc<CachingResolver>,
     /// Servers whose certificate was refused, each logged once.
     pub untrusted: Arc<UntrustedLog>,
+    /// TLS handshakes in progress at once (see [`HANDSHAKES`]).
+    pub handshakes: Arc<Gate>,
 }
+
+/// At most this many TLS handshakes run at once. A handshake's allocations (certificate
+/// chain, key exchange, verification) are transient, but a thousand pollers starting
+/// together made them one peak that the allocator then kept: 14 MB of RSS at Scale A. They
+/// are CPU-bound, so more than a few at once gains nothing; over a slow link, 16 at a time
+/// still connect a thousand pollers within seconds.
+pub const HANDSHAKES: usize = 16;
 
 impl Net {
     /// Handles for a process trusting `tls`, counting requests in `counters`.
     pub fn new(tls: Arc<rustls::ClientConfig>, counters: Arc<Counters>) -> Net {
-        Net { counters, tls, resolver: Arc::new(CachingResolver::new()), untrusted: Arc::default() }
+        Net {
+            counters,
+            tls,
+            resolver: Arc::new(CachingResolver::new()),
+            untrusted: Arc::default(),
+            handshakes: Arc::new(Gate::new(HANDSHAKES)),
+        }
     }
 }
 
@@ -199,6 +214,17 @@ pub struct Pending {
     /// Status and headers.
     pub reply: Reply,
     resp: ureq::http::Response<ureq::Body>,
+    /// The turn this thread took to read the answer, given back when the body has been read
+    /// (or abandoned).
+    turns: Option<Arc<Gate>>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(gate) = &self.turns {
+            gate.leave();
+        }
+    }
 }
 
 impl Pending {
@@ -211,7 +237,7 @@ impl Pending {
         let mut reader = self.resp.body_mut().as_reader().take(max_body.saturating_add(1));
         match reader.read_to_end(body) {
             Ok(_) if body.len() as u64 > max_body => Err(ApiError::TooLarge(max_body)),
-            Ok(_) => Ok(self.reply),
+            Ok(_) => Ok(std::mem::take(&mut self.reply)),
             Err(e) => Err(ApiError::Body(e.to_string())),
         }
     }
@@ -227,6 +253,8 @@ pub struct Client {
     token: String,
     /// When set, requests are refused until this instant (api.fastly.com rate limiting).
     paused_until: Option<std::sync::Mutex<Option<Instant>>>,
+    /// Answers are read in turns of this gate.
+    turns: Option<Arc<Gate>>,
 }
 
 impl fmt::Debug for Client {
@@ -238,7 +266,10 @@ impl fmt::Debug for Client {
 impl Client {
     /// A client for `base` (e.g. `https://api.fastly.com`) with a per-request timeout and room
     /// for `idle` pooled connections (one per poller for the rt client).
-    pub fn new(net: &Net, base: &str, token: &str, timeout: Duration, idle: usize) -> Client {
+    ///
+    /// With `turns`, answers are read in turns of that gate (the real-time clients; see
+    /// `gate.rs`).
+    pub fn new(net: &Net, base: &str, token: &str, timeout: Duration, idle: usize, turns: Option<Arc<Gate>>) -> Client {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             // A redirect would carry the token to wherever it points: never follow one.
@@ -256,13 +287,11 @@ impl Client {
             .output_buffer_size(1024)
             .max_response_header_size(16 * 1024)
             .build();
-        // ureq's default chain minus its per-agent rustls step: HTTP CONNECT proxies, TCP,
-        // then TLS with the process-wide configuration.
-        let connector =
-            ().chain(ConnectProxyConnector::default())
-                .chain(TcpConnector::default())
-                .chain(SharedTlsConnector::new(net.tls.clone()));
-        let agent = ureq::Agent::with_parts(config, connector, SharedResolver(net.resolver.clone()));
+        let agent = ureq::Agent::with_parts(
+            config,
+            HttpConnector::new(net.tls.clone(), net.handshakes.clone(), turns.clone()),
+            SharedResolver(net.resolver.clone()),
+        );
         let base = base.trim_end_matches('/').to_string();
         let (untrusted, counters) = (net.untrusted.clone(), net.counters.clone());
         Client {
@@ -273,6 +302,7 @@ impl Client {
             base,
             token: token.to_string(),
             paused_until: None,
+            turns,
         }
     }
 
@@ -322,6 +352,9 @@ impl Client {
         let resp = match self.agent.get(&full).header("Fastly-Key", &self.token).call() {
             Ok(r) => r,
             Err(e) => {
+                if let Some(gate) = &self.turns {
+                    gate.leave();
+                }
                 metrics.count_request(endpoint, None);
                 let e = classify(e);
                 if let ApiError::Untrusted(u) = &e {
@@ -370,7 +403,7 @@ impl Client {
                 *until = Some(Instant::now() + wait);
             }
         }
-        Ok(Pending { reply, resp })
+        Ok(Pending { reply, resp, turns: self.turns.clone() })
     }
 
     /// GETs `url` and reads at most `max_body` bytes of body into `body` (cleared first).

@@ -2,5 +2,7 @@
 //! the token confined to the configured origins, typed errors.
 
 pub mod client;
+pub mod connect;
+pub mod gate;
 pub mod resolver;
 pub mod tls;

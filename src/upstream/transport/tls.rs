@@ -8,20 +8,17 @@
 //! `FROM scratch` image) falls back to the Mozilla roots compiled into the binary.
 //!
 //! ureq builds a rustls configuration, and parses every root into a trust anchor, per agent;
-//! with one agent per poller that is a thousand copies of the root store. Our connector holds
-//! one `Arc<ClientConfig>` for the whole process instead.
+//! with one agent per poller that is a thousand copies of the root store. Our connector
+//! (`connect.rs`) holds one `Arc<ClientConfig>` for the whole process instead.
 
 use std::collections::HashSet;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-use ureq::unversioned::transport::{
-    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport, TransportAdapter,
-};
+use rustls::pki_types::{CertificateDer, pem::PemObject};
+use rustls::{ClientConfig, RootCertStore};
 
 /// Bundle files Go reads on Linux, in order; the first one that exists is used.
 const CERT_FILES: [&str; 6] = [
@@ -208,96 +205,6 @@ impl fmt::Display for Untrusted {
 }
 
 impl std::error::Error for Untrusted {}
-
-/// The TLS step of our connector chain: wraps the TCP (or proxy) transport in a rustls
-/// client connection using the process-wide configuration.
-#[derive(Debug)]
-pub struct SharedTlsConnector {
-    config: Arc<ClientConfig>,
-}
-
-impl SharedTlsConnector {
-    /// A connector using `config` for every connection.
-    pub fn new(config: Arc<ClientConfig>) -> SharedTlsConnector {
-        SharedTlsConnector { config }
-    }
-}
-
-impl<In: Transport> Connector<In> for SharedTlsConnector {
-    type Out = Either<In, TlsTransport>;
-
-    fn connect(&self, details: &ConnectionDetails, chained: Option<In>) -> Result<Option<Self::Out>, ureq::Error> {
-        let Some(transport) = chained else {
-            return Ok(None);
-        };
-        if !details.needs_tls() || transport.is_tls() {
-            return Ok(Some(Either::A(transport)));
-        }
-        let authority = details.uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
-        let host = details.uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
-        let name = ServerName::try_from(host.to_string()).map_err(|_| ureq::Error::Tls("invalid server name"))?;
-        let mut conn = ClientConnection::new(self.config.clone(), name).map_err(ureq::Error::Rustls)?;
-        let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
-        sock.set_timeout(details.timeout);
-        if let Err(e) = conn.complete_io(&mut sock) {
-            let trust = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()).is_some_and(|r| {
-                matches!(r, rustls::Error::InvalidCertificate(_) | rustls::Error::InvalidCertRevocationList(_))
-            });
-            if trust {
-                let reason = e.get_ref().map(|r| r.to_string()).unwrap_or_default();
-                return Err(ureq::Error::Io(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    Untrusted { server: authority, reason },
-                )));
-            }
-            return Err(ureq::Error::Io(e));
-        }
-        let buffers = LazyBuffers::new(details.config.input_buffer_size(), details.config.output_buffer_size());
-        Ok(Some(Either::B(TlsTransport { buffers, stream: StreamOwned { conn, sock } })))
-    }
-}
-
-/// A TLS connection as a ureq transport (what ureq's own rustls transport does, over our
-/// shared configuration).
-pub struct TlsTransport {
-    buffers: LazyBuffers,
-    stream: StreamOwned<ClientConnection, TransportAdapter>,
-}
-
-impl fmt::Debug for TlsTransport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsTransport").finish()
-    }
-}
-
-impl Transport for TlsTransport {
-    fn buffers(&mut self) -> &mut dyn Buffers {
-        &mut self.buffers
-    }
-
-    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
-        self.stream.get_mut().set_timeout(timeout);
-        let output = &self.buffers.output()[..amount];
-        self.stream.write_all(output)?;
-        Ok(())
-    }
-
-    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
-        self.stream.get_mut().set_timeout(timeout);
-        let input = self.buffers.input_append_buf();
-        let amount = self.stream.read(input)?;
-        self.buffers.input_appended(amount);
-        Ok(amount > 0)
-    }
-
-    fn is_open(&mut self) -> bool {
-        self.stream.get_mut().get_mut().is_open()
-    }
-
-    fn is_tls(&self) -> bool {
-        true
-    }
-}
 
 #[cfg(test)]
 mod tests {

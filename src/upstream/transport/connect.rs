@@ -1,0 +1,469 @@
+//! How a connection to a Fastly API is opened, and what each one keeps while it lives.
+//!
+//! A poller holds one pooled connection for the life of the process, so whatever a
+//! connection keeps is paid a thousand times at Scale A. ureq's own rustls step stacks TLS on
+//! its TCP transport: two transports, two sets of buffers (the TCP one only copies bytes
+//! through to rustls), a socket-timeout system call before every read, and the handshake on
+//! the caller's stack. Measured at 1,000 services that cost 53.9 kB per connection over plain
+//! HTTP (glibc build), part of it certificate verification's frames, which stayed resident as
+//! touched stack pages of every poller.
+//!
+//! So [`HttpConnector`] opens the TCP connection itself and, for HTTPS, puts rustls directly
+//! on the socket ([`Socket::Direct`]); all of the opening runs on a short-lived thread whose
+//! stack is returned when it ends ([`off_stack`]). When an HTTP CONNECT proxy applies it uses
+//! ureq's CONNECT step and TLS over that tunnel ([`Socket::Chained`]), rare enough not to
+//! matter for memory. Real-time answers are read in turns (`gate.rs`).
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Weak};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use ureq::Timeout;
+use ureq::unversioned::transport::{
+    Buffers, ConnectProxyConnector, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, ShutdownHandle,
+    Transport, TransportAdapter,
+};
+
+use super::gate::Gate;
+use super::tls::Untrusted;
+
+/// Stack of the thread that opens a connection: certificate path building and signature
+/// checks are the deepest code a connection runs, and pollers ran them on stacks of this size
+/// before. (glibc hands an exited thread's stack only to a thread of the same size or smaller.)
+const HANDSHAKE_STACK: usize = 128 * 1024;
+
+/// The connector of every API client: opens plain or TLS connections with the
+/// process-wide rustls configuration, directly or through an HTTP CONNECT proxy.
+///
+/// Replaces ureq's whole default chain rather than adding a step to it: each step of a chain
+/// is a nested generic frame of several kilobytes on the caller's stack, and all of the
+/// opening (proxy, TCP, TLS) runs on a short-lived thread anyway (see [`off_stack`]).
+#[derive(Debug)]
+pub struct HttpConnector {
+    tls: Arc<ClientConfig>,
+    handshakes: Arc<Gate>,
+    turns: Option<Arc<Gate>>,
+}
+
+impl HttpConnector {
+    /// A connector whose TLS connections trust what `tls` trusts and handshake in turns of
+    /// `handshakes`, and whose direct connections read each answer in a turn of `turns`, if
+    /// given.
+    pub fn new(tls: Arc<ClientConfig>, handshakes: Arc<Gate>, turns: Option<Arc<Gate>>) -> HttpConnector {
+        HttpConnector { tls, handshakes, turns }
+    }
+
+    fn open(&self, details: &ConnectionDetails) -> Result<Connection, ureq::Error> {
+        let buffers = || LazyBuffers::new(details.config.input_buffer_size(), details.config.output_buffer_size());
+        // ureq's CONNECT step decides whether a proxy applies (HTTPS_PROXY, NO_PROXY...) and
+        // opens the tunnel, reaching the proxy itself through this connector.
+        if let Some(tunnel) = ConnectProxyConnector::default().connect(details, None::<()>)? {
+            let tunnel = match tunnel {
+                Either::A(()) => return Err(ureq::Error::ConnectionFailed),
+                Either::B(t) => t,
+            };
+            // No turns through a proxy: readiness cannot be seen through its tunnel.
+            if !details.needs_tls() {
+                return Ok(Connection::new(buffers(), Kind::Proxied(tunnel), None));
+            }
+            let sock = Socket::Chained(TransportAdapter::new(tunnel, details.current_time.clone()));
+            let stream = self.handshake(details, sock)?;
+            return Ok(Connection::new(buffers(), Kind::Tls(stream), None));
+        }
+        let stream = Arc::new(tcp_connect(details)?);
+        (details.register_shutdown)(Arc::downgrade(&stream) as Weak<dyn ShutdownHandle>)?;
+        let direct = Direct::new(stream);
+        let turns = self.turns.clone();
+        if !details.needs_tls() {
+            return Ok(Connection::new(buffers(), Kind::Plain(direct), turns));
+        }
+        let stream = self.handshake(details, Socket::Direct(direct))?;
+        Ok(Connection::new(buffers(), Kind::Tls(stream), turns))
+    }
+
+    fn handshake(
+        &self,
+        details: &ConnectionDetails,
+        mut sock: Socket,
+    ) -> Result<StreamOwned<ClientConnection, Socket>, ureq::Error> {
+        let authority = details.uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+        let host = details.uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(host.to_string()).map_err(|_| ureq::Error::Tls("invalid server name"))?;
+        sock.set_timeout(details.timeout);
+        // On the short-lived thread of `off_stack`, so the turn is this thread's alone.
+        self.handshakes.enter();
+        let done =
+            ClientConnection::new(self.tls.clone(), name).map_err(ureq::Error::Rustls).and_then(|mut conn| match conn
+                .complete_io(&mut sock)
+            {
+                Ok(_) => Ok(conn),
+                Err(e) => Err(handshake_error(e, authority)),
+            });
+        self.handshakes.leave();
+        Ok(StreamOwned { conn: done?, sock })
+    }
+}
+
+impl Connector<()> for HttpConnector {
+    type Out = Connection;
+
+    fn connect(&self, details: &ConnectionDetails, _: Option<()>) -> Result<Option<Connection>, ureq::Error> {
+        off_stack(|| self.open(details)).map(Some)
+    }
+}
+
+/// Runs `work` on a short-lived thread and waits for it, so that the caller's stack never
+/// grows to what `work` needs. Used for the TLS handshake: building the ClientHello and
+/// verifying the certificate chain are the deepest code a connection runs, and a poller's
+/// touched stack pages stay resident for its whole life. If no thread can be started, runs
+/// `work` here.
+fn off_stack<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    let mut work = Some(work);
+    let on_thread = thread::scope(|scope| {
+        let job = &mut work;
+        let worker = thread::Builder::new()
+            .name("tls-handshake".into())
+            .stack_size(HANDSHAKE_STACK)
+            .spawn_scoped(scope, move || job.take().map(|w| w()));
+        worker.ok().map(|handle| handle.join())
+    });
+    match on_thread {
+        Some(Ok(Some(done))) => done,
+        // A panic in `work` goes on in the caller, where the poller's handler catches it.
+        Some(Err(panic)) => std::panic::resume_unwind(panic),
+        // No thread: `work` was not taken.
+        _ => match work.take() {
+            Some(w) => w(),
+            None => unreachable!("the worker either ran the work or was never started"),
+        },
+    }
+}
+
+/// A failed handshake as a ureq error; a certificate we do not trust becomes [`Untrusted`]
+/// so the client can name the host in one log line.
+fn handshake_error(e: io::Error, server: String) -> ureq::Error {
+    let trust = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()).is_some_and(|r| {
+        matches!(r, rustls::Error::InvalidCertificate(_) | rustls::Error::InvalidCertRevocationList(_))
+    });
+    if trust {
+        let reason = e.get_ref().map(|r| r.to_string()).unwrap_or_default();
+        return ureq::Error::Io(io::Error::new(io::ErrorKind::InvalidData, Untrusted { server, reason }));
+    }
+    ureq::Error::from(e)
+}
+
+/// ureq's timeout error, carried through `std::io` (ureq unwraps it again).
+fn timed_out(reason: Timeout) -> io::Error {
+    io::Error::other(ureq::Error::Timeout(reason))
+}
+
+/// Connects to the first resolved address that answers, sharing the connect budget among
+/// them as ureq does (half of what is left to each next address), so a host whose first
+/// address has no route still connects within the timeout.
+fn tcp_connect(details: &ConnectionDetails) -> Result<TcpStream, ureq::Error> {
+    let started = Instant::now();
+    let budget = details.timeout.not_zero().map(|d| *d);
+    let mut last = None;
+    let count = details.addrs.len();
+    for (i, addr) in details.addrs.iter().enumerate() {
+        let left = budget.map(|b| b.saturating_sub(started.elapsed()));
+        if left == Some(Duration::ZERO) {
+            return Err(ureq::Error::Timeout(details.timeout.reason));
+        }
+        // The last address gets all that is left; the others half of it.
+        let this = left.map(|l| if i + 1 == count { l } else { (l / 2).max(Duration::from_millis(10)) });
+        match connect_one(*addr, this) {
+            Ok(stream) => {
+                if details.config.no_delay() {
+                    stream.set_nodelay(true)?;
+                }
+                return Ok(stream);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(e) if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock => {
+            ureq::Error::Timeout(Timeout::Connect)
+        }
+        Some(e) => ureq::Error::Io(e),
+        None => ureq::Error::HostNotFound,
+    })
+}
+
+fn connect_one(addr: SocketAddr, timeout: Option<Duration>) -> io::Result<TcpStream> {
+    match timeout {
+        Some(t) => TcpStream::connect_timeout(&addr, t),
+        None => TcpStream::connect(addr),
+    }
+}
+
+/// What rustls reads from and writes to.
+pub enum Socket {
+    /// Our own TCP connection: rustls reads the socket directly.
+    Direct(Direct),
+    /// Through ureq's chain (a CONNECT proxy): bytes pass through its transport's buffers.
+    Chained(TransportAdapter),
+}
+
+impl Socket {
+    /// Applies ureq's timeout for the next operation (the rest of the request's budget).
+    fn set_timeout(&mut self, timeout: NextTimeout) {
+        match self {
+            Socket::Direct(d) => d.set_timeout(timeout),
+            Socket::Chained(a) => a.set_timeout(timeout),
+        }
+    }
+
+    fn is_open(&mut self) -> bool {
+        match self {
+            Socket::Direct(d) => d.is_open(),
+            Socket::Chained(a) => a.get_mut().is_open(),
+        }
+    }
+}
+
+impl Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Socket::Direct(d) => d.io(false, |mut s| s.read(buf)),
+            Socket::Chained(a) => a.read(buf),
+        }
+    }
+}
+
+impl Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Socket::Direct(d) => d.io(true, |mut s| s.write(buf)),
+            Socket::Chained(a) => a.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Socket::Direct(_) => Ok(()),
+            Socket::Chained(a) => a.flush(),
+        }
+    }
+}
+
+/// A TCP socket with ureq's deadline applied to every read and write.
+pub struct Direct {
+    /// Shared (weakly) with the agent's shutdown handle.
+    stream: Arc<TcpStream>,
+    /// ureq's budget for the current operation, and when it was given.
+    timeout: NextTimeout,
+    set_at: Instant,
+    /// The socket's receive and send timeouts as last set (`None`: none).
+    applied: [Option<Duration>; 2],
+}
+
+impl Direct {
+    fn new(stream: Arc<TcpStream>) -> Direct {
+        Direct { stream, timeout: NextTimeout::default(), set_at: Instant::now(), applied: [None, None] }
+    }
+
+    fn set_timeout(&mut self, timeout: NextTimeout) {
+        self.timeout = timeout;
+        self.set_at = Instant::now();
+    }
+
+    /// Runs one blocking read (or write) within what is left of ureq's budget; running out
+    /// becomes ureq's timeout error, as from its own TCP transport.
+    ///
+    /// The socket timeout is changed only when it is far from the budget left: more than an
+    /// eighth above it (a read could overrun the deadline by more than that) or below half of
+    /// it (reads would wake up for nothing). A read that times out before the deadline is
+    /// simply retried. Setting it exactly before every read, as ureq does, cost one system
+    /// call per read: a third of all the exporter's system calls at Scale A.
+    fn io(&mut self, write: bool, mut op: impl FnMut(&TcpStream) -> io::Result<usize>) -> io::Result<usize> {
+        let timeout = if write { self.timeout.for_write() } else { self.timeout.for_read() };
+        loop {
+            let left = match timeout.not_zero() {
+                None => None,
+                Some(budget) => match budget.checked_sub(self.set_at.elapsed()) {
+                    Some(left) if !timeout.after.is_zero() && !left.is_zero() => Some(left),
+                    _ => return Err(timed_out(timeout.reason)),
+                },
+            };
+            let applied = &mut self.applied[usize::from(write)];
+            let stale = match (left, *applied) {
+                (None, None) => false,
+                (Some(l), Some(a)) => a > l + l / 8 || a < l / 2,
+                _ => true,
+            };
+            if stale {
+                if write { self.stream.set_write_timeout(left) } else { self.stream.set_read_timeout(left) }?;
+                *applied = left;
+            }
+            match op(&self.stream) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Early (the socket timeout was shorter than the budget): try again.
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether an idle pooled connection can be reused: nothing arrived on it while idle
+    /// (end of stream, a reset or stray bytes all mean no). One non-blocking peek.
+    fn is_open(&mut self) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut one = 0u8;
+        // SAFETY: a valid socket descriptor and a one-byte buffer that outlives the call.
+        let n = unsafe {
+            libc::recv(self.stream.as_raw_fd(), (&raw mut one).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        };
+        n < 0 && matches!(io::Error::last_os_error().kind(), io::ErrorKind::WouldBlock)
+    }
+}
+
+/// An open connection as a ureq transport.
+pub struct Connection {
+    /// ureq's buffers (unused for [`Kind::Proxied`], whose transport has its own).
+    buffers: LazyBuffers,
+    kind: Kind,
+    /// Answers are read in turns of this gate (see `gate.rs`).
+    turns: Option<Arc<Gate>>,
+    /// A request went out and nothing of its answer has been read yet.
+    awaiting: bool,
+}
+
+/// What carries the bytes.
+// TLS, the large variant, is the common case, and ureq boxes the whole connection once
+// already; boxing the TLS state again would only add an allocation and a pointer hop per read.
+#[allow(clippy::large_enum_variant)]
+pub enum Kind {
+    /// TLS, on our own socket or through a proxy tunnel.
+    Tls(StreamOwned<ClientConnection, Socket>),
+    /// Plain HTTP on our own socket.
+    Plain(Direct),
+    /// Plain HTTP through a proxy: ureq's tunnel transport as it is.
+    Proxied(Box<dyn Transport>),
+}
+
+impl Connection {
+    fn new(buffers: LazyBuffers, kind: Kind, turns: Option<Arc<Gate>>) -> Connection {
+        Connection { buffers, kind, turns, awaiting: false }
+    }
+
+    /// Before the first read of an answer: waits until it is in the socket, then for a turn.
+    fn take_turn(&mut self) -> Result<(), ureq::Error> {
+        let Some(gate) = &self.turns else {
+            return Ok(());
+        };
+        let direct = match &mut self.kind {
+            Kind::Tls(stream) => match &mut stream.sock {
+                Socket::Direct(d) => {
+                    // rustls shrinks its record buffer (16 KB after an answer) back to 4 KB
+                    // at the start of a read when it holds nothing; a read that finds no data
+                    // yet does just that before we wait.
+                    let _ = stream.conn.read_tls(&mut NothingYet);
+                    d
+                }
+                Socket::Chained(_) => return Ok(()),
+            },
+            Kind::Plain(d) => d,
+            Kind::Proxied(_) => return Ok(()),
+        };
+        let mut one = [0u8; 1];
+        direct.io(false, |s| s.peek(&mut one))?;
+        gate.enter();
+        Ok(())
+    }
+}
+
+/// A reader with no data yet (`WouldBlock`, which rustls does not take for end of stream).
+struct NothingYet;
+
+impl Read for NothingYet {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Tls(stream) => match stream.sock {
+                Socket::Direct(_) => "tls",
+                Socket::Chained(_) => "tls through a proxy",
+            },
+            Kind::Plain(_) => "plain",
+            Kind::Proxied(_) => "plain through a proxy",
+        };
+        f.debug_tuple("Connection").field(&kind).finish()
+    }
+}
+
+impl Transport for Connection {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        match &mut self.kind {
+            Kind::Proxied(t) => t.buffers(),
+            _ => &mut self.buffers,
+        }
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        // A new request: whatever turn this thread held for the last answer is over.
+        if let Some(gate) = &self.turns {
+            gate.leave();
+        }
+        self.awaiting = true;
+        match &mut self.kind {
+            Kind::Tls(stream) => {
+                stream.sock.set_timeout(timeout);
+                stream.write_all(&self.buffers.output()[..amount])?;
+            }
+            Kind::Plain(socket) => {
+                socket.set_timeout(timeout);
+                let mut output = &self.buffers.output()[..amount];
+                while !output.is_empty() {
+                    match socket.io(true, |mut s| s.write(output))? {
+                        0 => return Err(ureq::Error::Io(io::ErrorKind::WriteZero.into())),
+                        n => output = &output[n..],
+                    }
+                }
+            }
+            Kind::Proxied(t) => t.transmit_output(amount, timeout)?,
+        }
+        Ok(())
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        match &mut self.kind {
+            Kind::Tls(stream) => stream.sock.set_timeout(timeout),
+            Kind::Plain(socket) => socket.set_timeout(timeout),
+            Kind::Proxied(t) => return t.await_input(timeout),
+        }
+        if std::mem::take(&mut self.awaiting) {
+            self.take_turn()?;
+        }
+        let input = self.buffers.input_append_buf();
+        let amount = match &mut self.kind {
+            Kind::Tls(stream) => stream.read(input)?,
+            Kind::Plain(socket) => socket.io(false, |mut s| s.read(input))?,
+            Kind::Proxied(_) => 0,
+        };
+        self.buffers.input_appended(amount);
+        Ok(amount > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        match &mut self.kind {
+            Kind::Tls(stream) => stream.sock.is_open(),
+            Kind::Plain(socket) => socket.is_open(),
+            Kind::Proxied(t) => t.is_open(),
+        }
+    }
+
+    fn is_tls(&self) -> bool {
+        matches!(self.kind, Kind::Tls(_))
+    }
+}
