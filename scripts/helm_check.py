@@ -579,9 +579,10 @@ def main():
           kinds("rules dashboards podIndexLabel"))
     _, _, c = pod_template(rendered["defaults"])
     check("FASTLY_API_TOKEN" not in env_names(c), "no token, no token env")
-    # values.yaml's formula: 2,500 services per pod x 2,880 series x 31 B x 1.05 = 223.5 MiB.
+    # values.yaml's formula: 2,500 services per pod x 2,880 series x 32 B x 1.05 = 230.7 MiB,
+    # and 2,500 x 0.4 millicores.
     _, _, c = pod_template(rendered["sizing"])
-    want = {"requests": {"cpu": "500m", "memory": "224Mi"}, "limits": {"memory": "448Mi"}}
+    want = {"requests": {"cpu": "1000m", "memory": "231Mi"}, "limits": {"memory": "462Mi"}}
     check(c["resources"] == want, f"sizing: {c['resources']} != {want}")
     _, _, c = pod_template(rendered["defaults"])
     check(c["resources"]["requests"]["memory"] == "32Mi", f"default sizing: {c['resources']}")
