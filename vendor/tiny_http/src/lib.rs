@@ -411,14 +411,7 @@ impl Server {
                     }
                     Ok(None) => continue,
                     Err(e) => {
-                        table.counters.accept_errors.fetch_add(1, Relaxed);
-                        if failures == 0 {
-                            log::error!("Error accepting new client: {}; retrying", e);
-                        }
-                        failures = failures.saturating_add(1);
-                        let delay = Duration::from_millis(5u64 << failures.min(8).saturating_sub(1))
-                            .min(Duration::from_secs(1));
-                        thread::sleep(delay);
+                        back_off(&mut failures, &table.counters, &e);
                         continue;
                     }
                 };
@@ -430,11 +423,16 @@ impl Server {
                 }
 
                 use util::RefinedTcpStream;
-                let (read_closable, write_closable) = match (&ssl, &options.wrap, sock) {
+                // (patch) Splitting a socket into its read and write halves takes a second
+                // descriptor, which may not be there (EMFILE): that is an accept error too.
+                let halves = match (&ssl, &options.wrap, sock) {
                     (None, Some(wrap), Connection::Tcp(tcp)) => {
                         let socket = match tcp.try_clone() {
                             Ok(s) => Connection::from(s),
-                            Err(_) => continue,
+                            Err(e) => {
+                                back_off(&mut failures, &table.counters, &e);
+                                continue;
+                            }
                         };
                         match wrap(tcp) {
                             Ok(stream) => RefinedTcpStream::new(
@@ -460,6 +458,13 @@ impl Server {
                     }
                     #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
                     (Some(ref _ssl), _, _) => unreachable!(),
+                };
+                let (read_closable, write_closable) = match halves {
+                    Ok(halves) => halves,
+                    Err(e) => {
+                        back_off(&mut failures, &table.counters, &e);
+                        continue;
+                    }
                 };
 
                 let client = ClientConnection::new(
@@ -603,4 +608,16 @@ impl Drop for Server {
             }
         }
     }
+}
+
+/// (patch) One failed attempt to take a new connection: count it, log the first of a run and
+/// sleep (5 ms doubling to 1 s, as Go's `net/http` does) so a lasting EMFILE does not spin.
+fn back_off(failures: &mut u32, counters: &util::conn_table::Counters, e: &IoError) {
+    counters.accept_errors.fetch_add(1, Relaxed);
+    if *failures == 0 {
+        log::error!("Error accepting new client: {}; retrying", e);
+    }
+    *failures = failures.saturating_add(1);
+    let delay = Duration::from_millis(5u64 << (*failures).min(8).saturating_sub(1)).min(Duration::from_secs(1));
+    thread::sleep(delay);
 }
