@@ -24,7 +24,7 @@ test:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) build --release --bins
-	$(CARGO) test
+	$(CARGO) test --no-fail-fast
 	TARGET=x86_64-unknown-linux-musl scripts/static-check.sh
 	TARGET=aarch64-unknown-linux-musl scripts/static-check.sh
 	scripts/helm-check.sh
