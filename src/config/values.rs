@@ -259,4 +259,14 @@ mod tests {
         assert_eq!(e, "unclosed group");
         assert!(!regex("a{99999}{99999}").unwrap_err().contains('\n'));
     }
+
+    /// The regex crate is built with only the Unicode tables RE2 has syntax for (Cargo.toml):
+    /// every such Go filter still compiles and matches as it does in Go.
+    #[test]
+    fn go_unicode_syntax_still_compiles() {
+        assert!(regex(r"^\p{Greek}+$").is_ok_and(|r| r.is_match("αβγ")));
+        assert!(regex(r"^\pL\p{Nd}$").is_ok_and(|r| r.is_match("é7")));
+        assert!(regex(r"(?i)^ÉTÉ$").is_ok_and(|r| r.is_match("été")));
+        assert!(regex(r"^\w+\s\d$").is_ok_and(|r| r.is_match("prod 1")));
+    }
 }
