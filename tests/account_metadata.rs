@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Exporter, FakeConfig, FakeFastly, FakeService, StreamMode, fixture};
+use support::{Exporter, FakeConfig, FakeFastly, FakeService, StreamMode, fixture, start_against};
 
 const SERVICE: &str = "qwertMz1ncwA0KC3TBloku";
 
@@ -33,10 +33,7 @@ fn fake() -> FakeFastly {
 }
 
 fn start(fake: &FakeFastly, extra: &[&str]) -> Exporter {
-    let url = fake.url();
-    let mut args = vec!["-token", "T", "-api-endpoint", &url, "-rt-endpoint", &url];
-    args.extend_from_slice(extra);
-    Exporter::start(&args)
+    start_against(fake, "T", extra)
 }
 
 #[test]

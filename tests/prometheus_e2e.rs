@@ -11,7 +11,7 @@ mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Exporter, FakeConfig, FakeFastly, FakeService, StreamMode, fixture};
+use support::{FakeConfig, FakeFastly, FakeService, StreamMode, fixture};
 
 fn have(tool: &str) -> bool {
     Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
@@ -29,7 +29,24 @@ fn require_tools() -> bool {
     false
 }
 
+/// A real Prometheus, killed on drop.
 struct Prometheus(Child);
+
+impl Prometheus {
+    /// Runs `dir/prometheus.yml` with its TSDB under `dir`; returns it and its API port.
+    fn start(dir: &std::path::Path) -> (Prometheus, u16) {
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts");
+        (Prometheus(child), port)
+    }
+}
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
@@ -86,8 +103,7 @@ fn prometheus_discovers_and_scrapes_every_service() {
         ..FakeConfig::default()
     })
     .unwrap();
-    let url = fake.url();
-    let exp = Exporter::start(&["-token", "T", "-api-endpoint", &url, "-rt-endpoint", &url]);
+    let exp = support::start_against(&fake, "T", &[]);
     exp.wait_for("all services", Duration::from_secs(20), |m| {
         m.find("fastly_rt_requests_total", &[("datacenter", "LGA")]).len() == SERVICES.len()
     });
@@ -117,16 +133,7 @@ scrape_configs:
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
     let out = Command::new("promtool").arg("check").arg("config").arg(dir.join("prometheus.yml")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
-    let port = free_port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus starts");
-    let _prom = Prometheus(child);
+    let (_prom, port) = Prometheus::start(&dir);
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let (ups, values) = loop {
@@ -173,8 +180,7 @@ fn promtool_check_metrics_passes_on_a_full_scrape() {
     for p in ["origin_inspector", "domain_inspector"] {
         fake.state().set_route(&format!("/entitled-products/{p}"), 200, br#"{"has_access":true}"#.to_vec());
     }
-    let url = fake.url();
-    let exp = Exporter::start(&["-token", "T", "-api-endpoint", &url, "-rt-endpoint", &url]);
+    let exp = support::start_against(&fake, "T", &[]);
     exp.wait_for("origin and domain data", Duration::from_secs(20), |m| {
         !m.with_prefix("fastly_origin_").is_empty() && !m.with_prefix("fastly_domain_").is_empty()
     });
@@ -248,17 +254,7 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
     .unwrap();
     let out = Command::new("promtool").arg("check").arg("web-config").arg(&web).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
-    let url = fake.url();
-    let exp = Exporter::start(&[
-        "-token",
-        "T",
-        "-api-endpoint",
-        &url,
-        "-rt-endpoint",
-        &url,
-        "-web-config-file",
-        web.to_str().unwrap(),
-    ]);
+    let exp = support::start_against(&fake, "T", &["-web-config-file", web.to_str().unwrap()]);
     let config = format!(
         r#"global:
   scrape_interval: 1s
@@ -283,16 +279,7 @@ scrape_configs:
         addr = exp.addr
     );
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-    let port = free_port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus starts");
-    let _prom = Prometheus(child);
+    let (_prom, port) = Prometheus::start(&dir);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         std::thread::sleep(Duration::from_secs(1));

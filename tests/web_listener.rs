@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use fake_fastly::GenSpec;
 use support::pki::Ca;
-use support::{Exporter, FakeFastly, FakeService, StreamMode, fake_with, temp_path};
+use support::{Exporter, FakeFastly, FakeService, StreamMode, fake_with, start_against, temp_path};
 
 const PASSWORD: &str = "scrape-pw-41f7";
 
@@ -53,9 +53,7 @@ fn fake() -> FakeFastly {
 }
 
 fn start(fake: &FakeFastly, web_config: &Path) -> Exporter {
-    let url = fake.url();
-    let wc = web_config.to_str().unwrap();
-    Exporter::start(&["-token", "T", "-api-endpoint", &url, "-rt-endpoint", &url, "-web-config-file", wc])
+    start_against(fake, "T", &["-web-config-file", web_config.to_str().unwrap()])
 }
 
 /// An HTTPS client trusting `ca_pem`, optionally presenting a client certificate.

@@ -10,20 +10,17 @@ fn value(t: &StreamTable, dc: &str, family: &str, series: usize) -> f64 {
     row.values[fam.series[series].slot]
 }
 
+/// Merges a real-time batch into `t` at time 1, as a poller would.
+fn merge_realtime(t: &mut StreamTable, b: &Batch) {
+    let def = catalog().stream(Stream::Realtime);
+    t.merge(&MergeContext { def, entity_label: None, names: &Interner::default(), now: 1 }, b, &mut Scratch::default());
+}
+
 fn load(mode: Mode) -> (StreamTable, Batch) {
     let mut b = Batch::default();
     parse_response(REALTIME, Stream::Realtime, mode, &mut b).unwrap();
     let mut t = StreamTable::default();
-    t.merge(
-        &MergeContext {
-            def: catalog().stream(Stream::Realtime),
-            entity_label: None,
-            names: &Interner::default(),
-            now: 1,
-        },
-        &b,
-        &mut Scratch::default(),
-    );
+    merge_realtime(&mut t, &b);
     (t, b)
 }
 
@@ -146,16 +143,7 @@ fn bad_values_are_skipped_one_by_one_and_the_rest_is_kept() {
     );
     // Merged: the good values count, the bad ones add nothing.
     let mut t = StreamTable::default();
-    t.merge(
-        &MergeContext {
-            def: catalog().stream(Stream::Realtime),
-            entity_label: None,
-            names: &Interner::default(),
-            now: 1,
-        },
-        &b,
-        &mut Scratch::default(),
-    );
+    merge_realtime(&mut t, &b);
     assert_eq!(value(&t, "X", "hits_total", 0), 3.0);
     assert_eq!(value(&t, "X", "requests_total", 0), 0.0);
     assert_eq!(value(&t, "Z", "requests_total", 0), 4.0);
