@@ -114,8 +114,26 @@ fn neutralise_number(body: &mut [u8], line: usize, column: usize) -> bool {
 }
 
 /// Implements `DeserializeSeed` + `Visitor` for a seed that walks one JSON container, so each
-/// seed below is only its walking code. `nullable` seeds accept `null` as an empty container.
+/// seed below is only its walking code. `nullable` seeds accept `null` as an empty container;
+/// `tolerant` seeds take any value and record anything but an object through `self.wrong`
+/// (see [`tolerate_other_values`]), so one bad record never fails the answer.
 macro_rules! container_seed {
+    (tolerant $seed:ident, $what:literal, fn visit_map($this:ident, $acc:ident) $body:block) => {
+        impl<'de> DeserializeSeed<'de> for $seed<'_> {
+            type Value = ();
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+        impl<'de> Visitor<'de> for $seed<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str($what)
+            }
+            tolerate_other_values!();
+            fn visit_map<A: MapAccess<'de>>($this, mut $acc: A) -> Result<(), A::Error> $body
+        }
+    };
     (nullable $seed:ident, $what:literal, $deser:ident, fn $visit:ident<$acc_t:ident>($this:ident, $acc:ident) $body:block) => {
         impl<'de> DeserializeSeed<'de> for $seed<'_> {
             type Value = ();
@@ -354,27 +372,13 @@ impl EntitiesSeed<'_> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for EntitiesSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
+container_seed!(tolerant EntitiesSeed, "a map of origins or domains", fn visit_map(self, map) {
+    while let Some(entity) = map.next_key_seed(NameSeed { batch: &mut *self.batch })? {
+        let batch = &mut *self.batch;
+        map.next_value_seed(FieldsSeed { ctx: self.ctx, batch, dc: self.dc.clone(), entity })?;
     }
-}
-
-impl<'de> Visitor<'de> for EntitiesSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a map of origins or domains")
-    }
-    tolerate_other_values!();
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(entity) = map.next_key_seed(NameSeed { batch: &mut *self.batch })? {
-            let batch = &mut *self.batch;
-            map.next_value_seed(FieldsSeed { ctx: self.ctx, batch, dc: self.dc.clone(), entity })?;
-        }
-        Ok(())
-    }
-}
+    Ok(())
+});
 
 /// One stats object: every key is looked up in the catalog and its value added to the record.
 struct FieldsSeed<'a> {
@@ -415,42 +419,28 @@ impl FieldsSeed<'_> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for FieldsSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for FieldsSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a stats object")
-    }
-    tolerate_other_values!();
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let def = self.ctx.def;
-        self.batch.begin_record(self.dc, self.entity);
-        while let Some(key) = map.next_key_seed(FieldKeySeed(def))? {
-            let Some(field) = key else {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            };
-            match def.field_kinds[field as usize] {
-                FieldKind::Number => {
-                    let integral = def.integral.get(field as usize).copied().unwrap_or(false);
-                    match map.next_value_seed(NumberSeed { integral })? {
-                        Ok(v) => self.batch.push(field, v),
-                        Err(problem) => self.batch.push_invalid(field, problem),
-                    }
+container_seed!(tolerant FieldsSeed, "a stats object", fn visit_map(self, map) {
+    let def = self.ctx.def;
+    self.batch.begin_record(self.dc, self.entity);
+    while let Some(key) = map.next_key_seed(FieldKeySeed(def))? {
+        let Some(field) = key else {
+            map.next_value::<IgnoredAny>()?;
+            continue;
+        };
+        match def.field_kinds[field as usize] {
+            FieldKind::Number => {
+                let integral = def.integral.get(field as usize).copied().unwrap_or(false);
+                match map.next_value_seed(NumberSeed { integral })? {
+                    Ok(v) => self.batch.push(field, v),
+                    Err(problem) => self.batch.push_invalid(field, problem),
                 }
-                FieldKind::Map => map.next_value_seed(CountsSeed { batch: &mut *self.batch, field })?,
             }
+            FieldKind::Map => map.next_value_seed(CountsSeed { batch: &mut *self.batch, field })?,
         }
-        self.batch.end_record();
-        Ok(())
     }
-}
+    self.batch.end_record();
+    Ok(())
+});
 
 /// The largest integer a float holds exactly; a count beyond it is not a real figure.
 const MAX_EXACT: f64 = 9_007_199_254_740_992.0;
@@ -531,27 +521,13 @@ impl CountsSeed<'_> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for CountsSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for CountsSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object of counts")
-    }
-    tolerate_other_values!();
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key_seed(IntKeySeed)? {
-            match (key, map.next_value_seed(NumberSeed { integral: true })?) {
-                (Some(k), Ok(c)) => self.batch.push_keyed(self.field, k, c),
-                (None, _) => {}
-                (Some(_), Err(problem)) => self.batch.skip(Some(self.field), problem),
-            }
+container_seed!(tolerant CountsSeed, "an object of counts", fn visit_map(self, map) {
+    while let Some(key) = map.next_key_seed(IntKeySeed)? {
+        match (key, map.next_value_seed(NumberSeed { integral: true })?) {
+            (Some(k), Ok(c)) => self.batch.push_keyed(self.field, k, c),
+            (None, _) => {}
+            (Some(_), Err(problem)) => self.batch.skip(Some(self.field), problem),
         }
-        Ok(())
     }
-}
+    Ok(())
+});
