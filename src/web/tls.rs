@@ -115,6 +115,13 @@ impl TlsVersion {
     }
 }
 
+/// A TLS 1.2 suite rustls implements, under the same name in Go and in rustls.
+macro_rules! rustls_suite {
+    ($name:ident) => {
+        (stringify!($name), Some(provider::cipher_suite::$name), false)
+    };
+}
+
 /// Every name Go's `tls.CipherSuites()` returns (what the toolkit accepts), with the rustls
 /// suite when rustls has it. TLS 1.3 names are accepted and, as in Go, have no effect: TLS 1.3
 /// suites are not configurable.
@@ -122,36 +129,12 @@ const GO_CIPHER_SUITES: &[(&str, Option<SupportedCipherSuite>, bool)] = &[
     ("TLS_AES_128_GCM_SHA256", None, true),
     ("TLS_AES_256_GCM_SHA384", None, true),
     ("TLS_CHACHA20_POLY1305_SHA256", None, true),
-    (
-        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
-        Some(provider::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
-        false,
-    ),
-    (
-        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
-        Some(provider::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384),
-        false,
-    ),
-    (
-        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-        Some(provider::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
-        false,
-    ),
-    (
-        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
-        Some(provider::cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384),
-        false,
-    ),
-    (
-        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
-        Some(provider::cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256),
-        false,
-    ),
-    (
-        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
-        Some(provider::cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256),
-        false,
-    ),
+    rustls_suite!(TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
+    rustls_suite!(TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384),
+    rustls_suite!(TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
+    rustls_suite!(TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384),
+    rustls_suite!(TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256),
+    rustls_suite!(TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256),
     ("TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", None, false),
     ("TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA", None, false),
     ("TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", None, false),
