@@ -352,4 +352,10 @@ fn accepts_again_after_emfile(nofile: u32) {
     assert_eq!(exp.get("/healthz").0, 200);
     let log = exp.output();
     assert!(!log.contains("panicked"), "a thread panicked at {nofile} descriptors:\n{log}");
+    // Logged once per run of failures. A run may legitimately end early when the exporter's
+    // own upstream connections free a descriptor, so allow a few; one line per failed
+    // accept() (176 at 65 descriptors, when a failed split ended the run) is log spam.
+    let logged = log.matches("Error accepting new client").count();
+    eprintln!("EMFILE at {nofile} descriptors: {logged} error lines for {errors} failures");
+    assert!(logged <= 5, "{logged} error lines for {errors} failed accept() calls at {nofile} descriptors:\n{log}");
 }

@@ -402,13 +402,7 @@ impl Server {
                     }
                 });
                 let (sock, guard) = match admitted {
-                    Ok(Some(admitted)) => {
-                        if failures > 0 {
-                            log::info!("accepting connections again after {} failed attempts", failures);
-                        }
-                        failures = 0;
-                        admitted
-                    }
+                    Ok(Some(admitted)) => admitted,
                     Ok(None) => continue,
                     Err(e) => {
                         back_off(&mut failures, &table.counters, &e);
@@ -460,7 +454,15 @@ impl Server {
                     (Some(ref _ssl), _, _) => unreachable!(),
                 };
                 let (read_closable, write_closable) = match halves {
-                    Ok(halves) => halves,
+                    // Only a connection that got both halves ends a run of failures: an
+                    // accept() that succeeds only to fail at the split must not log again.
+                    Ok(halves) => {
+                        if failures > 0 {
+                            log::info!("accepting connections again after {} failed attempts", failures);
+                        }
+                        failures = 0;
+                        halves
+                    }
                     Err(e) => {
                         back_off(&mut failures, &table.counters, &e);
                         continue;
