@@ -47,7 +47,9 @@ fn main() -> ExitCode {
         .with_module_level("ureq", log::LevelFilter::Warn)
         .with_module_level("ureq_proto", log::LevelFilter::Warn)
         .with_module_level("rustls", log::LevelFilter::Warn)
-        .with_module_level("tiny_http", log::LevelFilter::Warn);
+        // tiny_http's only info line is our patch's "accepting connections again", the other
+        // half of its accept-error line: both state changes show at the default level.
+        .with_module_level("tiny_http", log::LevelFilter::Info.min(level));
     if let Err(e) = logger.init() {
         eprintln!("fastly-exporter: cannot start logging: {e}");
     }
