@@ -107,6 +107,11 @@ fn metrics(
         .iter()
         .any(|h| h.field.equiv("Accept-Encoding") && h.value.as_str().split(',').any(|e| e.trim().starts_with("gzip")));
     let http10 = *req.http_version() == HTTPVersion(1, 0);
+    if http10 {
+        // The body ends at close (no chunked encoding in HTTP/1.0): close right after it, or
+        // a client that asked for keep-alive waits for the connection to time out.
+        req.close_after_response();
+    }
     // HEAD (load balancer and Kubernetes probes): the head only, nothing rendered.
     if *req.method() == Method::Head {
         let mut w = req.into_writer();

@@ -6,7 +6,7 @@ use std::io::{BufReader, BufWriter, ErrorKind, Read};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -206,6 +206,7 @@ impl ClientConnection {
             let headers = {
                 let mut headers = Vec::new();
                 let max_headers = self.limits.max_header_bytes.unwrap_or(usize::MAX);
+                let max_count = self.limits.max_headers.unwrap_or(usize::MAX);
                 loop {
                     budget.line_limit = max_headers.saturating_sub(budget.header_bytes);
                     let line = match self.read_next_line(&mut budget) {
@@ -221,6 +222,11 @@ impl ClientConnection {
                     if line.is_empty() {
                         break;
                     };
+                    // (patch) Each header costs two allocations and a slot besides its bytes:
+                    // thousands of tiny ones would hold far more memory than their bytes.
+                    if headers.len() >= max_count {
+                        return Err(ReadError::HeadersTooLarge(version));
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,
@@ -235,7 +241,9 @@ impl ClientConnection {
         };
 
         // building the writer for the request
-        let writer = crate::request::ResponseWriter::new(self.sink.next().unwrap(), self.conn.clone());
+        let close_after = Arc::new(AtomicBool::new(false));
+        let writer =
+            crate::request::ResponseWriter::new(self.sink.next().unwrap(), self.conn.clone(), close_after.clone());
 
         // follow-up for next potential request
         let mut data_source = self.source.next().unwrap();
@@ -260,7 +268,8 @@ impl ClientConnection {
                     ReadError::ExpectationFailed(version)
                 }
             }
-        })?;
+        })?
+        .with_connection(self.conn.clone(), close_after);
 
         // return the request
         Ok(request)
