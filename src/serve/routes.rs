@@ -29,7 +29,10 @@ pub(crate) fn handle(req: Request, state: &HttpState, server: &tiny_http::Server
                 let r = text(401, "unauthorized\n").with_header(header("WWW-Authenticate", WWW_AUTHENTICATE));
                 return done(path, req.respond(extra.add(r)));
             }
-            Decision::TooManyRequests => return done(path, req.respond(extra.add(text(429, "too many requests\n")))),
+            Decision::TooManyRequests => {
+                let r = text(429, "too many requests\n").with_header(header("Retry-After", "1"));
+                return done(path, req.respond(extra.add(r)));
+            }
         }
     }
     let result = match path {
@@ -162,6 +165,8 @@ fn http_figures(state: &HttpState, server: &tiny_http::Server) -> selfmetrics::H
         uri_too_long: s.uri_too_long,
         headers_too_large: s.headers_too_large,
         header_timeouts: s.header_timeouts,
+        dropped: s.dropped,
+        auth_failures: state.web.as_ref().map(|w| w.auth_failures()).unwrap_or_default(),
     }
 }
 
