@@ -239,3 +239,27 @@ fn a_body_that_ends_at_close_is_followed_by_the_close() {
     let statuses: Vec<&str> = text.match_indices("HTTP/1.1 ").map(|(i, _)| &text[i + 9..i + 12]).collect();
     assert_eq!(statuses, ["200", "200", "404"], "{text}");
 }
+
+/// A request body is read only when it is small (the exporter takes none). Upstream tiny_http
+/// discarded an unread body through a buffer as large as its `Content-Length`: one request
+/// with `Content-Length: 9000000000000` aborted the process. Now a body over 1 KiB gets 413,
+/// one of unknown length 411, and the connection is closed without reading it.
+#[test]
+fn a_huge_or_unknown_body_is_refused_unread_and_the_process_lives() {
+    let fake = generated(1, 2);
+    let exp = start(&fake, 1, false);
+    for (head, want) in [
+        ("POST /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 9000000000000\r\n\r\nxxxx", "HTTP/1.1 413"),
+        ("POST /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 1025\r\n\r\nxxxx", "HTTP/1.1 413"),
+        ("POST /metrics HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nxxxx\r\n", "HTTP/1.1 411"),
+        ("POST /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 4\r\n\r\nxxxx", "HTTP/1.1 405"),
+    ] {
+        let (got, closed) = until_closed(&exp.addr, head);
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with(want), "{head:?}: {text}");
+        assert!(closed.is_some(), "{head:?}: the connection stayed open");
+    }
+    assert_eq!(exp.get("/healthz").0, 200);
+    let (_, m) = timed_scrape(&exp);
+    assert_eq!(m.find("fastly_exporter_http_requests_refused_total", &[("reason", "body_too_large")]), vec![3.0]);
+}

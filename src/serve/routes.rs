@@ -165,6 +165,7 @@ fn http_figures(state: &HttpState, server: &tiny_http::Server) -> selfmetrics::H
         uri_too_long: s.uri_too_long,
         headers_too_large: s.headers_too_large,
         header_timeouts: s.header_timeouts,
+        body_too_large: s.body_too_large,
         dropped: s.dropped,
         auth_failures: state.web.as_ref().map(|w| w.auth_failures()).unwrap_or_default(),
     }

@@ -30,6 +30,8 @@ pub struct HttpFigures {
     pub headers_too_large: u64,
     /// Request heads not received in time (408).
     pub header_timeouts: u64,
+    /// Requests refused for their body (411, 413).
+    pub body_too_large: u64,
     /// Requests dropped because their client left before a worker took them.
     pub dropped: u64,
     /// Requests refused by basic auth.
@@ -96,6 +98,7 @@ pub fn render(out: &mut Vec<u8>, f: &Figures<'_>) {
             ExporterFamily::HttpAcceptErrors => lines.push((Vec::new(), f.http.accept_errors as f64)),
             ExporterFamily::HttpRequestsRefused => {
                 for (reason, n) in [
+                    ("body_too_large", f.http.body_too_large),
                     ("header_timeout", f.http.header_timeouts),
                     ("headers_too_large", f.http.headers_too_large),
                     ("request_line_too_long", f.http.uri_too_long),

@@ -84,6 +84,10 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// 64 KiB could be 13,000 tiny headers holding ~2 MB.
 pub const MAX_HEADERS: usize = 100;
 
+/// Largest request body accepted (413 beyond; 411 for a body of unknown length). No endpoint
+/// takes a body; up to 1 KiB is read with the head, within its timeout.
+pub const MAX_BODY: usize = 1024;
+
 /// Stack of tiny_http's connection threads: they only read request heads.
 const CONNECTION_STACK: usize = 128 * 1024;
 
@@ -116,6 +120,7 @@ pub fn start(listen: &str, store: Arc<Store>, selection: &Selection, opts: Serve
             max_request_line: Some(MAX_REQUEST_LINE),
             max_header_bytes: Some(MAX_HEADER_BYTES),
             max_headers: Some(MAX_HEADERS),
+            max_body: Some(MAX_BODY),
             header_timeout: Some(IO_TIMEOUT),
         },
         max_connections: opts.max_connections,

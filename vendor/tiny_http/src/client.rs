@@ -68,6 +68,8 @@ enum ReadError {
     HeadersTooLarge(HTTPVersion),
     /// (patch) the head did not arrive within `Limits::header_timeout` of its first byte
     HeadTimeout,
+    /// (patch) the body is larger than `Limits::max_body` (413), or of unknown length (411)
+    BodyRefused(u16, HTTPVersion),
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
@@ -240,6 +242,21 @@ impl ClientConnection {
             (method, path, version, headers)
         };
 
+        // (patch) A body the server will not take is refused before a byte of it is read.
+        if let Some(max) = self.limits.max_body {
+            let header = |name: &'static str| headers.iter().find(|h: &&crate::Header| h.field.equiv(name));
+            if header("Transfer-Encoding").is_some() {
+                return Err(ReadError::BodyRefused(411, version));
+            }
+            if let Some(h) = header("Content-Length") {
+                match h.value.as_str().trim().parse::<usize>() {
+                    Ok(n) if n > max => return Err(ReadError::BodyRefused(413, version)),
+                    Ok(_) => {}
+                    Err(_) => return Err(ReadError::WrongHeader(version)),
+                }
+            }
+        }
+
         // building the writer for the request
         let close_after = Arc::new(AtomicBool::new(false));
         let writer =
@@ -320,6 +337,12 @@ impl Iterator for ClientConnection {
                     self.counters.headers_too_large.fetch_add(1, Ordering::Relaxed);
                     self.refuse(431, ver);
                     return None; // (patch) the rest of the head is never read
+                }
+
+                Err(ReadError::BodyRefused(status, ver)) => {
+                    self.counters.body_too_large.fetch_add(1, Ordering::Relaxed);
+                    self.refuse(status, ver);
+                    return None; // (patch) the body is never read
                 }
 
                 Err(ReadError::HeadTimeout) => {

@@ -163,6 +163,11 @@ pub struct Limits {
     /// slot besides its bytes, so the byte limit alone lets thousands of tiny headers hold
     /// many times their size.
     pub max_headers: Option<usize>,
+    /// Largest request body accepted; a larger `Content-Length` gets `413 Payload Too Large`,
+    /// a body of unknown length (`Transfer-Encoding`) `411 Length Required`, a
+    /// `Content-Length` that is not a number `400`, and the connection is closed without
+    /// reading the body. Bodies of at most 1 KiB are read with the head (within its timeout).
+    pub max_body: Option<usize>,
     /// Time a client has to send a complete request head, counted from its first byte; also
     /// how long a connection may wait silently for its next request. A head that started but
     /// did not finish gets `408`; a silent connection is closed without an answer.
@@ -231,6 +236,8 @@ pub struct ServerStats {
     pub headers_too_large: u64,
     /// Request heads that did not arrive in time (408).
     pub header_timeouts: u64,
+    /// Requests refused for their body (411, 413).
+    pub body_too_large: u64,
     /// Requests dropped unanswered because their client had gone before they were handed
     /// out ([`ServerOptions::one_request_at_a_time`]).
     pub dropped: u64,
@@ -563,6 +570,7 @@ impl Server {
             uri_too_long: c.uri_too_long.load(Relaxed),
             headers_too_large: c.headers_too_large.load(Relaxed),
             header_timeouts: c.header_timeouts.load(Relaxed),
+            body_too_large: c.body_too_large.load(Relaxed),
             dropped: c.dropped.load(Relaxed),
         }
     }

@@ -23,6 +23,7 @@ pub(crate) struct Counters {
     pub uri_too_long: AtomicU64,
     pub headers_too_large: AtomicU64,
     pub header_timeouts: AtomicU64,
+    pub body_too_large: AtomicU64,
     /// (patch) Requests dropped unanswered because their client had gone.
     pub dropped: AtomicU64,
     /// When a dropped request was last logged at the warning level.
