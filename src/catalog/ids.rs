@@ -100,8 +100,12 @@ family_ids! {
         HttpConnectionsRejected = "fastly_exporter_http_connections_rejected_total",
         /// Failed `accept()` calls.
         HttpAcceptErrors = "fastly_exporter_http_accept_errors_total",
-        /// Requests refused before they were read (408, 414, 431).
+        /// Requests refused before they were read (408, 411, 413, 414, 431).
         HttpRequestsRefused = "fastly_exporter_http_requests_refused_total",
+        /// Requests dropped because their client left before a worker took them.
+        HttpRequestsDropped = "fastly_exporter_http_requests_dropped_total",
+        /// Requests refused by basic auth.
+        HttpAuthFailures = "fastly_exporter_http_auth_failures_total",
         /// Invalid values skipped in real-time answers.
         InvalidFields = "fastly_exporter_invalid_fields_total",
         /// Distinct datacenter, origin and domain names held.

@@ -29,7 +29,10 @@ pub(crate) fn handle(req: Request, state: &HttpState, server: &tiny_http::Server
                 let r = text(401, "unauthorized\n").with_header(header("WWW-Authenticate", WWW_AUTHENTICATE));
                 return done(path, req.respond(extra.add(r)));
             }
-            Decision::TooManyRequests => return done(path, req.respond(extra.add(text(429, "too many requests\n")))),
+            Decision::TooManyRequests => {
+                let r = text(429, "too many requests\n").with_header(header("Retry-After", "1"));
+                return done(path, req.respond(extra.add(r)));
+            }
         }
     }
     let result = match path {
@@ -107,6 +110,11 @@ fn metrics(
         .iter()
         .any(|h| h.field.equiv("Accept-Encoding") && h.value.as_str().split(',').any(|e| e.trim().starts_with("gzip")));
     let http10 = *req.http_version() == HTTPVersion(1, 0);
+    if http10 {
+        // The body ends at close (no chunked encoding in HTTP/1.0): close right after it, or
+        // a client that asked for keep-alive waits for the connection to time out.
+        req.close_after_response();
+    }
     // HEAD (load balancer and Kubernetes probes): the head only, nothing rendered.
     if *req.method() == Method::Head {
         let mut w = req.into_writer();
@@ -157,6 +165,9 @@ fn http_figures(state: &HttpState, server: &tiny_http::Server) -> selfmetrics::H
         uri_too_long: s.uri_too_long,
         headers_too_large: s.headers_too_large,
         header_timeouts: s.header_timeouts,
+        body_too_large: s.body_too_large,
+        dropped: s.dropped,
+        auth_failures: state.web.as_ref().map(|w| w.auth_failures()).unwrap_or_default(),
     }
 }
 

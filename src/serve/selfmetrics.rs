@@ -7,6 +7,7 @@
 use crate::catalog::{ExporterFamily, Scope, Stream, catalog};
 use crate::store::Counters;
 use crate::util::exposition::{escape_help, push_label, write_f64};
+use crate::web::AuthFailureCounts;
 
 /// What the HTTP server reports about itself.
 #[derive(Clone, Debug, Default)]
@@ -29,6 +30,12 @@ pub struct HttpFigures {
     pub headers_too_large: u64,
     /// Request heads not received in time (408).
     pub header_timeouts: u64,
+    /// Requests refused for their body (411, 413).
+    pub body_too_large: u64,
+    /// Requests dropped because their client left before a worker took them.
+    pub dropped: u64,
+    /// Requests refused by basic auth.
+    pub auth_failures: AuthFailureCounts,
 }
 
 /// Everything the self metrics show, gathered at the start of a scrape.
@@ -91,10 +98,19 @@ pub fn render(out: &mut Vec<u8>, f: &Figures<'_>) {
             ExporterFamily::HttpAcceptErrors => lines.push((Vec::new(), f.http.accept_errors as f64)),
             ExporterFamily::HttpRequestsRefused => {
                 for (reason, n) in [
+                    ("body_too_large", f.http.body_too_large),
                     ("header_timeout", f.http.header_timeouts),
                     ("headers_too_large", f.http.headers_too_large),
                     ("request_line_too_long", f.http.uri_too_long),
                 ] {
+                    lines.push((vec![("reason", reason.to_string())], n as f64));
+                }
+            }
+            ExporterFamily::HttpRequestsDropped => lines.push((Vec::new(), f.http.dropped as f64)),
+            ExporterFamily::HttpAuthFailures => {
+                let a = f.http.auth_failures;
+                for (reason, n) in [("too_many_checks", a.too_many_checks), ("wrong_credentials", a.wrong_credentials)]
+                {
                     lines.push((vec![("reason", reason.to_string())], n as f64));
                 }
             }

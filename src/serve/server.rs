@@ -79,6 +79,15 @@ pub const MAX_REQUEST_LINE: usize = 8 * 1024;
 /// Largest header section accepted (431 beyond).
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
+/// Most header lines accepted (431 beyond), as Apache's `LimitRequestFields`. Prometheus sends
+/// half a dozen; each header costs two allocations besides its bytes, so without a count the
+/// 64 KiB could be 13,000 tiny headers holding ~2 MB.
+pub const MAX_HEADERS: usize = 100;
+
+/// Largest request body accepted (413 beyond; 411 for a body of unknown length). No endpoint
+/// takes a body; up to 1 KiB is read with the head, within its timeout.
+pub const MAX_BODY: usize = 1024;
+
 /// Stack of tiny_http's connection threads: they only read request heads.
 const CONNECTION_STACK: usize = 128 * 1024;
 
@@ -110,11 +119,16 @@ pub fn start(listen: &str, store: Arc<Store>, selection: &Selection, opts: Serve
         limits: tiny_http::Limits {
             max_request_line: Some(MAX_REQUEST_LINE),
             max_header_bytes: Some(MAX_HEADER_BYTES),
+            max_headers: Some(MAX_HEADERS),
+            max_body: Some(MAX_BODY),
             header_timeout: Some(IO_TIMEOUT),
         },
         max_connections: opts.max_connections,
         write_timeout: Some(IO_TIMEOUT),
         thread_stack_size: Some(CONNECTION_STACK),
+        // A connection holds at most one request (read, queued or being answered), so what
+        // requests hold is bounded by the connection cap; a client that left is not rendered.
+        one_request_at_a_time: true,
         wrap: opts.web.as_ref().filter(|w| w.tls().is_some()).map(|w| tls_wrapper(w.clone())),
     };
     let server = tiny_http::Server::from_listener_with(listener, None, options)

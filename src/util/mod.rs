@@ -3,9 +3,12 @@
 
 pub mod duration;
 pub mod exposition;
+#[cfg(debug_assertions)]
+pub mod faults;
 pub mod filter;
 mod number;
 pub mod panics;
 pub mod rlimit;
+pub mod slots;
 pub mod statelog;
 pub mod url;

@@ -52,6 +52,17 @@ pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
     })
 }
 
+/// Goes on with a panic that [`catch`] caught on another thread (a helper thread the caller
+/// waited for), so the catcher up this thread's stack sees where it really happened.
+pub fn resume(caught: Caught) -> ! {
+    if !CATCHING.with(Cell::get) {
+        panic!("{} (at {})", caught.message, caught.location);
+    }
+    let message = caught.message.clone();
+    LAST.with(|l| *l.borrow_mut() = Some(caught));
+    std::panic::resume_unwind(Box::new(message))
+}
+
 fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
@@ -98,5 +109,13 @@ mod tests {
         assert_eq!(c.message, "boom 7");
         assert!(c.location.starts_with("src/util/panics.rs:"), "{}", c.location);
         assert_eq!(catch(|| 5).unwrap(), 5);
+    }
+
+    #[test]
+    fn a_panic_resumed_from_another_thread_keeps_its_location() {
+        install_hook();
+        let on_thread = std::thread::spawn(|| catch(|| panic!("far away")).unwrap_err()).join().unwrap();
+        let here = catch(|| resume(on_thread.clone())).unwrap_err();
+        assert_eq!(here, on_thread);
     }
 }

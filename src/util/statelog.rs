@@ -73,6 +73,32 @@ impl StateLog {
     }
 }
 
+/// Events that come in floods (wrong passwords, clients that leave): the first is logged,
+/// then at most one line an hour, so an attack costs a line, not a line per request.
+#[derive(Debug, Default)]
+pub struct Throttled {
+    /// When the last line was written (unix seconds; `None`: never).
+    last: std::sync::Mutex<Option<u64>>,
+}
+
+impl Throttled {
+    /// Whether an event now should be logged.
+    pub fn due(&self) -> bool {
+        self.due_at(now())
+    }
+
+    fn due_at(&self, now: u64) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        match *last {
+            Some(t) if now < t + REMIND_EVERY_SECS => false,
+            _ => {
+                *last = Some(now);
+                true
+            }
+        }
+    }
+}
+
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -100,5 +126,14 @@ mod tests {
         s.ok("svc");
         assert!(s.current.is_none());
         assert_eq!(clock(3661), "01:01:01");
+    }
+
+    #[test]
+    fn throttled_logs_the_first_event_then_hourly() {
+        let t = Throttled::default();
+        assert!(t.due_at(1000));
+        assert!(!t.due_at(1001));
+        assert!(!t.due_at(1000 + REMIND_EVERY_SECS - 1));
+        assert!(t.due_at(1000 + REMIND_EVERY_SECS));
     }
 }

@@ -9,8 +9,16 @@
 //!
 //! Timing: an unknown user still costs a full bcrypt (against a dummy hash of the highest
 //! configured cost), so response time does not reveal which users exist; cached digests are
-//! compared in constant time. bcrypt runs one at a time (a mutex, as in the toolkit), so a
-//! flood of wrong passwords uses one core, not all of them.
+//! compared in constant time.
+//!
+//! Floods: bcrypt runs one at a time (as in the toolkit, whose mutex does the same), so a
+//! flood of wrong passwords uses one core, not all of them. Unlike the toolkit, the queue for
+//! it is short ([`CHECKS_WAITING`]): a request whose credentials are not cached and that
+//! finds it full is answered at once ([`AuthResult::Busy`], 429) instead of parking an HTTP
+//! worker, so a flood holds at most [`CHECKS_AT_ONCE`] + [`CHECKS_WAITING`] workers and the
+//! others keep answering scrapers, whose credentials are cached and never wait for bcrypt.
+//! The cost: a valid credential not verified yet may be answered 429 during a flood; it is
+//! accepted (and cached) with the first try after it.
 //!
 //! Passwords and hashes are never logged: hashes live in [`Secret`]s and decoded passwords in
 //! zeroized buffers.
@@ -18,7 +26,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine as _;
 use ring::hmac;
@@ -26,6 +35,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::config::Secret;
+use crate::util::slots::Slots;
 
 /// The `WWW-Authenticate` value sent with every 401.
 pub const WWW_AUTHENTICATE: &str = "Basic realm=\"fastly-exporter\"";
@@ -34,6 +44,15 @@ pub const WWW_AUTHENTICATE: &str = "Basic realm=\"fastly-exporter\"";
 /// that kind goes. Each entry is ~50 bytes, so the cache stays under 100 KB however many
 /// credentials are tried.
 pub const CACHE_CAPACITY: usize = 1024;
+
+/// bcrypt checks that run at once (CPU-bound: one keeps a flood on one core).
+pub const CHECKS_AT_ONCE: usize = 1;
+
+/// Checks that may wait for their turn; a request beyond them is answered 429 at once.
+pub const CHECKS_WAITING: usize = 3;
+
+/// Longest wait for a turn to check (three cost-12 checks take about a second).
+pub const CHECK_WAIT: Duration = Duration::from_secs(2);
 
 /// A valid bcrypt hash (of "fakepassword", from the toolkit) whose cost digits are replaced by
 /// the highest configured cost, so unknown users cost as much as the slowest real one.
@@ -63,6 +82,8 @@ pub enum AuthResult {
     Missing,
     /// Credentials given but wrong (unknown user or wrong password).
     Denied { user: String },
+    /// Credentials not cached, and too many checks in progress to check them now.
+    Busy,
 }
 
 impl AuthResult {
@@ -78,6 +99,7 @@ impl fmt::Debug for AuthResult {
             AuthResult::Allowed { user } => write!(f, "Allowed({user:?})"),
             AuthResult::Missing => f.write_str("Missing"),
             AuthResult::Denied { user } => write!(f, "Denied({user:?})"),
+            AuthResult::Busy => f.write_str("Busy"),
         }
     }
 }
@@ -183,8 +205,8 @@ pub struct BasicAuth {
     dummy: String,
     key: hmac::Key,
     cache: Mutex<Cache>,
-    /// Serialises bcrypt runs (CPU-bound; see the module docs).
-    bcrypt: Mutex<()>,
+    /// Turns to run bcrypt, and the short queue for them (see the module docs).
+    checks: Arc<Slots>,
 }
 
 impl fmt::Debug for BasicAuth {
@@ -208,7 +230,7 @@ impl BasicAuth {
             dummy: format!("$2y${cost:02}{DUMMY_HASH_TAIL}"),
             key,
             cache: Mutex::new(Cache::default()),
-            bcrypt: Mutex::new(()),
+            checks: Arc::new(Slots::with_queue(CHECKS_AT_ONCE, CHECKS_WAITING)),
         }
     }
 
@@ -231,7 +253,9 @@ impl BasicAuth {
         let ok = match self.cached(&digest) {
             Some(ok) => ok,
             None => {
-                let _one_at_a_time = self.bcrypt.lock().unwrap_or_else(|p| p.into_inner());
+                let Ok(_turn) = self.checks.enter(Some(CHECK_WAIT)) else {
+                    return AuthResult::Busy;
+                };
                 // Another worker may have verified the same credentials while we waited.
                 match self.cached(&digest) {
                     Some(ok) => ok,
@@ -343,6 +367,33 @@ mod tests {
         // Unknown users are refused, even with the dummy hash's own password.
         assert!(!auth.check(Some(&header("mallory", "secret"))));
         assert!(!auth.check(Some(&header("mallory", "fakepassword"))));
+    }
+
+    #[test]
+    fn a_flood_of_unchecked_credentials_is_refused_at_once_and_cached_ones_pass() {
+        let auth = Arc::new(BasicAuth::new(&users(&[("alice", "secret")], 4)));
+        assert!(auth.check(Some(&header("alice", "secret"))), "cached from now on");
+        // Every turn taken, every place in the queue filled by checks of wrong passwords.
+        let turn = auth.checks.enter(None).unwrap();
+        let waiting: Vec<_> = (0..CHECKS_WAITING)
+            .map(|i| {
+                let auth = auth.clone();
+                std::thread::spawn(move || auth.authenticate(Some(&header("alice", &format!("wrong{i}")))))
+            })
+            .collect();
+        while auth.checks.waiting() < CHECKS_WAITING {
+            std::thread::yield_now();
+        }
+        assert_eq!(auth.authenticate(Some(&header("mallory", "x"))), AuthResult::Busy);
+        assert_eq!(auth.authenticate(Some(&header("alice", "other"))), AuthResult::Busy);
+        assert!(auth.check(Some(&header("alice", "secret"))), "a cached credential never waits for a turn");
+        drop(turn);
+        for w in waiting {
+            assert_eq!(w.join().unwrap(), AuthResult::Denied { user: "alice".into() });
+        }
+        // Once the flood is over, credentials are checked again.
+        assert_eq!(auth.authenticate(Some(&header("alice", "other"))), AuthResult::Denied { user: "alice".into() });
+        assert_eq!(auth.checks.held(), 0);
     }
 
     fn digest(i: usize) -> [u8; 32] {

@@ -27,8 +27,11 @@ mod yaml;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+
+use crate::util::statelog::Throttled;
 
 pub use auth::{AuthResult, BasicAuth, WWW_AUTHENTICATE};
 pub use config::{RateLimit, WebConfig};
@@ -83,7 +86,8 @@ pub enum Decision {
     Allow { user: Option<String> },
     /// 401 with `WWW-Authenticate: ` [`WWW_AUTHENTICATE`].
     Unauthorized,
-    /// 429 (the `rate_limit` is exhausted).
+    /// 429 (the `rate_limit` is exhausted, or too many password checks are in progress to
+    /// check this request's credentials now).
     TooManyRequests,
 }
 
@@ -148,6 +152,43 @@ pub struct WebSecurity {
     tls: Option<TlsReloader>,
     /// The web config file's `stat` at the last load attempt.
     seen: Mutex<tls::Stamp>,
+    /// Failed authentication attempts, kept across reloads.
+    failures: AuthFailures,
+}
+
+/// Requests refused by basic auth, for the exporter's own metrics; one log line an hour at
+/// most, whatever the flood.
+#[derive(Debug, Default)]
+struct AuthFailures {
+    /// Wrong credentials (unknown user or wrong password): 401.
+    wrong: AtomicU64,
+    /// Credentials not checked because too many checks were in progress: 429.
+    busy: AtomicU64,
+    log: Throttled,
+}
+
+/// Requests refused by basic auth since the start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuthFailureCounts {
+    /// Wrong credentials (401).
+    pub wrong_credentials: u64,
+    /// Not checked: too many password checks in progress (429).
+    pub too_many_checks: u64,
+}
+
+impl AuthFailures {
+    fn count(&self, counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        if self.log.due() {
+            log::warn!(
+                "web: basic auth: refusing requests: {} with wrong credentials (401), {} not checked because too many \
+                 password checks were in progress (429); counted in fastly_exporter_http_auth_failures_total, \
+                 logged at most once an hour",
+                self.wrong.load(Ordering::Relaxed),
+                self.busy.load(Ordering::Relaxed)
+            );
+        }
+    }
 }
 
 impl WebSecurity {
@@ -162,6 +203,7 @@ impl WebSecurity {
             policy: RwLock::new(Arc::new(Policy::new(config, None))),
             tls,
             seen: Mutex::new(tls::stamp(&config.path)),
+            failures: AuthFailures::default(),
         })
     }
 
@@ -195,8 +237,24 @@ impl WebSecurity {
             None => Decision::Allow { user: None },
             Some(auth) => match auth.authenticate(authorization) {
                 AuthResult::Allowed { user } => Decision::Allow { user: Some(user) },
-                AuthResult::Missing | AuthResult::Denied { .. } => Decision::Unauthorized,
+                AuthResult::Missing => Decision::Unauthorized,
+                AuthResult::Denied { .. } => {
+                    self.failures.count(&self.failures.wrong);
+                    Decision::Unauthorized
+                }
+                AuthResult::Busy => {
+                    self.failures.count(&self.failures.busy);
+                    Decision::TooManyRequests
+                }
             },
+        }
+    }
+
+    /// Requests refused by basic auth since the start (reloads included).
+    pub fn auth_failures(&self) -> AuthFailureCounts {
+        AuthFailureCounts {
+            wrong_credentials: self.failures.wrong.load(Ordering::Relaxed),
+            too_many_checks: self.failures.busy.load(Ordering::Relaxed),
         }
     }
 

@@ -18,6 +18,39 @@ pub use fake_fastly::{FakeConfig, FakeFastly, FakeService, StreamMode};
 /// Path of the binary under test, built by cargo for integration tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_fastly-exporter");
 
+/// `target/release/fastly-exporter`, which `make test` builds before `cargo test`, when it is
+/// newer than every source it is built from; otherwise (a plain `cargo test` after an edit)
+/// the debug binary [`BIN`], with a note on stderr, so a stale release binary is never what
+/// a test measures.
+pub fn release_bin() -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let release = std::path::Path::new(BIN).parent().and_then(|debug| debug.parent()).map(|t| t.join("release"));
+    let release = release.map(|d| d.join("fastly-exporter")).filter(|p| p.exists());
+    let built = release.as_ref().and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    let mut newest = std::time::UNIX_EPOCH;
+    for source in ["src", "vendor/tiny_http/src", "Cargo.toml", "Cargo.lock", "build.rs"] {
+        newest_mtime(&root.join(source), &mut newest);
+    }
+    match (release, built) {
+        (Some(p), Some(t)) if t >= newest => p.display().to_string(),
+        _ => {
+            eprintln!("note: no up-to-date release binary (make test builds one); running the debug binary");
+            BIN.to_string()
+        }
+    }
+}
+
+fn newest_mtime(path: &std::path::Path, newest: &mut std::time::SystemTime) {
+    let Ok(meta) = std::fs::metadata(path) else { return };
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+            newest_mtime(&entry.path(), newest);
+        }
+    } else if let Ok(t) = meta.modified() {
+        *newest = (*newest).max(t);
+    }
+}
+
 /// A fixture file from `tests/fixtures/`.
 pub fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -81,15 +114,25 @@ impl Exporter {
     /// Like [`Exporter::start_env`], with the open-file limit (soft and hard) set to `nofile`
     /// when given, as `ulimit -n` would.
     pub fn start_limited(args: &[&str], env: &[(&str, &str)], nofile: Option<u32>) -> Exporter {
+        Exporter::start_bin(BIN, args, env, nofile)
+    }
+
+    /// Like [`Exporter::start_env`], running the release binary (see [`release_bin`]): floods
+    /// and memory are measured on what ships.
+    pub fn start_release(args: &[&str], env: &[(&str, &str)]) -> Exporter {
+        Exporter::start_bin(&release_bin(), args, env, None)
+    }
+
+    fn start_bin(bin: &str, args: &[&str], env: &[(&str, &str)], nofile: Option<u32>) -> Exporter {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         if !args.contains(&"-listen") {
             all.extend(["-listen".to_string(), "127.0.0.1:0".to_string()]);
         }
         let mut cmd = match nofile {
-            None => Command::new(BIN),
+            None => Command::new(bin),
             Some(n) => {
                 let mut c = Command::new("sh");
-                c.arg("-c").arg(format!("ulimit -n {n} && exec \"$0\" \"$@\"")).arg(BIN);
+                c.arg("-c").arg(format!("ulimit -n {n} && exec \"$0\" \"$@\"")).arg(bin);
                 c
             }
         };

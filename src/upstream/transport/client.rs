@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::store::{Counters, Endpoint};
 
 use super::connect::HttpConnector;
-use super::gate::Gate;
+use super::gate::{Gate, Turns};
 use super::resolver::{CachingResolver, SharedResolver};
 use super::tls::Untrusted;
 
@@ -214,15 +214,15 @@ pub struct Pending {
     /// Status and headers.
     pub reply: Reply,
     resp: ureq::http::Response<ureq::Body>,
-    /// The turn this thread took to read the answer, given back when the body has been read
-    /// (or abandoned).
-    turns: Option<Arc<Gate>>,
+    /// The turn the client took to read the answer, given back when the body has been read
+    /// (or abandoned, or a panic unwinds through this).
+    turns: Option<Arc<Turns>>,
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        if let Some(gate) = &self.turns {
-            gate.leave();
+        if let Some(turns) = &self.turns {
+            turns.release();
         }
     }
 }
@@ -233,6 +233,12 @@ impl Pending {
     /// measured, not an error message we recognise.
     #[inline(never)]
     pub fn read_into(mut self, max_body: u64, body: &mut Vec<u8>) -> Result<Reply, ApiError> {
+        // Debug builds: a panic while the turn is held, on purpose, so tests can show it
+        // comes back.
+        #[cfg(debug_assertions)]
+        if self.turns.is_some() {
+            crate::util::faults::hit("read_turn");
+        }
         body.clear();
         let mut reader = self.resp.body_mut().as_reader().take(max_body.saturating_add(1));
         match reader.read_to_end(body) {
@@ -253,8 +259,8 @@ pub struct Client {
     token: String,
     /// When set, requests are refused until this instant (api.fastly.com rate limiting).
     paused_until: Option<std::sync::Mutex<Option<Instant>>>,
-    /// Answers are read in turns of this gate.
-    turns: Option<Arc<Gate>>,
+    /// Answers are read in turns: this client's handle on the shared gate.
+    turns: Option<Arc<Turns>>,
 }
 
 impl fmt::Debug for Client {
@@ -270,6 +276,7 @@ impl Client {
     /// With `turns`, answers are read in turns of that gate (the real-time clients; see
     /// `gate.rs`).
     pub fn new(net: &Net, base: &str, token: &str, timeout: Duration, idle: usize, turns: Option<Arc<Gate>>) -> Client {
+        let turns = turns.map(|gate| Arc::new(Turns::new(gate)));
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             // A redirect would carry the token to wherever it points: never follow one.
@@ -352,8 +359,8 @@ impl Client {
         let resp = match self.agent.get(&full).header("Fastly-Key", &self.token).call() {
             Ok(r) => r,
             Err(e) => {
-                if let Some(gate) = &self.turns {
-                    gate.leave();
+                if let Some(turns) = &self.turns {
+                    turns.release();
                 }
                 metrics.count_request(endpoint, None);
                 let e = classify(e);

@@ -29,7 +29,7 @@ use ureq::unversioned::transport::{
     Transport, TransportAdapter,
 };
 
-use super::gate::Gate;
+use super::gate::{Gate, Turns};
 use super::tls::Untrusted;
 
 /// Stack of the thread that opens a connection: certificate path building and signature
@@ -47,18 +47,19 @@ const HANDSHAKE_STACK: usize = 128 * 1024;
 pub struct HttpConnector {
     tls: Arc<ClientConfig>,
     handshakes: Arc<Gate>,
-    turns: Option<Arc<Gate>>,
+    turns: Option<Arc<Turns>>,
 }
 
 impl HttpConnector {
     /// A connector whose TLS connections trust what `tls` trusts and handshake in turns of
     /// `handshakes`, and whose direct connections read each answer in a turn of `turns`, if
-    /// given.
-    pub fn new(tls: Arc<ClientConfig>, handshakes: Arc<Gate>, turns: Option<Arc<Gate>>) -> HttpConnector {
+    /// given (the client's own handle on the shared gate).
+    pub fn new(tls: Arc<ClientConfig>, handshakes: Arc<Gate>, turns: Option<Arc<Turns>>) -> HttpConnector {
         HttpConnector { tls, handshakes, turns }
     }
 
     fn open(&self, details: &ConnectionDetails) -> Result<Connection, ureq::Error> {
+        let started = Instant::now();
         let buffers = || LazyBuffers::new(details.config.input_buffer_size(), details.config.output_buffer_size());
         // ureq's CONNECT step decides whether a proxy applies (HTTPS_PROXY, NO_PROXY...) and
         // opens the tunnel, reaching the proxy itself through this connector.
@@ -72,7 +73,7 @@ impl HttpConnector {
                 return Ok(Connection::new(buffers(), Kind::Proxied(tunnel), None));
             }
             let sock = Socket::Chained(TransportAdapter::new(tunnel, details.current_time.clone()));
-            let stream = self.handshake(details, sock)?;
+            let stream = self.handshake(details, sock, started)?;
             return Ok(Connection::new(buffers(), Kind::Tls(stream), None));
         }
         let stream = Arc::new(tcp_connect(details)?);
@@ -82,30 +83,38 @@ impl HttpConnector {
         if !details.needs_tls() {
             return Ok(Connection::new(buffers(), Kind::Plain(direct), turns));
         }
-        let stream = self.handshake(details, Socket::Direct(direct))?;
+        let stream = self.handshake(details, Socket::Direct(direct), started)?;
         Ok(Connection::new(buffers(), Kind::Tls(stream), turns))
     }
 
+    /// The TLS handshake, in one of the process's handshake slots. Waiting for a slot comes
+    /// out of the connection's own budget (what `started` left of it): a connection that gets
+    /// none in time fails with a timeout, like any other transport error, and is retried.
     fn handshake(
         &self,
         details: &ConnectionDetails,
         mut sock: Socket,
+        started: Instant,
     ) -> Result<StreamOwned<ClientConnection, Socket>, ureq::Error> {
         let authority = details.uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
         let host = details.uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
         let name = ServerName::try_from(host.to_string()).map_err(|_| ureq::Error::Tls("invalid server name"))?;
         sock.set_timeout(details.timeout);
-        // On the short-lived thread of `off_stack`, so the turn is this thread's alone.
-        self.handshakes.enter();
-        let done =
-            ClientConnection::new(self.tls.clone(), name).map_err(ureq::Error::Rustls).and_then(|mut conn| match conn
-                .complete_io(&mut sock)
-            {
+        let left = details.timeout.not_zero().map(|budget| budget.saturating_sub(started.elapsed()));
+        let _slot = self.handshakes.enter(left).map_err(|_| ureq::Error::Timeout(details.timeout.reason))?;
+        // Debug builds: a panic inside the slot, on purpose (real-time connections only: their
+        // pollers catch it), so tests can show the slot comes back.
+        #[cfg(debug_assertions)]
+        if self.turns.is_some() {
+            crate::util::faults::hit("handshake");
+        }
+        let conn = ClientConnection::new(self.tls.clone(), name).map_err(ureq::Error::Rustls).and_then(
+            |mut conn| match conn.complete_io(&mut sock) {
                 Ok(_) => Ok(conn),
                 Err(e) => Err(handshake_error(e, authority)),
-            });
-        self.handshakes.leave();
-        Ok(StreamOwned { conn: done?, sock })
+            },
+        )?;
+        Ok(StreamOwned { conn, sock })
     }
 }
 
@@ -129,12 +138,14 @@ fn off_stack<T: Send>(work: impl FnOnce() -> T + Send) -> T {
         let worker = thread::Builder::new()
             .name("tls-handshake".into())
             .stack_size(HANDSHAKE_STACK)
-            .spawn_scoped(scope, move || job.take().map(|w| w()));
+            .spawn_scoped(scope, move || crate::util::panics::catch(|| job.take().map(|w| w())));
         worker.ok().map(|handle| handle.join())
     });
     match on_thread {
-        Some(Ok(Some(done))) => done,
-        // A panic in `work` goes on in the caller, where the poller's handler catches it.
+        Some(Ok(Ok(Some(done)))) => done,
+        // A panic in `work` goes on in the caller, where the poller's handler catches it and
+        // logs where it happened.
+        Some(Ok(Err(caught))) => crate::util::panics::resume(caught),
         Some(Err(panic)) => std::panic::resume_unwind(panic),
         // No thread: `work` was not taken.
         _ => match work.take() {
@@ -329,8 +340,8 @@ pub struct Connection {
     /// ureq's buffers (unused for [`Kind::Proxied`], whose transport has its own).
     buffers: LazyBuffers,
     kind: Kind,
-    /// Answers are read in turns of this gate (see `gate.rs`).
-    turns: Option<Arc<Gate>>,
+    /// Answers are read in turns (see `gate.rs`): the client's handle.
+    turns: Option<Arc<Turns>>,
     /// A request went out and nothing of its answer has been read yet.
     awaiting: bool,
 }
@@ -349,13 +360,14 @@ pub enum Kind {
 }
 
 impl Connection {
-    fn new(buffers: LazyBuffers, kind: Kind, turns: Option<Arc<Gate>>) -> Connection {
+    fn new(buffers: LazyBuffers, kind: Kind, turns: Option<Arc<Turns>>) -> Connection {
         Connection { buffers, kind, turns, awaiting: false }
     }
 
-    /// Before the first read of an answer: waits until it is in the socket, then for a turn.
+    /// Before the first read of an answer: waits until it is in the socket, then for a turn,
+    /// within what is left of the request's timeout (past it: ureq's timeout error).
     fn take_turn(&mut self) -> Result<(), ureq::Error> {
-        let Some(gate) = &self.turns else {
+        let Some(turns) = &self.turns else {
             return Ok(());
         };
         let direct = match &mut self.kind {
@@ -374,8 +386,20 @@ impl Connection {
         };
         let mut one = [0u8; 1];
         direct.io(false, |s| s.peek(&mut one))?;
-        gate.enter();
-        Ok(())
+        let timeout = direct.timeout.for_read();
+        let left = timeout.not_zero().map(|budget| budget.saturating_sub(direct.set_at.elapsed()));
+        turns.take(left).map_err(|_| ureq::Error::Timeout(timeout.reason))
+    }
+}
+
+impl Drop for Connection {
+    /// A connection dropped while its client holds a turn (ureq drops it on an error, or a
+    /// panic unwinds through it) gives the turn back. A client uses one connection at a time,
+    /// so the turn it holds is this connection's.
+    fn drop(&mut self) {
+        if let Some(turns) = &self.turns {
+            turns.release();
+        }
     }
 }
 
@@ -411,9 +435,9 @@ impl Transport for Connection {
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
-        // A new request: whatever turn this thread held for the last answer is over.
-        if let Some(gate) = &self.turns {
-            gate.leave();
+        // A new request: whatever turn this client held for the last answer is over.
+        if let Some(turns) = &self.turns {
+            turns.release();
         }
         self.awaiting = true;
         match &mut self.kind {

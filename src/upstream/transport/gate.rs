@@ -9,93 +9,92 @@
 //! So a gated connection waits, before the first read of an answer, until the answer is in
 //! the socket (a `MSG_PEEK`, which holds nothing), and then for one of a fixed number of
 //! turns. Bytes that are not our turn yet wait in the kernel's socket buffer, which is not
-//! ours. The turn is the calling thread's until its client has read the answer's body
-//! ([`Gate::leave`]), or until the thread's next request.
+//! ours. The turn is its client's until the answer's body has been read
+//! ([`Turns::release`]), or until the client's next request.
+//!
+//! A turn is a [`Slot`] value, never a thread's name on a list: it is given back when the
+//! client gives it back, when the connection holding it is dropped (ureq drops it on an
+//! error, and a panic unwinds through it), or when the client itself is dropped (a stopped
+//! poller). Waiting for a turn is bounded by the request's own timeout.
 
-use std::sync::{Condvar, Mutex};
-use std::thread::{self, ThreadId};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// A fixed number of turns, each held by one thread.
+use crate::util::slots::{Refused, Slot, Slots};
+
+/// A fixed number of turns shared by the process: answers read at once, TLS handshakes at
+/// once.
+pub type Gate = Slots;
+
+/// The read turn of one client (one poller: it sends one request at a time over one
+/// connection), shared by the client and its connection.
 #[derive(Debug)]
-pub struct Gate {
-    turns: usize,
-    holders: Mutex<Vec<ThreadId>>,
-    freed: Condvar,
+pub struct Turns {
+    gate: Arc<Gate>,
+    held: Mutex<Option<Slot>>,
 }
 
-impl Gate {
-    /// A gate letting `turns` threads (at least one) read answers at once.
-    pub fn new(turns: usize) -> Gate {
-        Gate { turns: turns.max(1), holders: Mutex::new(Vec::new()), freed: Condvar::new() }
+impl Turns {
+    /// A client's handle on `gate`; it holds no turn yet.
+    pub fn new(gate: Arc<Gate>) -> Turns {
+        Turns { gate, held: Mutex::new(None) }
     }
 
-    /// Waits for a turn for the calling thread; returns at once if it holds one already.
-    pub fn enter(&self) {
-        let me = thread::current().id();
-        let mut holders = self.holders.lock().unwrap_or_else(|p| p.into_inner());
-        if holders.contains(&me) {
-            return;
+    /// Takes a turn unless this client holds one already, waiting at most `wait` for it.
+    pub fn take(&self, wait: Option<Duration>) -> Result<(), Refused> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if held.is_none() {
+            *held = Some(self.gate.enter(wait)?);
         }
-        while holders.len() >= self.turns {
-            holders = self.freed.wait(holders).unwrap_or_else(|p| p.into_inner());
-        }
-        holders.push(me);
+        Ok(())
     }
 
-    /// Gives back the calling thread's turn, if it holds one.
-    pub fn leave(&self) {
-        let me = thread::current().id();
-        let mut holders = self.holders.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(i) = holders.iter().position(|t| *t == me) {
-            holders.swap_remove(i);
-            self.freed.notify_one();
-        }
-    }
-
-    /// How many threads hold a turn now.
-    #[cfg(test)]
-    fn held(&self) -> usize {
-        self.holders.lock().unwrap_or_else(|p| p.into_inner()).len()
+    /// Gives the turn back, if this client holds one.
+    pub fn release(&self) {
+        let slot = self.held.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(slot);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
-    fn a_thread_enters_once_and_the_gate_never_holds_more_than_its_turns() {
-        let gate = Arc::new(Gate::new(3));
-        gate.enter();
-        gate.enter();
-        assert_eq!(gate.held(), 1, "entering twice takes one turn");
-        gate.leave();
-        gate.leave();
+    fn a_client_takes_one_turn_and_gives_it_back_however_it_ends() {
+        let gate = Arc::new(Gate::new(2));
+        let a = Arc::new(Turns::new(gate.clone()));
+        a.take(None).unwrap();
+        a.take(None).unwrap();
+        assert_eq!(gate.held(), 1, "taking twice takes one turn");
+        a.release();
+        a.release();
         assert_eq!(gate.held(), 0);
 
-        let inside = Arc::new(AtomicUsize::new(0));
-        let most = Arc::new(AtomicUsize::new(0));
-        let threads: Vec<_> = (0..16)
-            .map(|_| {
-                let (gate, inside, most) = (gate.clone(), inside.clone(), most.clone());
-                thread::spawn(move || {
-                    for _ in 0..200 {
-                        gate.enter();
-                        let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
-                        most.fetch_max(now, Ordering::SeqCst);
-                        thread::yield_now();
-                        inside.fetch_sub(1, Ordering::SeqCst);
-                        gate.leave();
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        assert!(most.load(Ordering::SeqCst) <= 3, "{} threads inside", most.load(Ordering::SeqCst));
+        // A client dropped while holding its turn (a stopped poller) gives it back.
+        let b = Turns::new(gate.clone());
+        b.take(None).unwrap();
+        drop(b);
         assert_eq!(gate.held(), 0);
+
+        // A thread that panics while its client holds the turn: the client (and its turn)
+        // is dropped with the thread's stack.
+        let g = gate.clone();
+        let r = std::thread::spawn(move || {
+            let c = Turns::new(g);
+            c.take(None).unwrap();
+            panic!("while reading an answer");
+        })
+        .join();
+        assert!(r.is_err());
+        assert_eq!(gate.held(), 0);
+
+        // With every turn taken, a client waits no longer than it was told to.
+        let (c, d, e) = (Turns::new(gate.clone()), Turns::new(gate.clone()), Turns::new(gate.clone()));
+        c.take(None).unwrap();
+        d.take(None).unwrap();
+        assert_eq!(e.take(Some(Duration::from_millis(20))), Err(Refused::TimedOut));
+        c.release();
+        e.take(Some(Duration::ZERO)).unwrap();
     }
 }

@@ -11,6 +11,8 @@
 //!   their own request's timeout, and the lookup itself is bounded by its request's timeout;
 //! - a failure is remembered for [`FAILURE_TTL`], so every caller in that window fails at once
 //!   instead of each waiting for its own lookup;
+//! - the "lookup in flight" mark is a guard value ([`Resolving`]): a lookup that panics or
+//!   returns early clears it, so its host is never left waiting for a lookup nobody runs;
 //! - addresses that stop resolving are still used, for up to [`STALE_FOR`], so an outage of
 //!   the resolver does not take down connections to a host that has not moved.
 
@@ -167,9 +169,15 @@ impl Resolver for CachingResolver {
         }
         st.resolving = true;
         drop(st);
+        let resolving = Resolving(&entry);
+        // Debug builds: a panic while the mark is set, on purpose (on poller threads, which
+        // catch it), so tests can show the mark is cleared.
+        #[cfg(debug_assertions)]
+        if std::thread::current().name().is_some_and(|n| n.starts_with("poll-")) {
+            crate::util::faults::hit("resolve");
+        }
         let result = self.lookup(uri, config, timeout);
         let mut st = lock(&entry);
-        st.resolving = false;
         let now = Instant::now();
         let out = match result {
             Ok(addrs) => {
@@ -183,8 +191,20 @@ impl Resolver for CachingResolver {
             }
         };
         drop(st);
-        entry.done.notify_all();
+        drop(resolving);
         out
+    }
+}
+
+/// The mark of a lookup in flight for one host: while it is set, other callers for that host
+/// wait (within their own timeouts) for its result. Cleared, and the waiters woken, when this
+/// is dropped, however the lookup ended.
+struct Resolving<'a>(&'a Entry);
+
+impl Drop for Resolving<'_> {
+    fn drop(&mut self) {
+        lock(self.0).resolving = false;
+        self.0.done.notify_all();
     }
 }
 

@@ -6,7 +6,7 @@ use std::io::{BufReader, BufWriter, ErrorKind, Read};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,6 +68,8 @@ enum ReadError {
     HeadersTooLarge(HTTPVersion),
     /// (patch) the head did not arrive within `Limits::header_timeout` of its first byte
     HeadTimeout,
+    /// (patch) the body is larger than `Limits::max_body` (413), or of unknown length (411)
+    BodyRefused(u16, HTTPVersion),
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
@@ -206,6 +208,7 @@ impl ClientConnection {
             let headers = {
                 let mut headers = Vec::new();
                 let max_headers = self.limits.max_header_bytes.unwrap_or(usize::MAX);
+                let max_count = self.limits.max_headers.unwrap_or(usize::MAX);
                 loop {
                     budget.line_limit = max_headers.saturating_sub(budget.header_bytes);
                     let line = match self.read_next_line(&mut budget) {
@@ -221,6 +224,11 @@ impl ClientConnection {
                     if line.is_empty() {
                         break;
                     };
+                    // (patch) Each header costs two allocations and a slot besides its bytes:
+                    // thousands of tiny ones would hold far more memory than their bytes.
+                    if headers.len() >= max_count {
+                        return Err(ReadError::HeadersTooLarge(version));
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,
@@ -234,8 +242,25 @@ impl ClientConnection {
             (method, path, version, headers)
         };
 
+        // (patch) A body the server will not take is refused before a byte of it is read.
+        if let Some(max) = self.limits.max_body {
+            let header = |name: &'static str| headers.iter().find(|h: &&crate::Header| h.field.equiv(name));
+            if header("Transfer-Encoding").is_some() {
+                return Err(ReadError::BodyRefused(411, version));
+            }
+            if let Some(h) = header("Content-Length") {
+                match h.value.as_str().trim().parse::<usize>() {
+                    Ok(n) if n > max => return Err(ReadError::BodyRefused(413, version)),
+                    Ok(_) => {}
+                    Err(_) => return Err(ReadError::WrongHeader(version)),
+                }
+            }
+        }
+
         // building the writer for the request
-        let writer = crate::request::ResponseWriter::new(self.sink.next().unwrap(), self.conn.clone());
+        let close_after = Arc::new(AtomicBool::new(false));
+        let writer =
+            crate::request::ResponseWriter::new(self.sink.next().unwrap(), self.conn.clone(), close_after.clone());
 
         // follow-up for next potential request
         let mut data_source = self.source.next().unwrap();
@@ -260,7 +285,8 @@ impl ClientConnection {
                     ReadError::ExpectationFailed(version)
                 }
             }
-        })?;
+        })?
+        .with_connection(self.conn.clone(), close_after);
 
         // return the request
         Ok(request)
@@ -311,6 +337,12 @@ impl Iterator for ClientConnection {
                     self.counters.headers_too_large.fetch_add(1, Ordering::Relaxed);
                     self.refuse(431, ver);
                     return None; // (patch) the rest of the head is never read
+                }
+
+                Err(ReadError::BodyRefused(status, ver)) => {
+                    self.counters.body_too_large.fetch_add(1, Ordering::Relaxed);
+                    self.refuse(status, ver);
+                    return None; // (patch) the body is never read
                 }
 
                 Err(ReadError::HeadTimeout) => {

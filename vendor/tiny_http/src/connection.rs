@@ -113,6 +113,32 @@ impl Connection {
         }
     }
 
+    /// (patch) Whether the peer has gone, as far as can be told without reading: a pending
+    /// socket error (it reset the connection), or the end of its stream with nothing left to
+    /// read (it closed the connection, or at least its sending side). Call only while no other
+    /// thread reads or writes the socket: the socket is briefly non-blocking.
+    pub(crate) fn peer_gone(&self) -> bool {
+        match self {
+            Self::Tcp(s) => {
+                if !matches!(s.take_error(), Ok(None)) {
+                    return true;
+                }
+                if s.set_nonblocking(true).is_err() {
+                    return false;
+                }
+                let mut one = [0u8; 1];
+                let gone = match s.peek(&mut one) {
+                    Ok(n) => n == 0,
+                    Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted),
+                };
+                let _ = s.set_nonblocking(false);
+                gone
+            }
+            #[cfg(unix)]
+            Self::Unix(s) => !matches!(s.take_error(), Ok(None)),
+        }
+    }
+
     pub(crate) fn try_clone(&self) -> std::io::Result<Self> {
         match self {
             Self::Tcp(s) => s.try_clone().map(Self::from),

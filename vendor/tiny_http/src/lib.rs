@@ -104,7 +104,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use client::ClientConnection;
 use connection::Connection;
@@ -144,6 +144,9 @@ pub struct Server {
 
     // (patch) open connections and the counters behind `stats()`
     connections: Arc<ConnTable>,
+
+    // (patch) whether requests whose client has gone are dropped in `recv`
+    drop_gone: bool,
 }
 
 /// (patch) Limits on what one client may make the server hold. `None` means unlimited, as
@@ -156,6 +159,15 @@ pub struct Limits {
     /// Largest header section accepted (all header lines with their CRLFs); larger ones get
     /// `431 Request Header Fields Too Large` and the connection is closed.
     pub max_header_bytes: Option<usize>,
+    /// Most header lines accepted; more get `431` too. Each header costs two allocations and a
+    /// slot besides its bytes, so the byte limit alone lets thousands of tiny headers hold
+    /// many times their size.
+    pub max_headers: Option<usize>,
+    /// Largest request body accepted; a larger `Content-Length` gets `413 Payload Too Large`,
+    /// a body of unknown length (`Transfer-Encoding`) `411 Length Required`, a
+    /// `Content-Length` that is not a number `400`, and the connection is closed without
+    /// reading the body. Bodies of at most 1 KiB are read with the head (within its timeout).
+    pub max_body: Option<usize>,
     /// Time a client has to send a complete request head, counted from its first byte; also
     /// how long a connection may wait silently for its next request. A head that started but
     /// did not finish gets `408`; a silent connection is closed without an answer.
@@ -175,6 +187,13 @@ pub struct ServerOptions {
     pub write_timeout: Option<Duration>,
     /// Stack size of connection threads (they parse request heads only).
     pub thread_stack_size: Option<usize>,
+    /// Read plain connections the way TLS ones are read: the next request head only once the
+    /// response to the current one is complete. A connection then has at most one request
+    /// read, queued or being answered, and a client that pipelines requests without reading
+    /// the answers holds one request, not an unbounded queue of them. Requests whose client
+    /// has gone (reset or closed its connection) while they waited for [`Server::recv`] are
+    /// dropped there unanswered, and counted ([`ServerStats::dropped`]).
+    pub one_request_at_a_time: bool,
     /// Wraps each accepted TCP socket in an application-provided stream (TLS done by the
     /// application, with its own configuration and reloading). Called on the accept thread:
     /// it must not do I/O (a TLS handshake happens lazily, on the connection's thread). An
@@ -192,6 +211,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("max_connections", &self.max_connections)
             .field("write_timeout", &self.write_timeout)
             .field("thread_stack_size", &self.thread_stack_size)
+            .field("one_request_at_a_time", &self.one_request_at_a_time)
             .field("wrap", &self.wrap.is_some())
             .finish()
     }
@@ -216,6 +236,11 @@ pub struct ServerStats {
     pub headers_too_large: u64,
     /// Request heads that did not arrive in time (408).
     pub header_timeouts: u64,
+    /// Requests refused for their body (411, 413).
+    pub body_too_large: u64,
+    /// Requests dropped unanswered because their client had gone before they were handed
+    /// out ([`ServerOptions::one_request_at_a_time`]).
+    pub dropped: u64,
 }
 
 enum Message {
@@ -332,6 +357,7 @@ impl Server {
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         let connections = ConnTable::new(options.max_connections);
+        let drop_gone = options.one_request_at_a_time;
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
 
@@ -478,10 +504,12 @@ impl Server {
                 );
                 let messages = inside_messages.clone();
                 let mut client = Some((client, guard));
+                let serial = options.one_request_at_a_time;
                 tasks_pool.spawn(Box::new(move || {
                     if let Some((client, _guard)) = client.take() {
                         // Synchronization is needed for HTTPS requests to avoid a deadlock
-                        if client.secure() {
+                        // (patch) and bounds what a plain connection holds when asked for.
+                        if client.secure() || serial {
                             let (sender, receiver) = mpsc::channel();
                             for rq in client {
                                 messages.push(rq.with_notify_sender(sender.clone()).into());
@@ -506,6 +534,7 @@ impl Server {
             close: close_trigger,
             listening_addr: local_addr,
             connections,
+            drop_gone,
         })
     }
 
@@ -541,34 +570,76 @@ impl Server {
             uri_too_long: c.uri_too_long.load(Relaxed),
             headers_too_large: c.headers_too_large.load(Relaxed),
             header_timeouts: c.header_timeouts.load(Relaxed),
+            body_too_large: c.body_too_large.load(Relaxed),
+            dropped: c.dropped.load(Relaxed),
         }
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.
     pub fn recv(&self) -> IoResult<Request> {
-        match self.messages.pop() {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(rq),
-            None => Err(IoError::new(IoErrorKind::Other, "thread unblocked")),
+        loop {
+            match self.messages.pop() {
+                Some(Message::Error(err)) => return Err(err),
+                Some(Message::NewRequest(rq)) => match self.hand_out(rq) {
+                    Some(rq) => return Ok(rq),
+                    None => continue,
+                },
+                None => return Err(IoError::new(IoErrorKind::Other, "thread unblocked")),
+            }
         }
     }
 
     /// Same as `recv()` but doesn't block longer than timeout
     pub fn recv_timeout(&self, timeout: Duration) -> IoResult<Option<Request>> {
-        match self.messages.pop_timeout(timeout) {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(Some(rq)),
-            None => Ok(None),
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.messages.pop_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Some(Message::Error(err)) => return Err(err),
+                Some(Message::NewRequest(rq)) => match self.hand_out(rq) {
+                    Some(rq) => return Ok(Some(rq)),
+                    None => continue,
+                },
+                None => return Ok(None),
+            }
         }
     }
 
     /// Same as `recv()` but doesn't block.
     pub fn try_recv(&self) -> IoResult<Option<Request>> {
-        match self.messages.try_pop() {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(Some(rq)),
-            None => Ok(None),
+        loop {
+            match self.messages.try_pop() {
+                Some(Message::Error(err)) => return Err(err),
+                Some(Message::NewRequest(rq)) => match self.hand_out(rq) {
+                    Some(rq) => return Ok(Some(rq)),
+                    None => continue,
+                },
+                None => return Ok(None),
+            }
         }
+    }
+
+    /// (patch) A request about to be handed out, or `None` when it was dropped because its
+    /// client has gone: rendering an answer nobody reads only delays the requests behind it.
+    /// With one request at a time per connection, nothing else uses the connection now.
+    fn hand_out(&self, rq: Request) -> Option<Request> {
+        if !self.drop_gone || !rq.client_gone() {
+            return Some(rq);
+        }
+        let c = &self.connections.counters;
+        c.dropped.fetch_add(1, Relaxed);
+        let mut logged = c.dropped_logged.lock().unwrap_or_else(|p| p.into_inner());
+        if logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+            log::warn!(
+                "dropped a request whose client went away before it was answered (later ones are counted, \
+                 and logged at debug level for an hour)"
+            );
+            *logged = Some(Instant::now());
+        } else {
+            log::debug!("dropped a request whose client went away before it was answered");
+        }
+        drop(logged);
+        rq.abandon();
+        None
     }
 
     /// Unblock thread stuck in recv() or incoming_requests().

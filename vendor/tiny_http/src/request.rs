@@ -5,6 +5,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
@@ -76,6 +77,10 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // (patch) the connection the request came on, and whether its response is the last one
+    conn: Option<Arc<ConnEntry>>,
+    close_after: Option<Arc<AtomicBool>>,
 }
 
 struct NotifyOnDrop<R> {
@@ -102,34 +107,49 @@ impl<R> Drop for NotifyOnDrop<R> {
     }
 }
 
-/// Error that can happen when building a `Request` object.
 /// (patch) The writer of one response. It tells the connection table when the response is
-/// over (the connection may then be evicted as idle under the connection cap), and when it is
-/// dropped while its thread panics it closes the connection: the response is incomplete, and
-/// without a close the client would wait for the rest of a body that never comes.
+/// over (the connection may then be evicted as idle under the connection cap). It closes the
+/// connection when the response cannot be complete: a write failed (a client that stopped
+/// reading, or left), or the writer is dropped while its thread panics; without a close the
+/// client would wait for the rest of a body that never comes, or read the next response from
+/// the middle of this one. It also closes the connection after a response whose body ends
+/// at close ([`Request::close_after_response`]).
 pub(crate) struct ResponseWriter<W: Write> {
     inner: W,
     conn: Option<Arc<ConnEntry>>,
+    close_after: Arc<AtomicBool>,
 }
 
 impl<W: Write> ResponseWriter<W> {
-    pub(crate) fn new(inner: W, conn: Option<Arc<ConnEntry>>) -> ResponseWriter<W> {
+    pub(crate) fn new(inner: W, conn: Option<Arc<ConnEntry>>, close_after: Arc<AtomicBool>) -> ResponseWriter<W> {
         if let Some(c) = &conn {
             c.begin_request();
         }
-        ResponseWriter { inner, conn }
+        ResponseWriter { inner, conn, close_after }
+    }
+
+    fn check<T>(&self, result: io::Result<T>) -> io::Result<T> {
+        if let (Err(e), Some(c)) = (&result, &self.conn) {
+            if e.kind() != ErrorKind::Interrupted {
+                c.close();
+            }
+        }
+        result
     }
 }
 
 impl<W: Write> Write for ResponseWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
+        let r = self.inner.write(buf);
+        self.check(r)
     }
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.inner.write_all(buf)
+        let r = self.inner.write_all(buf);
+        self.check(r)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        let r = self.inner.flush();
+        self.check(r)
     }
 }
 
@@ -138,11 +158,18 @@ impl<W: Write> Drop for ResponseWriter<W> {
         if let Some(c) = &self.conn {
             if std::thread::panicking() {
                 c.close();
+            } else if self.close_after.load(Ordering::SeqCst) {
+                // The body ends at close: send what is buffered, then end the connection
+                // instead of waiting for a next request that the client will not send.
+                let _ = self.inner.flush();
+                c.close();
             }
             c.end_request();
         }
     }
 }
+
+/// Error that can happen when building a `Request` object.
 
 #[derive(Debug)]
 pub enum RequestCreationError {
@@ -281,6 +308,8 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        conn: None,
+        close_after: None,
     })
 }
 
@@ -515,6 +544,43 @@ impl Request {
     pub(crate) fn with_notify_sender(mut self, sender: Sender<()>) -> Self {
         self.notify_when_responded = Some(sender);
         self
+    }
+
+    /// (patch) The connection this request came on, and the flag its response writer reads
+    /// when it is dropped (see [`Request::close_after_response`]).
+    pub(crate) fn with_connection(mut self, conn: Option<Arc<ConnEntry>>, close_after: Arc<AtomicBool>) -> Self {
+        self.conn = conn;
+        self.close_after = Some(close_after);
+        self
+    }
+
+    /// (patch) Closes the connection once the response to this request is complete, instead
+    /// of waiting for the client's next request: for a response written through
+    /// [`Request::into_writer`] whose body ends when the connection closes (HTTP/1.0 without
+    /// a `Content-Length`, or a head that says `Connection: close`). Without it the client
+    /// waits for the end of the body until the connection times out.
+    pub fn close_after_response(&self) {
+        if let Some(flag) = &self.close_after {
+            flag.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// (patch) Whether the server closed this request's connection, or its client reset or
+    /// closed it. Only while nothing else uses the connection (one request at a time).
+    pub(crate) fn client_gone(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.client_gone())
+    }
+
+    /// (patch) Drops a request without answering it (its client has gone): nothing is
+    /// written, the connection is closed, and the connection's thread is told it is done.
+    pub(crate) fn abandon(mut self) {
+        if let Some(c) = &self.conn {
+            c.close();
+        }
+        drop(self.response_writer.take());
+        if let Some(sender) = self.notify_when_responded.take() {
+            let _ = sender.send(());
+        }
     }
 }
 

@@ -23,6 +23,11 @@ pub(crate) struct Counters {
     pub uri_too_long: AtomicU64,
     pub headers_too_large: AtomicU64,
     pub header_timeouts: AtomicU64,
+    pub body_too_large: AtomicU64,
+    /// (patch) Requests dropped unanswered because their client had gone.
+    pub dropped: AtomicU64,
+    /// When a dropped request was last logged at the warning level.
+    pub dropped_logged: Mutex<Option<Instant>>,
 }
 
 /// One open connection.
@@ -58,6 +63,12 @@ impl ConnEntry {
     pub(crate) fn close(&self) {
         self.closing.store(true, Ordering::SeqCst);
         let _ = self.socket.shutdown(Shutdown::Both);
+    }
+
+    /// Whether the server closed this connection, or its client has gone (see
+    /// [`Connection::peer_gone`]; only while no other thread uses the socket).
+    pub(crate) fn client_gone(&self) -> bool {
+        self.closing.load(Ordering::SeqCst) || self.socket.peer_gone()
     }
 
     /// Sets the socket's receive timeout (used for the request-head deadline).

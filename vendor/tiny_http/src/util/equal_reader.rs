@@ -65,11 +65,15 @@ where
 {
     fn drop(&mut self) {
         let mut remaining_to_read = self.size;
+        // (patch) Upstream discarded the rest through a buffer as large as the rest: a
+        // client's `Content-Length: 9000000000000` made that one allocation, whose failure
+        // aborts the process. A small buffer, reused.
+        let mut buf = [0u8; 1024];
 
         while remaining_to_read > 0 {
-            let mut buf = vec![0; remaining_to_read];
+            let buf = &mut buf[..remaining_to_read.min(1024)];
 
-            match self.reader.read(&mut buf) {
+            match self.reader.read(buf) {
                 Err(e) => {
                     self.last_read_signal.send(Err(e)).ok();
                     break;
