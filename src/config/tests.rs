@@ -292,7 +292,7 @@ fn example_config_file_loads() {
                 let name = rest.split_whitespace().next().unwrap_or("");
                 // The ordinal needs a pod name; the web config example names a file that does
                 // not exist here.
-                if args::lookup(name).is_some() && name != "service-shard-ordinal" && name != "web-config-file" {
+                if flags::lookup(name).is_some() && name != "service-shard-ordinal" && name != "web-config-file" {
                     return rest.to_string();
                 }
                 l.to_string()
