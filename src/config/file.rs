@@ -11,7 +11,7 @@ use super::flags::{CONFIG_FILE, Kind, lookup};
 /// file's contents beyond a flag name, since the file usually holds the token.
 pub(crate) fn read(path: &Path) -> Result<Layer, ConfigError> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(format!("cannot read config file {}: {e}", path.display())))?;
+        .map_err(|e| ConfigError::caused(format!("cannot read config file {}: {e}", path.display()), e))?;
     parse(&text, &path.display().to_string())
 }
 

@@ -491,7 +491,7 @@ registry! {
                 return Ok(());
             }
             let web = crate::web::WebConfig::load(Path::new(&path))
-                .map_err(|e| ConfigError::new(format!("-{} {path}: {e}", v.used().name)))?;
+                .map_err(|e| ConfigError::caused(format!("-{} {path}: {e}", v.used().name), e))?;
             c.warnings.extend(web.warnings.iter().cloned());
             c.web_config = Some(web);
             Ok(())

@@ -19,6 +19,7 @@ mod tests;
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use args::Parsed;
@@ -135,29 +136,41 @@ pub enum Command {
 
 /// A configuration error: always a single line naming the offending flag
 /// (main prints it and exits 2), and never containing the API token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(String);
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    message: String,
+    /// What failed underneath (reading a file, a web config error), when something did. The
+    /// message already quotes it; it is kept for [`std::error::Error::source`].
+    cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
 
 impl ConfigError {
     /// Builds an error, folding any line breaks so the message stays one line.
     pub fn new(msg: impl Into<String>) -> Self {
         let msg: String = msg.into();
-        ConfigError(msg.replace(['\r', '\n'], " "))
+        ConfigError { message: msg.replace(['\r', '\n'], " "), cause: None }
+    }
+
+    /// An error whose message quotes `cause`.
+    pub(crate) fn caused(msg: impl Into<String>, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ConfigError { cause: Some(Arc::new(cause)), ..ConfigError::new(msg) }
     }
 
     /// The message, for callers that want it without `Display`.
     pub fn message(&self) -> &str {
-        &self.0
+        &self.message
     }
 
     /// Replaces every occurrence of a known token value. Messages are built
     /// not to contain the token anyway; this is the safety net. Very short
-    /// candidates are skipped, as they would mangle ordinary words.
+    /// candidates are skipped, as they would mangle ordinary words. A cause
+    /// whose quote had to be redacted is dropped, so nothing prints it whole.
     fn redact(mut self, secrets: &[String]) -> Self {
         for secret in secrets {
             let secret = secret.trim();
-            if secret.chars().count() >= 4 {
-                self.0 = self.0.replace(secret, "<redacted>");
+            if secret.chars().count() >= 4 && self.message.contains(secret) {
+                self.message = self.message.replace(secret, "<redacted>");
+                self.cause = None;
             }
         }
         self
@@ -166,11 +179,15 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.as_deref().map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Parses argv (without argv\[0\]), the environment (injected so tests never
 /// touch the process environment) and the optional config file.

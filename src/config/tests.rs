@@ -565,6 +565,23 @@ fn config_error_is_an_error() {
 }
 
 #[test]
+fn config_errors_keep_their_cause() {
+    use std::error::Error as _;
+    let e = fail(&["-config-file", "/nonexistent/fastly.conf"]);
+    let err = load_with(&["-token", TOKEN, "-config-file", "/nonexistent/fastly.conf"], &[]).unwrap_err();
+    assert_eq!(err.to_string(), e);
+    let kind = err.source().and_then(|c| c.downcast_ref::<std::io::Error>()).map(std::io::Error::kind);
+    assert_eq!(kind, Some(std::io::ErrorKind::NotFound));
+    assert_eq!(crate::util::errors::chain(&err), e);
+    let err = load_with(&["-token", TOKEN, "-web-config-file", "/nonexistent/web.yml"], &[]).unwrap_err();
+    assert!(err.source().is_some_and(|c| c.is::<crate::web::WebConfigError>()), "{err:?}");
+    // A message the token had to be scrubbed from loses its cause, which would quote it whole.
+    let named = format!("/nonexistent/{TOKEN}/fastly.conf");
+    let err = load_with(&["-token", TOKEN, "-config-file", &named], &[]).unwrap_err();
+    assert!(err.source().is_none() && !crate::util::errors::chain(&err).contains(TOKEN), "{err}");
+}
+
+#[test]
 fn web_config_file_from_every_source() {
     let web = TempFile::new(
         "basic_auth_users:\n  prometheus: $2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi\n",

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::catalog::{Stream, catalog};
 use crate::store::{Counters, Interner, MergeContext, PollResult, Service};
 use crate::upstream::transport::client::{ApiError, Client, Reply};
+use crate::util::errors::chain;
 use crate::util::statelog::StateLog;
 
 use super::backoff::{Backoff, Outcome, parse_retry_after};
@@ -147,8 +148,9 @@ fn judge(
 ) -> (Outcome, PollResult) {
     match reply {
         Err(e) => {
-            log::debug!("{subject}: GET {url}: {e}");
-            st.log.fail_as(subject, &e.to_string(), e.is_untrusted());
+            let why = chain(&e);
+            log::debug!("{subject}: GET {url}: {why}");
+            st.log.fail_as(subject, &why, e.is_untrusted());
             match e {
                 ApiError::TooLarge(_) => (Outcome::TooLarge, PollResult::Error),
                 _ => (Outcome::Transport, PollResult::Error),
@@ -186,7 +188,7 @@ fn handle_ok(
 ) -> (Outcome, PollResult) {
     let Work { body, batch, scratch } = work;
     if let Err(e) = parse_tolerant(body, spec.stream, spec.mode, batch) {
-        st.log.fail(subject, &e.to_string());
+        st.log.fail(subject, &chain(&e));
         return (Outcome::Transport, PollResult::Error);
     }
     st.log.ok(subject);

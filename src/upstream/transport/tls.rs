@@ -93,7 +93,14 @@ impl fmt::Display for TrustError {
     }
 }
 
-impl std::error::Error for TrustError {}
+impl std::error::Error for TrustError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TrustError::Unreadable { error, .. } => Some(error),
+            TrustError::NoCertificates { .. } => None,
+        }
+    }
+}
 
 /// Loads the trusted roots as Go does on Linux. `env` reads environment variables.
 pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<Trust, TrustError> {
