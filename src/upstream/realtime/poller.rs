@@ -25,6 +25,9 @@ use super::work::{Work, WorkPool};
 /// few levels; small stacks keep a thousand idle pollers cheap.
 const STACK_SIZE: usize = 128 * 1024;
 
+/// How long a poller whose iteration panicked waits before it starts again.
+const PANIC_RESTART: Duration = Duration::from_secs(5);
+
 /// What a poller needs, fixed for its lifetime.
 #[derive(Clone)]
 pub struct PollerSpec {
@@ -97,9 +100,9 @@ fn run(spec: PollerSpec, stop: &AtomicBool) {
             Ok(d) => d,
             Err(caught) => {
                 let what = format!("service {}: {} poller", spec.service.id, spec.stream.name());
-                spec.panic_log.report(&what, &caught, "restarting it in 5s");
+                spec.panic_log.report(&what, &caught, &format!("restarting it in {}s", PANIC_RESTART.as_secs()));
                 spec.counters.count_restart();
-                Duration::from_secs(5)
+                PANIC_RESTART
             }
         };
         sleep_unless_stopped(delay, stop);
