@@ -155,7 +155,7 @@ registry! {
         extra_env: &["FASTLY_API_TOKEN"],
         example: "YOUR-FASTLY-API-TOKEN",
         required: true,
-        // Checked after every other flag (see `Sources::build`), so a typo elsewhere is
+        // Required, but checked after every other flag (`config::build`), so a typo elsewhere is
         // reported even when the token is missing too.
         apply: Some(|v, c| {
             c.token = Token(v.text());

@@ -221,7 +221,8 @@ impl std::error::Error for ApiError {
             // A timeout or unknown host is all there is to say, and the message says it.
             ApiError::Transport(ureq::Error::Timeout(_) | ureq::Error::HostNotFound) => None,
             ApiError::Transport(e) => Some(e),
-            ApiError::Untrusted(u) => Some(u),
+            // Displayed as itself: its cause is the next one down.
+            ApiError::Untrusted(u) => u.source(),
             ApiError::TooLarge(_) | ApiError::Paused(_) | ApiError::ForeignOrigin { .. } => None,
         }
     }
