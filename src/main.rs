@@ -27,7 +27,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("fastly-exporter: {e}");
+            eprintln!("fastly-exporter: {}", app::error_chain(&e));
             return ExitCode::from(2);
         }
     };
@@ -36,7 +36,7 @@ fn main() -> ExitCode {
     let trust = match app::load_trust(&|k| std::env::var(k).ok()) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("fastly-exporter: {e}");
+            eprintln!("fastly-exporter: {}", app::error_chain(&e));
             return ExitCode::from(2);
         }
     };
@@ -65,7 +65,7 @@ fn main() -> ExitCode {
     match app::run(*cfg, &trust, &reload) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{e}");
+            log::error!("{}", app::error_chain(&e));
             ExitCode::from(1)
         }
     }

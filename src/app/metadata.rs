@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::store::{AccountSnapshot, Registry, Store};
 use crate::upstream::api::account::{self, FetchError};
 use crate::upstream::transport::client::Client;
+use crate::util::errors::chain;
 use crate::util::statelog::StateLog;
 
 /// How often the token's expiry is re-read once known, and retried while unknown.
@@ -251,5 +252,5 @@ impl Metadata {
 }
 
 fn keeping(e: &FetchError) -> String {
-    format!("{e}; keeping the previous values")
+    format!("{}; keeping the previous values", chain(e))
 }

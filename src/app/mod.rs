@@ -20,6 +20,7 @@ use crate::upstream::realtime::work::{self, WorkPool};
 use crate::upstream::transport::client::{Client, Net};
 use crate::upstream::transport::gate::Gate;
 pub use crate::upstream::transport::tls::{Trust, TrustError};
+use crate::util::errors::chain;
 use crate::util::filter::Filter;
 use crate::util::panics::PanicLog;
 use crate::util::statelog::StateLog;
@@ -50,6 +51,10 @@ pub fn build_info() -> BuildInfo {
     }
 }
 
+/// An error and its causes on one line, as every log line of the exporter prints them (for
+/// `main`, which logs the errors that end it).
+pub use crate::util::errors::chain as error_chain;
+
 /// Why the exporter could not start.
 #[derive(Debug)]
 pub enum StartError {
@@ -71,7 +76,16 @@ impl std::fmt::Display for StartError {
     }
 }
 
-impl std::error::Error for StartError {}
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // Displayed as itself: its cause is the next one down.
+            StartError::Serve(e) => e.source(),
+            StartError::Signals(e) => Some(e),
+            StartError::Web(e) => Some(e),
+        }
+    }
+}
 
 /// The running exporter, minus its HTTP server: the schedules of the main thread and the
 /// handles everything shares.
@@ -140,9 +154,11 @@ impl App {
                     Some(l) => format!("keeping the previous list of {} services", l.len()),
                     None => "no service list yet".to_string(),
                 };
-                self.list_log.fail_as("service list refresh", &format!("{e}; {keeping}"), e.is_untrusted());
+                let why = chain(&e);
+                self.list_log.fail_as("service list refresh", &format!("{why}; {keeping}"), e.is_untrusted());
                 if self.listed.is_none() || self.list_failures >= UNREADY_AFTER_FAILURES {
-                    let reason = format!("{} consecutive service list refreshes failed, last: {e}", self.list_failures);
+                    let reason =
+                        format!("{} consecutive service list refreshes failed, last: {why}", self.list_failures);
                     self.store.health.set(false, &reason);
                 }
             }
@@ -222,7 +238,7 @@ impl App {
                 Ok(p) => {
                     self.pollers.insert(key, p);
                 }
-                Err(e) => log::error!("service {}: cannot start {} poller: {e}", key.0, key.1.name()),
+                Err(e) => log::error!("service {}: cannot start {} poller: {}", key.0, key.1.name(), chain(&e)),
             }
         }
         for stream in Stream::ALL {
@@ -264,7 +280,7 @@ impl App {
             if signals.reload.swap(false, Ordering::SeqCst) {
                 match reload() {
                     Ok(cfg) => self.reload(cfg),
-                    Err(e) => log::error!("SIGHUP: configuration not reloaded: {e}"),
+                    Err(e) => log::error!("SIGHUP: configuration not reloaded: {}", chain(&e)),
                 }
                 server.reload_web();
                 next_services = now;
@@ -313,7 +329,7 @@ pub fn run(cfg: Config, trust: &Trust, reload: &dyn Fn() -> Result<Config, Confi
     match crate::util::rlimit::raise_nofile() {
         Ok((old, new)) if new > old => log::debug!("open-file limit raised from {old} to {new}"),
         Ok(_) => {}
-        Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
+        Err(e) => log::warn!("cannot raise the open-file limit: {}", chain(&e)),
     }
     let listen = cfg.listen.clone();
     let web = match &cfg.web_config {

@@ -4,13 +4,14 @@
 use std::path::Path;
 
 use super::ConfigError;
-use super::args::{Kind, Layer, lookup, shown_name};
+use super::args::{Layer, shown_name};
+use super::flags::{CONFIG_FILE, Kind, lookup};
 
 /// Reads and parses a config file. Errors name the file (and line), never the
 /// file's contents beyond a flag name, since the file usually holds the token.
 pub(crate) fn read(path: &Path) -> Result<Layer, ConfigError> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(format!("cannot read config file {}: {e}", path.display())))?;
+        .map_err(|e| ConfigError::caused(format!("cannot read config file {}: {e}", path.display()), e))?;
     parse(&text, &path.display().to_string())
 }
 
@@ -41,14 +42,14 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Layer, ConfigError> {
         let flag =
             lookup(name).ok_or_else(|| ConfigError::new(format!("unknown flag {} {}", shown_name(name), at())))?;
         match flag.kind {
-            Kind::Action => {
+            Kind::Action(_) => {
                 return Err(ConfigError::new(format!(
                     "-{} is only valid on the command line, not {}",
                     flag.name,
                     at()
                 )));
             }
-            _ if flag.name == "config-file" => {
+            _ if flag.is(&CONFIG_FILE) => {
                 return Err(ConfigError::new(format!("-config-file cannot be nested {}", at())));
             }
             Kind::Bool => layer.push(flag, value.unwrap_or("true")),
@@ -65,6 +66,7 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Layer, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::flags::{AGGREGATE_ONLY, DEBUG, LISTEN, NAMESPACE, SERVICE, TOKEN};
     use super::*;
 
     fn err(text: &str) -> String {
@@ -79,12 +81,12 @@ mod tests {
             "x.conf",
         )
         .unwrap();
-        assert_eq!(layer.values("token"), vec!["abc def"]);
-        assert_eq!(layer.values("debug"), vec!["true"]);
-        assert_eq!(layer.values("aggregate-only"), vec!["false"]);
-        assert_eq!(layer.values("service"), vec!["A", "B"]);
-        assert_eq!(layer.values("listen"), vec![":9000"]);
-        assert_eq!(layer.values("namespace"), vec!["spaced value"]);
+        assert_eq!(layer.values(&TOKEN), vec!["abc def"]);
+        assert_eq!(layer.values(&DEBUG), vec!["true"]);
+        assert_eq!(layer.values(&AGGREGATE_ONLY), vec!["false"]);
+        assert_eq!(layer.values(&SERVICE), vec!["A", "B"]);
+        assert_eq!(layer.values(&LISTEN), vec![":9000"]);
+        assert_eq!(layer.values(&NAMESPACE), vec!["spaced value"]);
     }
 
     #[test]

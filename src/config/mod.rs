@@ -9,6 +9,8 @@
 
 mod args;
 mod file;
+mod flags;
+mod resolve;
 mod usage;
 mod values;
 
@@ -17,20 +19,22 @@ mod tests;
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::util::duration;
-
-use args::{Action, FLAGS, Flag, Kind, Layer, Parsed};
+use args::Parsed;
+use flags::{Action, CONFIG_FILE, FLAGS, TOKEN};
+use resolve::Sources;
 
 pub use usage::{example_config_file, usage};
 
 /// Everything the exporter needs to run, fully validated so later stages can
-/// trust every field without re-checking.
-#[derive(Clone)]
+/// trust every field without re-checking. Each field is set by one flag's `apply` in the
+/// registry (`flags.rs`); `Default` is only the blank the flags are applied to.
+#[derive(Clone, Debug, Default)]
 pub struct Config {
-    /// Fastly API token. Never printed: see the `Debug` impl.
-    pub token: String,
+    /// Fastly API token. Never printed: its `Debug` is redacted.
+    pub token: Token,
     /// `host:port` to serve metrics on; a bare `:port` has already been
     /// rewritten to `0.0.0.0:port`.
     pub listen: String,
@@ -91,38 +95,27 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-/// Hand-written so the token can never leak through `{:?}` into a log line.
-impl fmt::Debug for Config {
+/// The API token. A type of its own so no `{:?}` of a config can print it; it reads as the
+/// `&str` it holds wherever one is expected.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Token(String);
+
+impl std::ops::Deref for Token {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<&str> for Token {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("token", &"<redacted>")
-            .field("listen", &self.listen)
-            .field("web_max_connections", &self.web_max_connections)
-            .field("namespace", &self.namespace)
-            .field("subsystem", &self.subsystem)
-            .field("service_ids", &self.service_ids)
-            .field("service_allowlist", &self.service_allowlist)
-            .field("service_blocklist", &self.service_blocklist)
-            .field("service_shard", &self.service_shard)
-            .field("metric_allowlist", &self.metric_allowlist)
-            .field("metric_blocklist", &self.metric_blocklist)
-            .field("service_refresh", &self.service_refresh)
-            .field("api_timeout", &self.api_timeout)
-            .field("rt_timeout", &self.rt_timeout)
-            .field("product_refresh", &self.product_refresh)
-            .field("datacenter_refresh", &self.datacenter_refresh)
-            .field("certificate_refresh", &self.certificate_refresh)
-            .field("dictionary_refresh", &self.dictionary_refresh)
-            .field("entity_expiry", &self.entity_expiry)
-            .field("rt_max_body", &self.rt_max_body)
-            .field("aggregate_only", &self.aggregate_only)
-            .field("debug", &self.debug)
-            .field("api_endpoint", &self.api_endpoint)
-            .field("rt_endpoint", &self.rt_endpoint)
-            .field("config_file", &self.config_file)
-            .field("web_config", &self.web_config)
-            .field("warnings", &self.warnings)
-            .finish()
+        f.write_str("\"<redacted>\"")
     }
 }
 
@@ -143,35 +136,41 @@ pub enum Command {
 
 /// A configuration error: always a single line naming the offending flag
 /// (main prints it and exits 2), and never containing the API token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(String);
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    message: String,
+    /// What failed underneath (reading a file, a web config error), when something did. The
+    /// message already quotes it; it is kept for [`std::error::Error::source`].
+    cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
 
 impl ConfigError {
     /// Builds an error, folding any line breaks so the message stays one line.
     pub fn new(msg: impl Into<String>) -> Self {
         let msg: String = msg.into();
-        ConfigError(msg.replace(['\r', '\n'], " "))
+        ConfigError { message: msg.replace(['\r', '\n'], " "), cause: None }
     }
 
-    /// `invalid value "v" for -flag: reason`, the Go `flag` package's wording.
-    fn invalid(flag: &Flag, value: &str, reason: &str) -> Self {
-        let shown = value.replace('\n', "\\n").replace('\r', "\\r");
-        ConfigError::new(format!("invalid value \"{shown}\" for -{}: {reason}", flag.name))
+    /// An error whose message quotes `cause`.
+    pub(crate) fn caused(msg: impl Into<String>, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ConfigError { cause: Some(Arc::new(cause)), ..ConfigError::new(msg) }
     }
 
     /// The message, for callers that want it without `Display`.
     pub fn message(&self) -> &str {
-        &self.0
+        &self.message
     }
 
     /// Replaces every occurrence of a known token value. Messages are built
     /// not to contain the token anyway; this is the safety net. Very short
-    /// candidates are skipped, as they would mangle ordinary words.
+    /// candidates are skipped, as they would mangle ordinary words. A cause
+    /// whose quote had to be redacted is dropped, so nothing prints it whole.
     fn redact(mut self, secrets: &[String]) -> Self {
         for secret in secrets {
             let secret = secret.trim();
-            if secret.chars().count() >= 4 {
-                self.0 = self.0.replace(secret, "<redacted>");
+            if secret.chars().count() >= 4 && self.message.contains(secret) {
+                self.message = self.message.replace(secret, "<redacted>");
+                self.cause = None;
             }
         }
         self
@@ -180,11 +179,15 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.as_deref().map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Parses argv (without argv\[0\]), the environment (injected so tests never
 /// touch the process environment) and the optional config file.
@@ -223,218 +226,34 @@ fn load_inner(
         Parsed::Action(Action::ConfigFileExample) => return Ok(Command::ConfigFileExample),
         Parsed::Flags(layer) => layer,
     };
-    let env = args::env_layer(env);
-    let config_file = [&cli, &env]
-        .iter()
-        .find_map(|l| l.values("config-file").last().map(|s| s.trim().to_string()))
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from);
-    let file = match &config_file {
-        Some(path) => file::read(path)?,
-        None => Layer::default(),
-    };
-    secrets.extend(file.values("token").iter().map(|s| s.to_string()));
-    let src = Sources { layers: [cli, env, file] };
-    src.build(config_file).map(|c| Command::Run(Box::new(c)))
+    let mut sources = Sources { layers: vec![cli, args::env_layer(env)] };
+    // The config file is named on the command line or in the environment, never in itself.
+    let config_file = Some(sources.resolve(&CONFIG_FILE).text()).filter(|p| !p.is_empty()).map(PathBuf::from);
+    if let Some(path) = &config_file {
+        let file = file::read(path)?;
+        secrets.extend(file.values(&TOKEN).iter().map(|s| s.to_string()));
+        sources.layers.push(file);
+    }
+    build(&sources).map(|c| Command::Run(Box::new(c)))
 }
 
-/// The three layers, highest precedence first.
-struct Sources {
-    layers: [Layer; 3],
-}
-
-/// The values a flag ended up with, and which flag (possibly a deprecated
-/// alias) supplied them, so errors name what the user actually typed.
-struct Picked<'a> {
-    flag: &'static Flag,
-    values: Vec<&'a str>,
-}
-
-impl Sources {
-    /// Values for `name` from the highest layer that set it or one of its
-    /// deprecated aliases; within a layer the canonical flag wins.
-    fn pick(&self, name: &str) -> Option<Picked<'_>> {
-        let canonical = args::flag(name);
-        let aliases: Vec<&'static Flag> = FLAGS.iter().filter(|f| f.alias_of == Some(name)).collect();
-        for layer in &self.layers {
-            for flag in std::iter::once(canonical).chain(aliases.iter().copied()) {
-                let values = layer.values(flag.name);
-                if !values.is_empty() {
-                    return Some(Picked { flag, values });
-                }
-            }
-        }
-        None
+/// Applies every flag to a blank [`Config`], in registry order. Every value is checked before
+/// the token so a typo is reported even when the token is also missing.
+fn build(sources: &Sources) -> Result<Config, ConfigError> {
+    let mut config = Config::default();
+    for flag in FLAGS.iter().filter(|f| f.deprecated && sources.mentions(f)) {
+        config.warnings.push(match flag.alias_of {
+            Some(target) => format!("-{} is deprecated; use -{} instead", flag.name, target.name),
+            None => format!("-{} is deprecated and will be removed in a future version", flag.name),
+        });
     }
-
-    /// Last value of a single-valued flag, or its default.
-    fn scalar(&self, name: &str) -> (String, &'static Flag) {
-        match self.pick(name) {
-            Some(p) => (p.values.last().copied().unwrap_or("").to_string(), p.flag),
-            None => {
-                let flag = args::flag(name);
-                (flag.default.to_string(), flag)
-            }
+    for &flag in FLAGS {
+        if let Some(apply) = flag.apply {
+            apply(&sources.resolve(flag), &mut config)?;
         }
     }
-
-    /// All values of a repeatable flag from the winning layer.
-    fn list(&self, name: &str) -> (Vec<String>, &'static Flag) {
-        match self.pick(name) {
-            Some(p) => (p.values.iter().map(|s| s.to_string()).collect(), p.flag),
-            None => (Vec::new(), args::flag(name)),
-        }
+    if config.token.is_empty() {
+        return Err(ConfigError::new(format!("-{} or {} is required", TOKEN.name, TOKEN.extra_env.join(", "))));
     }
-
-    /// A scalar run through a value parser; errors name the flag used.
-    fn parsed<T>(&self, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<T, ConfigError> {
-        let (raw, flag) = self.scalar(name);
-        parse(raw.trim()).map_err(|r| ConfigError::invalid(flag, &raw, &r))
-    }
-
-    fn bool(&self, name: &str) -> Result<bool, ConfigError> {
-        let (raw, flag) = self.scalar(name);
-        args::parse_bool(raw.trim()).ok_or_else(|| {
-            ConfigError::new(format!("invalid boolean value \"{}\" for -{}", raw.replace('\n', "\\n"), flag.name))
-        })
-    }
-
-    fn regexes(&self, name: &str) -> Result<Vec<regex::Regex>, ConfigError> {
-        let (raw, flag) = self.list(name);
-        raw.iter().map(|r| values::regex(r).map_err(|e| ConfigError::invalid(flag, r, &e))).collect()
-    }
-
-    /// A duration clamped to the table's bounds, with a warning when clamped.
-    fn duration(&self, name: &str, warnings: &mut Vec<String>) -> Result<Duration, ConfigError> {
-        let (raw, used) = self.scalar(name);
-        let d = duration::parse(raw.trim()).map_err(|r| ConfigError::invalid(used, &raw, &r))?;
-        Ok(clamp(args::flag(name), used, d, warnings))
-    }
-
-    /// `-web-config-file`: loaded now so a bad file stops the start with one line naming the
-    /// file, line and key; its warnings (settings rustls honours only approximately) join the
-    /// start-up warnings.
-    fn web_config(&self, warnings: &mut Vec<String>) -> Result<Option<crate::web::WebConfig>, ConfigError> {
-        let (raw, flag) = self.scalar("web-config-file");
-        let path = raw.trim();
-        if path.is_empty() {
-            return Ok(None);
-        }
-        let config = crate::web::WebConfig::load(std::path::Path::new(path))
-            .map_err(|e| ConfigError::new(format!("-{} {path}: {e}", flag.name)))?;
-        warnings.extend(config.warnings.iter().cloned());
-        Ok(Some(config))
-    }
-
-    /// Builds and validates the final config. Every value is checked before
-    /// the token so a typo is reported even when the token is also missing.
-    fn build(&self, config_file: Option<PathBuf>) -> Result<Config, ConfigError> {
-        let mut warnings = Vec::new();
-        for flag in FLAGS.iter().filter(|f| f.deprecated) {
-            if self.layers.iter().any(|l| !l.values(flag.name).is_empty()) {
-                warnings.push(match flag.alias_of {
-                    Some(target) => format!("-{} is deprecated; use -{target} instead", flag.name),
-                    None => format!("-{} is deprecated and will be removed in a future version", flag.name),
-                });
-            }
-        }
-
-        let (listen_raw, listen_flag) = self.scalar("listen");
-        let listen = if listen_flag.name == "listen" {
-            values::listen(listen_raw.trim())
-        } else {
-            values::listen_from_endpoint(listen_raw.trim())
-        }
-        .map_err(|r| ConfigError::invalid(listen_flag, &listen_raw, &r))?;
-
-        let (ids, ids_flag) = self.list("service");
-        let service_ids = ids
-            .iter()
-            .map(|id| match id.trim() {
-                "" => Err(ConfigError::new(format!(
-                    "invalid value \"\" for -{}: service ID must not be empty",
-                    ids_flag.name
-                ))),
-                id => Ok(id.to_string()),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-
-        // Two ways to name the same setting: refusing both at once beats a silent precedence
-        // rule, since a leftover -service-shard would pin every pod to one shard.
-        let service_shard = match (self.pick("service-shard"), self.pick("service-shard-ordinal")) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::new(
-                    "-service-shard and -service-shard-ordinal cannot be used together: keep one",
-                ));
-            }
-            (Some(_), None) => Some(self.parsed("service-shard", values::shard)?),
-            (None, Some(_)) => Some(self.parsed("service-shard-ordinal", values::shard_from_ordinal)?),
-            (None, None) => None,
-        };
-
-        let (cert_raw, cert_flag) = self.scalar("certificate-refresh");
-        let certificate_refresh = match duration::parse(cert_raw.trim()) {
-            Ok(d) if d.is_zero() => None,
-            Ok(d) => Some(clamp(cert_flag, cert_flag, d, &mut warnings)),
-            Err(r) => return Err(ConfigError::invalid(cert_flag, &cert_raw, &r)),
-        };
-
-        let web_config = self.web_config(&mut warnings)?;
-
-        let config = Config {
-            token: String::new(),
-            listen,
-            web_max_connections: self.parsed("web-max-connections", values::connections)?,
-            namespace: self.parsed("namespace", values::metric_name_part)?,
-            subsystem: self.parsed("subsystem", values::metric_name_part)?,
-            service_ids,
-            service_allowlist: self.regexes("service-allowlist")?,
-            service_blocklist: self.regexes("service-blocklist")?,
-            service_shard,
-            metric_allowlist: self.regexes("metric-allowlist")?,
-            metric_blocklist: self.regexes("metric-blocklist")?,
-            service_refresh: self.duration("service-refresh", &mut warnings)?,
-            api_timeout: self.duration("api-timeout", &mut warnings)?,
-            rt_timeout: self.duration("rt-timeout", &mut warnings)?,
-            product_refresh: self.duration("product-refresh", &mut warnings)?,
-            datacenter_refresh: self.duration("datacenter-refresh", &mut warnings)?,
-            certificate_refresh,
-            dictionary_refresh: self.duration("dictionary-refresh", &mut warnings)?,
-            entity_expiry: Some(self.duration("entity-expiry", &mut warnings)?).filter(|d| !d.is_zero()),
-            rt_max_body: self.parsed("rt-max-body", values::size)?,
-            aggregate_only: self.bool("aggregate-only")?,
-            debug: self.bool("debug")?,
-            api_endpoint: self.parsed("api-endpoint", values::base_url)?,
-            rt_endpoint: self.parsed("rt-endpoint", values::base_url)?,
-            config_file,
-            web_config,
-            warnings,
-        };
-
-        let token = self.scalar("token").0.trim().to_string();
-        if token.is_empty() {
-            return Err(ConfigError::new("-token or FASTLY_API_TOKEN is required"));
-        }
-        Ok(Config { token, ..config })
-    }
-}
-
-/// Clamps `d` to `bounds`' table range, warning in the form
-/// `-api-timeout 1s is below the minimum 5s; using 5s`. `used` is the flag the
-/// user typed (it differs from `bounds` for deprecated aliases).
-fn clamp(bounds: &Flag, used: &Flag, d: Duration, warnings: &mut Vec<String>) -> Duration {
-    debug_assert_eq!(bounds.kind, Kind::Duration);
-    let bound = |s: &str| (!s.is_empty()).then(|| duration::parse(s).ok()).flatten();
-    let (limit, word) = match (bound(bounds.min), bound(bounds.max)) {
-        (Some(min), _) if d < min => (min, "below the minimum"),
-        (_, Some(max)) if d > max => (max, "above the maximum"),
-        _ => return d,
-    };
-    warnings.push(format!(
-        "-{} {} is {word} {m}; using {m}",
-        used.name,
-        duration::format(d),
-        m = duration::format(limit)
-    ));
-    limit
+    Ok(config)
 }

@@ -292,7 +292,7 @@ fn example_config_file_loads() {
                 let name = rest.split_whitespace().next().unwrap_or("");
                 // The ordinal needs a pod name; the web config example names a file that does
                 // not exist here.
-                if args::lookup(name).is_some() && name != "service-shard-ordinal" && name != "web-config-file" {
+                if flags::lookup(name).is_some() && name != "service-shard-ordinal" && name != "web-config-file" {
                     return rest.to_string();
                 }
                 l.to_string()
@@ -562,6 +562,23 @@ fn debug_redacts_token() {
 fn config_error_is_an_error() {
     let e: Box<dyn std::error::Error> = Box::new(ConfigError::new("a\nb"));
     assert_eq!(e.to_string(), "a b");
+}
+
+#[test]
+fn config_errors_keep_their_cause() {
+    use std::error::Error as _;
+    let e = fail(&["-config-file", "/nonexistent/fastly.conf"]);
+    let err = load_with(&["-token", TOKEN, "-config-file", "/nonexistent/fastly.conf"], &[]).unwrap_err();
+    assert_eq!(err.to_string(), e);
+    let kind = err.source().and_then(|c| c.downcast_ref::<std::io::Error>()).map(std::io::Error::kind);
+    assert_eq!(kind, Some(std::io::ErrorKind::NotFound));
+    assert_eq!(crate::util::errors::chain(&err), e);
+    let err = load_with(&["-token", TOKEN, "-web-config-file", "/nonexistent/web.yml"], &[]).unwrap_err();
+    assert!(err.source().is_some_and(|c| c.is::<crate::web::WebConfigError>()), "{err:?}");
+    // A message the token had to be scrubbed from loses its cause, which would quote it whole.
+    let named = format!("/nonexistent/{TOKEN}/fastly.conf");
+    let err = load_with(&["-token", TOKEN, "-config-file", &named], &[]).unwrap_err();
+    assert!(err.source().is_none() && !crate::util::errors::chain(&err).contains(TOKEN), "{err}");
 }
 
 #[test]

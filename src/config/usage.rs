@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use super::args::{FLAGS, Flag, Group, Kind, env_name};
+use super::flags::{FLAGS, Flag, Group, HELP, Kind, env_name};
 
 /// Column at which text is wrapped.
 const WIDTH: usize = 80;
@@ -54,7 +54,7 @@ fn pack(items: &[String], indent: &str) -> String {
 
 /// Flags of one group, in table order.
 fn in_group(group: Group) -> impl Iterator<Item = &'static Flag> {
-    FLAGS.iter().filter(move |f| f.group == group)
+    FLAGS.iter().copied().filter(move |f| f.group == group)
 }
 
 /// Environment variables that set `flag`, primary first.
@@ -82,7 +82,7 @@ pub fn usage() -> String {
         out.push_str(group.title());
         out.push('\n');
         for flag in in_group(group) {
-            let names = if flag.name == "help" { "-h, -help".to_string() } else { format!("-{}", flag.name) };
+            let names = if flag.is(&HELP) { "-h, -help".to_string() } else { format!("-{}", flag.name) };
             out.push_str(&format!("  {names}"));
             if !flag.arg.is_empty() {
                 out.push_str(&format!(" {}", flag.arg));
@@ -133,7 +133,7 @@ fn build_example() -> String {
         "# ",
     );
     for group in Group::ALL {
-        let flags: Vec<&Flag> = in_group(group).filter(|f| f.kind != Kind::Action && f.name != "config-file").collect();
+        let flags: Vec<&Flag> = in_group(group).filter(|f| f.in_file()).collect();
         if flags.is_empty() {
             continue;
         }
@@ -201,7 +201,7 @@ mod tests {
     fn example_mentions_every_file_flag() {
         let text = example_config_file();
         for flag in FLAGS {
-            if flag.kind != Kind::Action && flag.name != "config-file" {
+            if flag.in_file() {
                 let active = text.lines().any(|l| l.split_whitespace().next() == Some(flag.name));
                 let commented = text.contains(&format!("\n# {}", flag.name));
                 assert!(active || commented, "{}", flag.name);

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::catalog::Selection;
 use crate::store::Store;
+use crate::util::errors::chain;
 use crate::util::panics::{self, PanicLog};
 use crate::web::WebSecurity;
 
@@ -65,7 +66,13 @@ impl std::fmt::Display for ServeError {
     }
 }
 
-impl std::error::Error for ServeError {}
+impl std::error::Error for ServeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ServeError::Listen { error, .. } | ServeError::Thread(error) => Some(error),
+        }
+    }
+}
 
 /// How long a client has to send a request head (and how long a keep-alive connection may
 /// stay silent), and how long a client may take to accept response bytes, before it is
@@ -132,7 +139,7 @@ pub fn start(listen: &str, store: Arc<Store>, selection: &Selection, opts: Serve
         wrap: opts.web.as_ref().filter(|w| w.tls().is_some()).map(|w| tls_wrapper(w.clone())),
     };
     let server = tiny_http::Server::from_listener_with(listener, None, options)
-        .map_err(|e| listen_error(std::io::Error::other(e.to_string())))?;
+        .map_err(|e| listen_error(std::io::Error::other(e)))?;
     let state = Arc::new(HttpState {
         store,
         plan: Arc::new(Plan::new(selection)),
@@ -184,7 +191,7 @@ fn watch(web: &WebSecurity, stop: &AtomicBool) {
             None => {}
             Some(Ok(())) => log::info!("web config: {} or its certificates changed; reloaded", web.path().display()),
             Some(Err(e)) => {
-                log::error!("web config: {}: {e}; keeping the previous settings", web.path().display())
+                log::error!("web config: {}: {}; keeping the previous settings", web.path().display(), chain(&e))
             }
         }
     }
@@ -216,7 +223,9 @@ impl Server {
                     log::warn!("web config: {w}");
                 }
             }
-            Err(e) => log::error!("web config: {}: {e}; keeping the previous settings", web.path().display()),
+            Err(e) => {
+                log::error!("web config: {}: {}; keeping the previous settings", web.path().display(), chain(&e))
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 //! table. Nothing here imports another module of the crate.
 
 pub mod duration;
+pub mod errors;
 pub mod exposition;
 #[cfg(debug_assertions)]
 pub mod faults;

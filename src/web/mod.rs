@@ -77,7 +77,18 @@ impl fmt::Display for WebConfigError {
     }
 }
 
-impl std::error::Error for WebConfigError {}
+impl std::error::Error for WebConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            WebConfigError::Read(e) => Some(e),
+            // Displayed as itself: its cause is the next one down.
+            WebConfigError::Tls(e) => e.source(),
+            // The problem is in the file itself (a YAML syntax error keeps the parser's message
+            // and line, all its error holds but the byte offset).
+            WebConfigError::At { .. } | WebConfigError::TlsToggled => None,
+        }
+    }
+}
 
 /// What to do with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]

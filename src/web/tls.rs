@@ -284,10 +284,11 @@ pub enum TlsError {
     Read { key: &'static str, line: usize, path: PathBuf, error: io::Error },
     /// No `CERTIFICATE` block (in the certificate or the client CA data).
     NoCertificate { key: &'static str, line: usize },
-    /// No usable private key block, or one rustls cannot parse.
+    /// No usable private key block, or one rustls cannot parse. The PEM parser's error is
+    /// not kept: its text can quote bytes of the key.
     BadKey { key: &'static str, line: usize, reason: String },
     /// A CA certificate that rustls refuses as a trust anchor.
-    BadCa { key: &'static str, line: usize, reason: String },
+    BadCa { key: &'static str, line: usize, error: rustls::Error },
     /// The key does not match the certificate, or rustls refused the pair.
     KeyPair { line: usize, error: rustls::Error },
     /// rustls refused the protocol versions for the chosen suites.
@@ -295,7 +296,7 @@ pub enum TlsError {
     /// Settings left no usable protocol version (normally caught when the file is loaded).
     Settings { line: usize, reason: &'static str },
     /// The client verifier could not be built.
-    Verifier { line: usize, reason: String },
+    Verifier { line: usize, error: rustls::server::VerifierBuilderError },
 }
 
 impl TlsError {
@@ -321,16 +322,27 @@ impl fmt::Display for TlsError {
             TlsError::Read { key, path, error, .. } => write!(f, "{key} {}: {error}", path.display()),
             TlsError::NoCertificate { key, .. } => write!(f, "{key}: no PEM CERTIFICATE block found"),
             TlsError::BadKey { key, reason, .. } => write!(f, "{key}: no usable private key: {reason}"),
-            TlsError::BadCa { key, reason, .. } => write!(f, "{key}: bad CA certificate: {reason}"),
+            TlsError::BadCa { key, error, .. } => write!(f, "{key}: bad CA certificate: {error}"),
             TlsError::KeyPair { error, .. } => write!(f, "tls_server_config: certificate and key: {error}"),
             TlsError::Rustls { error, .. } => write!(f, "tls_server_config: {error}"),
             TlsError::Settings { reason, .. } => write!(f, "tls_server_config: {reason}"),
-            TlsError::Verifier { reason, .. } => write!(f, "tls_server_config: client verifier: {reason}"),
+            TlsError::Verifier { error, .. } => write!(f, "tls_server_config: client verifier: {error}"),
         }
     }
 }
 
-impl std::error::Error for TlsError {}
+impl std::error::Error for TlsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TlsError::Read { error, .. } => Some(error),
+            TlsError::BadCa { error, .. } | TlsError::KeyPair { error, .. } | TlsError::Rustls { error, .. } => {
+                Some(error)
+            }
+            TlsError::Verifier { error, .. } => Some(error),
+            TlsError::NoCertificate { .. } | TlsError::BadKey { .. } | TlsError::Settings { .. } => None,
+        }
+    }
+}
 
 /// Reads PEM bytes from a file or the inline text.
 fn pem_bytes(r: &PemRef) -> Result<Vec<u8>, TlsError> {
@@ -402,11 +414,7 @@ fn client_verifier(s: &TlsSettings, provider: &Arc<CryptoProvider>) -> Result<Ar
             Some(ca) => {
                 let mut roots = RootCertStore::empty();
                 for cert in certificates(ca)? {
-                    roots.add(cert).map_err(|e| TlsError::BadCa {
-                        key: ca.key,
-                        line: ca.line,
-                        reason: e.to_string(),
-                    })?;
+                    roots.add(cert).map_err(|error| TlsError::BadCa { key: ca.key, line: ca.line, error })?;
                 }
                 roots
             }
@@ -417,7 +425,7 @@ fn client_verifier(s: &TlsSettings, provider: &Arc<CryptoProvider>) -> Result<Ar
         if s.client_auth == ClientAuth::VerifyClientCertIfGiven {
             builder = builder.allow_unauthenticated();
         }
-        Some(builder.build().map_err(|e| TlsError::Verifier { line, reason: e.to_string() })?)
+        Some(builder.build().map_err(|error| TlsError::Verifier { line, error })?)
     } else {
         None
     };

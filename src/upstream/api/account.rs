@@ -21,7 +21,9 @@ pub enum FetchError {
     /// A status other than 200.
     Status(u16),
     /// A 200 whose body did not decode.
-    Decode(String),
+    Decode(serde_json::Error),
+    /// Pagination went on past this many pages (a server linking in a circle).
+    TooManyPages(usize),
 }
 
 impl std::fmt::Display for FetchError {
@@ -30,11 +32,21 @@ impl std::fmt::Display for FetchError {
             FetchError::Api(e) => write!(f, "{e}"),
             FetchError::Status(s) => write!(f, "HTTP {s}"),
             FetchError::Decode(e) => write!(f, "invalid response: {e}"),
+            FetchError::TooManyPages(n) => write!(f, "invalid response: more than {n} certificate pages"),
         }
     }
 }
 
-impl std::error::Error for FetchError {}
+impl std::error::Error for FetchError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // Displayed as itself: its cause is the next one down.
+            FetchError::Api(e) => e.source(),
+            FetchError::Decode(e) => Some(e),
+            FetchError::Status(_) | FetchError::TooManyPages(_) => None,
+        }
+    }
+}
 
 impl FetchError {
     /// See [`ApiError::is_untrusted`].
@@ -49,7 +61,7 @@ fn get_json<T: for<'de> Deserialize<'de>>(client: &Client, path: &str) -> Result
         return Err(FetchError::Status(reply.status));
     }
     let text = String::from_utf8_lossy(&body);
-    serde_json::from_str(&text).map_err(|e| FetchError::Decode(e.to_string()))
+    serde_json::from_str(&text).map_err(FetchError::Decode)
 }
 
 /// `GET /entitled-products/{product}` → `has_access`.
@@ -156,7 +168,7 @@ pub fn certificates(client: &Client) -> Result<Vec<Certificate>, FetchError> {
     while let Some(url) = next.take() {
         pages += 1;
         if pages > 1000 {
-            return Err(FetchError::Decode("more than 1000 certificate pages".into()));
+            return Err(FetchError::TooManyPages(1000));
         }
         let page: Page = get_json(client, &url)?;
         for item in page.data {

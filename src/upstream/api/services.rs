@@ -33,7 +33,9 @@ pub enum ListError {
     /// An answer other than 200.
     Status(u16, String),
     /// A 200 whose body is not a JSON list of services.
-    Decode(String),
+    Decode(serde_json::Error),
+    /// Pagination went on past [`MAX_PAGES`] (a server linking in a circle).
+    TooManyPages,
     /// A redirect, which is never followed: it would carry the token elsewhere.
     Redirect {
         /// The 3xx status.
@@ -49,6 +51,7 @@ impl std::fmt::Display for ListError {
             ListError::Api(e) => write!(f, "{e}"),
             ListError::Status(s, url) => write!(f, "HTTP {s} from {url}"),
             ListError::Decode(e) => write!(f, "invalid service list: {e}"),
+            ListError::TooManyPages => write!(f, "invalid service list: more than {MAX_PAGES} pages"),
             ListError::Redirect { status, location } => write!(
                 f,
                 "HTTP {status} redirect to {} not followed: the API token is only sent to the configured endpoint",
@@ -61,7 +64,16 @@ impl std::fmt::Display for ListError {
     }
 }
 
-impl std::error::Error for ListError {}
+impl std::error::Error for ListError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // Displayed as itself: its cause is the next one down.
+            ListError::Api(e) => e.source(),
+            ListError::Decode(e) => Some(e),
+            ListError::Status(..) | ListError::TooManyPages | ListError::Redirect { .. } => None,
+        }
+    }
+}
 
 impl ListError {
     /// See [`ApiError::is_untrusted`].
@@ -78,7 +90,7 @@ pub fn fetch_services(client: &Client) -> Result<Vec<ServiceInfo>, ListError> {
     while let Some(url) = next.take() {
         pages += 1;
         if pages > MAX_PAGES {
-            return Err(ListError::Decode(format!("more than {MAX_PAGES} pages")));
+            return Err(ListError::TooManyPages);
         }
         let (reply, body) = client.get(&url).map_err(ListError::Api)?;
         if (300..400).contains(&reply.status) {
@@ -89,7 +101,7 @@ pub fn fetch_services(client: &Client) -> Result<Vec<ServiceInfo>, ListError> {
         }
         // Names may carry invalid UTF-8; replace it rather than lose the whole list.
         let text = String::from_utf8_lossy(&body);
-        let page: Vec<ServiceInfo> = serde_json::from_str(&text).map_err(|e| ListError::Decode(e.to_string()))?;
+        let page: Vec<ServiceInfo> = serde_json::from_str(&text).map_err(ListError::Decode)?;
         all.extend(page);
         next = reply.link.as_deref().and_then(next_link).map(|u| percent_decode(&u));
     }

@@ -33,22 +33,25 @@ pub enum Mode {
 /// The label value of the aggregated pseudo-datacenter.
 pub const AGGREGATE_DC: &str = "aggregate";
 
-/// A body that did not parse; the message names the position.
+/// A body that did not parse: which stream's, and serde_json's error (which names the
+/// position).
 #[derive(Debug)]
 pub struct ParseError {
-    message: String,
-    /// 1-based line and column of the error, as serde_json reports them.
-    line: usize,
-    column: usize,
+    stream: Stream,
+    error: serde_json::Error,
 }
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        write!(f, "invalid {} response: {}", self.stream.name(), self.error)
     }
 }
 
-impl std::error::Error for ParseError {}
+impl std::error::Error for ParseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
 
 /// Parses `body` into `batch` (which is cleared first).
 #[inline(never)]
@@ -59,7 +62,7 @@ pub fn parse_response(body: &[u8], stream: Stream, mode: Mode, batch: &mut Batch
     let result = EnvelopeSeed { ctx, batch: &mut *batch }.deserialize(&mut de).and_then(|()| de.end());
     result.map_err(|e| {
         batch.clear();
-        ParseError { message: format!("invalid {} response: {e}", stream.name()), line: e.line(), column: e.column() }
+        ParseError { stream, error: e }
     })
 }
 
@@ -75,7 +78,9 @@ pub fn parse_tolerant(body: &mut [u8], stream: Stream, mode: Mode, batch: &mut B
     loop {
         match parse_response(body, stream, mode, batch) {
             Ok(()) => return Ok(repaired),
-            Err(e) if repaired < MAX_REPAIRS && neutralise_number(body, e.line, e.column) => repaired += 1,
+            Err(e) if repaired < MAX_REPAIRS && neutralise_number(body, e.error.line(), e.error.column()) => {
+                repaired += 1
+            }
             Err(e) => return Err(e),
         }
     }

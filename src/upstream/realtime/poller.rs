@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::catalog::{Stream, catalog};
 use crate::store::{Counters, Interner, MergeContext, PollResult, Service};
 use crate::upstream::transport::client::{ApiError, Client, Reply};
+use crate::util::errors::chain;
 use crate::util::statelog::StateLog;
 
 use super::backoff::{Backoff, Outcome, parse_retry_after};
@@ -23,6 +24,9 @@ use super::work::{Work, WorkPool};
 /// Stack size of poller threads: they parse and do HTTP, nothing recursive beyond serde's
 /// few levels; small stacks keep a thousand idle pollers cheap.
 const STACK_SIZE: usize = 128 * 1024;
+
+/// How long a poller whose iteration panicked waits before it starts again.
+const PANIC_RESTART: Duration = Duration::from_secs(5);
 
 /// What a poller needs, fixed for its lifetime.
 #[derive(Clone)]
@@ -96,9 +100,9 @@ fn run(spec: PollerSpec, stop: &AtomicBool) {
             Ok(d) => d,
             Err(caught) => {
                 let what = format!("service {}: {} poller", spec.service.id, spec.stream.name());
-                spec.panic_log.report(&what, &caught, "restarting it in 5s");
+                spec.panic_log.report(&what, &caught, &format!("restarting it in {}s", PANIC_RESTART.as_secs()));
                 spec.counters.count_restart();
-                Duration::from_secs(5)
+                PANIC_RESTART
             }
         };
         sleep_unless_stopped(delay, stop);
@@ -147,8 +151,9 @@ fn judge(
 ) -> (Outcome, PollResult) {
     match reply {
         Err(e) => {
-            log::debug!("{subject}: GET {url}: {e}");
-            st.log.fail_as(subject, &e.to_string(), e.is_untrusted());
+            let why = chain(&e);
+            log::debug!("{subject}: GET {url}: {why}");
+            st.log.fail_as(subject, &why, e.is_untrusted());
             match e {
                 ApiError::TooLarge(_) => (Outcome::TooLarge, PollResult::Error),
                 _ => (Outcome::Transport, PollResult::Error),
@@ -186,7 +191,7 @@ fn handle_ok(
 ) -> (Outcome, PollResult) {
     let Work { body, batch, scratch } = work;
     if let Err(e) = parse_tolerant(body, spec.stream, spec.mode, batch) {
-        st.log.fail(subject, &e.to_string());
+        st.log.fail(subject, &chain(&e));
         return (Outcome::Transport, PollResult::Error);
     }
     st.log.ok(subject);

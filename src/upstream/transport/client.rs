@@ -45,6 +45,14 @@ pub struct Net {
 /// still connect a thousand pollers within seconds.
 pub const HANDSHAKES: usize = 16;
 
+/// ureq's read buffer, kept per pooled connection for its lifetime: the default 128 KiB would
+/// cost 128 MiB with a thousand pollers. 8 KiB holds any response head; bodies stream through
+/// it (measured: no CPU difference from 16 KiB, 8 MB less at 1,000).
+pub const INPUT_BUFFER: usize = 8 * 1024;
+
+/// ureq's write buffer: a request is one short GET.
+pub const OUTPUT_BUFFER: usize = 1024;
+
 impl Net {
     /// Handles for a process trusting `tls`, counting requests in `counters`.
     pub fn new(tls: Arc<rustls::ClientConfig>, counters: Arc<Counters>) -> Net {
@@ -164,11 +172,11 @@ pub struct Reply {
 #[derive(Debug)]
 pub enum ApiError {
     /// Connect, TLS, DNS, reset or timeout: the request may be retried soon.
-    Transport(String),
+    Transport(ureq::Error),
     /// The body was larger than the configured cap.
     TooLarge(u64),
     /// The body could not be read completely (truncated).
-    Body(String),
+    Body(std::io::Error),
     /// Not sent: api.fastly.com asked us to wait (429 `Retry-After`, or the rate-limit window
     /// is used up) for this much longer.
     Paused(Duration),
@@ -187,7 +195,13 @@ pub enum ApiError {
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ApiError::Transport(e) => write!(f, "request failed: {e}"),
+            ApiError::Transport(e) => match e {
+                ureq::Error::Timeout(t) => write!(f, "request failed: timed out ({t})"),
+                ureq::Error::HostNotFound => f.write_str("request failed: DNS lookup failed: host not found"),
+                // ureq's own wording would prefix "io: ".
+                ureq::Error::Io(io) => write!(f, "request failed: {io}"),
+                other => write!(f, "request failed: {other}"),
+            },
             ApiError::TooLarge(n) => write!(f, "response body exceeds the {n}-byte limit"),
             ApiError::Body(e) => write!(f, "reading response body failed: {e}"),
             ApiError::Paused(d) => write!(f, "rate limited by the API; next request in {}s", d.as_secs()),
@@ -199,7 +213,20 @@ impl fmt::Display for ApiError {
     }
 }
 
-impl std::error::Error for ApiError {}
+impl std::error::Error for ApiError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // ureq's error quotes what it wraps but not what that wraps: hand on the I/O error.
+            ApiError::Transport(ureq::Error::Io(e)) | ApiError::Body(e) => Some(e),
+            // A timeout or unknown host is all there is to say, and the message says it.
+            ApiError::Transport(ureq::Error::Timeout(_) | ureq::Error::HostNotFound) => None,
+            ApiError::Transport(e) => Some(e),
+            // Displayed as itself: its cause is the next one down.
+            ApiError::Untrusted(u) => u.source(),
+            ApiError::TooLarge(_) | ApiError::Paused(_) | ApiError::ForeignOrigin { .. } => None,
+        }
+    }
+}
 
 impl ApiError {
     /// True for an untrusted TLS certificate, which [`UntrustedLog`] has already reported:
@@ -244,7 +271,7 @@ impl Pending {
         match reader.read_to_end(body) {
             Ok(_) if body.len() as u64 > max_body => Err(ApiError::TooLarge(max_body)),
             Ok(_) => Ok(std::mem::take(&mut self.reply)),
-            Err(e) => Err(ApiError::Body(e.to_string())),
+            Err(e) => Err(ApiError::Body(e)),
         }
     }
 }
@@ -287,11 +314,8 @@ impl Client {
             .max_idle_age(Duration::from_secs(150))
             .user_agent(format!("Fastly-Exporter ({VERSION})"))
             .accept("application/json")
-            // Kept per pooled connection for its lifetime: the default 128 KiB would cost
-            // 128 MiB with a thousand pollers. 8 KiB holds any response head; bodies stream
-            // through it (measured: no CPU difference from 16 KiB, 8 MB less at 1,000).
-            .input_buffer_size(8 * 1024)
-            .output_buffer_size(1024)
+            .input_buffer_size(INPUT_BUFFER)
+            .output_buffer_size(OUTPUT_BUFFER)
             .max_response_header_size(16 * 1024)
             .build();
         let agent = ureq::Agent::with_parts(
@@ -428,19 +452,18 @@ impl Client {
 }
 
 /// A ureq error as an [`ApiError`]: an untrusted certificate is its own kind; everything else
-/// is one line of transport failure, without anything from request headers.
+/// is a transport failure, kept whole (it holds nothing from request headers).
 fn classify(e: ureq::Error) -> ApiError {
     match e {
         ureq::Error::Io(io) if io.get_ref().is_some_and(|i| i.is::<Untrusted>()) => {
+            let kind = io.kind();
             match io.into_inner().map(|i| i.downcast::<Untrusted>()) {
                 Some(Ok(u)) => ApiError::Untrusted(*u),
-                _ => ApiError::Transport("TLS certificate not trusted".to_string()),
+                Some(Err(other)) => ApiError::Transport(ureq::Error::Io(std::io::Error::new(kind, other))),
+                None => ApiError::Transport(ureq::Error::Io(kind.into())),
             }
         }
-        ureq::Error::Timeout(t) => ApiError::Transport(format!("timed out ({t})")),
-        ureq::Error::HostNotFound => ApiError::Transport("DNS lookup failed: host not found".to_string()),
-        ureq::Error::Io(io) => ApiError::Transport(io.to_string()),
-        other => ApiError::Transport(other.to_string()),
+        other => ApiError::Transport(other),
     }
 }
 
@@ -468,5 +491,57 @@ mod tests {
         assert_eq!(o("ftp://x/"), None);
         assert_eq!(o("/relative"), None);
         assert_eq!(o("http://[::1]:80/x").map(|o| o.to_string()).as_deref(), Some("http://[::1]:80"));
+    }
+
+    /// A cause under a cause, as a TLS or socket failure arrives through `std::io`.
+    #[derive(Debug)]
+    struct Layered(&'static str, Option<Box<Layered>>);
+
+    impl fmt::Display for Layered {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layered {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as &(dyn std::error::Error + 'static))
+        }
+    }
+
+    #[test]
+    fn errors_keep_their_cause_and_messages_stay() {
+        use crate::util::errors::chain;
+        use std::error::Error as _;
+        use std::io;
+
+        let deep = Layered("handshake failed", Some(Box::new(Layered("certificate expired", None))));
+        let e = ApiError::Transport(ureq::Error::Io(io::Error::new(io::ErrorKind::InvalidData, deep)));
+        assert_eq!(e.to_string(), "request failed: handshake failed");
+        assert_eq!(chain(&e), "request failed: handshake failed: certificate expired");
+        assert!(matches!(&e, ApiError::Transport(ureq::Error::Io(io)) if io.kind() == io::ErrorKind::InvalidData));
+
+        let t = ApiError::Transport(ureq::Error::Timeout(ureq::Timeout::Global));
+        assert_eq!(chain(&t), format!("request failed: timed out ({})", ureq::Timeout::Global));
+        let dns = ApiError::Transport(ureq::Error::HostNotFound);
+        assert_eq!(chain(&dns), "request failed: DNS lookup failed: host not found");
+
+        let body = ApiError::Body(io::Error::new(io::ErrorKind::UnexpectedEof, "peer disconnected"));
+        assert_eq!(chain(&body), "reading response body failed: peer disconnected");
+        let cause = body.source().and_then(|c| c.downcast_ref::<io::Error>()).map(io::Error::kind);
+        assert_eq!(cause, Some(io::ErrorKind::UnexpectedEof));
+
+        // The API errors wrap these transparently and keep their own causes.
+        use crate::upstream::api::account::FetchError;
+        use crate::upstream::api::services::ListError;
+        let deep = Layered("reset", Some(Box::new(Layered("by peer", None))));
+        let list = ListError::Api(ApiError::Transport(ureq::Error::Io(io::Error::other(deep))));
+        assert_eq!(chain(&list), "request failed: reset: by peer");
+        let json = serde_json::from_str::<Vec<u8>>("[1,").unwrap_err();
+        let list = ListError::Decode(json);
+        assert!(list.source().is_some_and(|c| c.is::<serde_json::Error>()));
+        assert!(list.to_string().starts_with("invalid service list: EOF while parsing"), "{list}");
+        let fetch = FetchError::Decode(serde_json::from_str::<Vec<u8>>("x").unwrap_err());
+        assert!(fetch.source().is_some_and(|c| c.is::<serde_json::Error>()));
     }
 }

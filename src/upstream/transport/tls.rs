@@ -20,18 +20,28 @@ use std::sync::Arc;
 use rustls::pki_types::{CertificateDer, pem::PemObject};
 use rustls::{ClientConfig, RootCertStore};
 
-/// Bundle files Go reads on Linux, in order; the first one that exists is used.
-const CERT_FILES: [&str; 6] = [
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/ca-bundle.pem",
-    "/etc/pki/tls/cacert.pem",
-    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
-    "/etc/ssl/cert.pem",
-];
+/// Where the machine's CA certificates are looked for when `SSL_CERT_FILE` / `SSL_CERT_DIR`
+/// are unset. A value so tests can point it at a machine of their making.
+#[derive(Clone, Copy, Debug)]
+pub struct CaLocations<'a> {
+    /// Bundle files, in order; the first one that exists is used.
+    pub files: &'a [&'a str],
+    /// Directories; every file in them is read.
+    pub dirs: &'a [&'a str],
+}
 
-/// Directories Go reads on Linux; every file in them is read.
-const CERT_DIRS: [&str; 2] = ["/etc/ssl/certs", "/etc/pki/tls/certs"];
+/// The locations Go reads on Linux.
+pub const SYSTEM_CA: CaLocations<'static> = CaLocations {
+    files: &[
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/ca-bundle.pem",
+        "/etc/pki/tls/cacert.pem",
+        "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+        "/etc/ssl/cert.pem",
+    ],
+    dirs: &["/etc/ssl/certs", "/etc/pki/tls/certs"],
+};
 
 /// Where trusted roots came from, for the start-up log line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,10 +103,22 @@ impl fmt::Display for TrustError {
     }
 }
 
-impl std::error::Error for TrustError {}
+impl std::error::Error for TrustError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TrustError::Unreadable { error, .. } => Some(error),
+            TrustError::NoCertificates { .. } => None,
+        }
+    }
+}
 
 /// Loads the trusted roots as Go does on Linux. `env` reads environment variables.
 pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<Trust, TrustError> {
+    load_from(env, SYSTEM_CA)
+}
+
+/// [`load`], with the machine's CA locations given.
+pub fn load_from(env: &dyn Fn(&str) -> Option<String>, system: CaLocations<'_>) -> Result<Trust, TrustError> {
     let mut roots = RootCertStore::empty();
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
     let mut used = Vec::new();
@@ -120,7 +142,7 @@ pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<Trust, TrustError> {
             used.push(path);
         }
         None => {
-            for file in CERT_FILES {
+            for &file in system.files {
                 if let Ok(pem) = std::fs::read(file) {
                     add(&pem, &mut roots);
                     used.push(PathBuf::from(file));
@@ -131,7 +153,7 @@ pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<Trust, TrustError> {
     }
     let dirs: Vec<PathBuf> = match env("SSL_CERT_DIR").filter(|v| !v.is_empty()) {
         Some(list) => list.split(':').filter(|d| !d.is_empty()).map(PathBuf::from).collect(),
-        None => CERT_DIRS.iter().map(PathBuf::from).collect(),
+        None => system.dirs.iter().map(PathBuf::from).collect(),
     };
     for dir in dirs {
         let mut any = false;
@@ -228,20 +250,68 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A directory of its own under the temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(what: &str) -> TempDir {
+            let dir = std::env::temp_dir().join(format!("fe-tls-{what}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+
+        fn path(&self, name: &str) -> String {
+            self.0.join(name).to_str().unwrap().to_string()
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A self-signed CA certificate in PEM.
+    fn ca_pem(name: &str) -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.self_signed(&key).unwrap().pem()
+    }
+
     #[test]
     fn no_certificates_anywhere_falls_back_to_the_bundled_roots() {
-        let dir = std::env::temp_dir().join(format!("fe-tls-empty-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        // An empty SSL_CERT_DIR and a file list that finds nothing only when SSL_CERT_FILE is
-        // unset; so point SSL_CERT_DIR at an empty directory and check the source kind only
-        // when the machine itself has no bundle.
-        let t = load(&env(&[("SSL_CERT_DIR", dir.to_str().unwrap())])).unwrap();
-        if CERT_FILES.iter().all(|f| !Path::new(f).exists()) {
-            assert_eq!(t.source, RootSource::Bundled);
-            assert!(t.roots > 100);
-        } else {
-            assert!(matches!(t.source, RootSource::System(_)));
-        }
-        std::fs::remove_dir_all(&dir).unwrap();
+        // A machine without a CA file or directory at any of the usual places (a `FROM
+        // scratch` image): the locations exist in name only.
+        let dir = TempDir::new("scratch");
+        let (files, dirs) = ([dir.path("ca-certificates.crt"), dir.path("cert.pem")], [dir.path("certs")]);
+        let files: Vec<&str> = files.iter().map(String::as_str).collect();
+        let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
+        let scratch = CaLocations { files: &files, dirs: &dirs };
+        let t = load_from(&env(&[]), scratch).unwrap();
+        assert_eq!(t.source, RootSource::Bundled);
+        assert_eq!(t.roots, webpki_roots::TLS_SERVER_ROOTS.len());
+        assert!(t.roots > 100, "{}", t.roots);
+        assert!(t.to_string().contains("bundled Mozilla roots"), "{t}");
+
+        // An empty certificate directory, or a bundle without a certificate, is no better.
+        std::fs::create_dir_all(dir.path("certs")).unwrap();
+        std::fs::write(dir.path("cert.pem"), "not a certificate\n").unwrap();
+        assert_eq!(load_from(&env(&[]), scratch).unwrap().source, RootSource::Bundled);
+        // Neither is an empty SSL_CERT_DIR in place of the directories.
+        let t = load_from(&env(&[("SSL_CERT_DIR", &dir.path("certs"))]), scratch).unwrap();
+        assert_eq!(t.source, RootSource::Bundled);
+
+        // One CA certificate anywhere and the bundled roots are not used.
+        std::fs::write(dir.path("certs/private-ca.pem"), ca_pem("Private CA")).unwrap();
+        let t = load_from(&env(&[]), scratch).unwrap();
+        assert_eq!(t.source, RootSource::System(vec![PathBuf::from(dir.path("cert.pem")), dir.path("certs").into()]));
+        assert_eq!(t.roots, 1);
+        std::fs::write(dir.path("ca-certificates.crt"), ca_pem("Bundle CA")).unwrap();
+        let t = load_from(&env(&[]), scratch).unwrap();
+        let first = PathBuf::from(dir.path("ca-certificates.crt"));
+        assert_eq!(t.source, RootSource::System(vec![first, dir.path("certs").into()]));
+        assert_eq!(t.roots, 2);
     }
 }
