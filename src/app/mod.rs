@@ -129,6 +129,7 @@ impl App {
         match fetch_services(&self.api) {
             Ok(list) => {
                 self.list_log.ok("service list refresh");
+                self.store.health.list_refreshed(unix_now());
                 log::debug!("service list: {} services", list.len());
                 self.listed = Some(list);
                 self.list_failures = 0;
@@ -141,6 +142,7 @@ impl App {
                     None => "no service list yet".to_string(),
                 };
                 self.list_log.fail_as("service list refresh", &format!("{e}; {keeping}"), e.is_untrusted());
+                self.store.health.list_failed(&e.to_string(), unix_now());
                 if self.listed.is_none() || self.list_failures >= UNREADY_AFTER_FAILURES {
                     let reason = format!("{} consecutive service list refreshes failed, last: {e}", self.list_failures);
                     self.store.health.set(false, &reason);
@@ -182,6 +184,7 @@ impl App {
                 p.stop();
                 if let Some(svc) = registry.get(&key.0) {
                     svc.table_mut(key.1).clear();
+                    svc.status(key.1).stop();
                 }
             }
         }
@@ -199,6 +202,7 @@ impl App {
             let Some(service) = registry.get(&key.0) else {
                 continue;
             };
+            service.status(key.1).start(unix_now());
             let spec = PollerSpec {
                 service,
                 stream: key.1,
@@ -222,7 +226,12 @@ impl App {
                 Ok(p) => {
                     self.pollers.insert(key, p);
                 }
-                Err(e) => log::error!("service {}: cannot start {} poller: {e}", key.0, key.1.name()),
+                Err(e) => {
+                    log::error!("service {}: cannot start {} poller: {e}", key.0, key.1.name());
+                    if let Some(svc) = registry.get(&key.0) {
+                        svc.status(key.1).stop();
+                    }
+                }
             }
         }
         for stream in Stream::ALL {
@@ -290,6 +299,11 @@ impl App {
             }
         }
     }
+}
+
+/// Unix time in seconds, for the status records.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 fn selector(cfg: &Config) -> Selector {
