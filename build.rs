@@ -23,7 +23,13 @@ fn main() {
     println!("cargo:rustc-env=FE_GIT_BRANCH={branch}");
     println!("cargo:rustc-env=FE_GIT_TAGS={tags}");
     println!("cargo:rustc-env=FE_RUSTC_VERSION={rustc_version}");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs");
+    // Where git keeps HEAD and the refs: `.git/…` in a clone, elsewhere in a worktree (whose
+    // `.git` is a file). A path that does not exist would make cargo rerun this script, and
+    // rebuild the crate, on every build; without git there is nothing to watch.
+    for file in ["HEAD", "refs"] {
+        if let Some(path) = run("git", &["rev-parse", "--git-path", file]) {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
     println!("cargo:rerun-if-changed=build.rs");
 }
