@@ -81,15 +81,21 @@ impl Exporter {
     /// Like [`Exporter::start_env`], with the open-file limit (soft and hard) set to `nofile`
     /// when given, as `ulimit -n` would.
     pub fn start_limited(args: &[&str], env: &[(&str, &str)], nofile: Option<u32>) -> Exporter {
+        Exporter::start_bin(BIN, args, env, nofile)
+    }
+
+    /// Like [`Exporter::start_limited`], running the binary at `bin` (e.g. the release build)
+    /// instead of the one cargo built for the tests.
+    pub fn start_bin(bin: &str, args: &[&str], env: &[(&str, &str)], nofile: Option<u32>) -> Exporter {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         if !args.contains(&"-listen") {
             all.extend(["-listen".to_string(), "127.0.0.1:0".to_string()]);
         }
         let mut cmd = match nofile {
-            None => Command::new(BIN),
+            None => Command::new(bin),
             Some(n) => {
                 let mut c = Command::new("sh");
-                c.arg("-c").arg(format!("ulimit -n {n} && exec \"$0\" \"$@\"")).arg(BIN);
+                c.arg("-c").arg(format!("ulimit -n {n} && exec \"$0\" \"$@\"")).arg(bin);
                 c
             }
         };

@@ -238,13 +238,8 @@ fn header(out: &mut String, snap: &Snapshot) {
     dt(out, "last scrape");
     match snap.last_scrape {
         Some((secs, size, at)) => {
-            let _ = write!(
-                out,
-                "{} s, {} (uncompressed), {} ago",
-                trim_float(secs, 3),
-                bytes(size),
-                span(snap.now - at, false)
-            );
+            let _ =
+                write!(out, "{}, {} (uncompressed), {} ago", seconds(secs), bytes(size), span(snap.now - at, false));
         }
         None => out.push_str("<span class=\"m\">none yet</span>"),
     }
@@ -356,8 +351,9 @@ fn stream_cell(out: &mut String, now: f64, stream: Option<&StreamRow>) {
     }
     out.push_str("</div>");
     if let Some(e) = &s.last_error {
-        let current = s.state.is_failing() || s.state == crate::store::StreamState::NotEntitled;
-        let _ = write!(out, "<div class=\"{}\">", if current { "e" } else { "e old" });
+        // Red while it is why the stream fails; grey when the stream answers again, or when
+        // it is the product's absence (a decision, not a fault).
+        let _ = write!(out, "<div class=\"{}\">", if s.state.is_failing() { "e" } else { "e old" });
         if let Some(status) = e.status
             && !e.message.starts_with("HTTP ")
         {
@@ -432,6 +428,11 @@ pub fn bytes(n: u64) -> String {
         n if n < 1e9 => format!("{:.1} MB", n / 1e6),
         n => format!("{:.2} GB", n / 1e9),
     }
+}
+
+/// A measured duration: `3.2 ms`, `0.85 s`.
+pub fn seconds(s: f64) -> String {
+    if s < 1.0 { format!("{:.1} ms", s * 1000.0) } else { format!("{:.2} s", s) }
 }
 
 /// `v` with at most `places` decimals, trailing zeros dropped (`0.8`, `12`).

@@ -1,6 +1,6 @@
 use std::sync::atomic::AtomicBool;
 
-use super::html::{PAGE_ROWS, bytes, esc, span, thousands};
+use super::html::{PAGE_ROWS, bytes, esc, seconds, span, thousands};
 use super::*;
 use crate::catalog::Selection;
 use crate::store::{AccountSnapshot, Counters, PollError};
@@ -169,6 +169,9 @@ fn formats() {
     assert_eq!(thousands(999), "999");
     assert_eq!(bytes(374_000_000), "374.0 MB");
     assert_eq!(bytes(512), "512 B");
+    assert_eq!(seconds(0.00042), "0.4 ms");
+    assert_eq!(seconds(0.846), "846.0 ms");
+    assert_eq!(seconds(1.06), "1.06 s");
     assert_eq!(rfc3339(1_776_470_400.0), "2026-04-18T00:00:00Z");
     assert_eq!(rfc3339(0.0), "1970-01-01T00:00:00Z");
     let mut s = String::new();
