@@ -185,3 +185,57 @@ fn the_policy_names_our_script_and_style_only() {
     assert!(csp.starts_with("default-src 'none'; style-src 'sha256-"), "{csp}");
     assert!(csp.contains("; script-src 'sha256-") && !csp.contains("unsafe"), "{csp}");
 }
+
+/// Measures (asserts nothing about time): gathering and rendering the page and the JSON for
+/// 1,000 services with every stream polled and realtime rows in 10 datacenters, 50 times each.
+/// `cargo test --release --lib status_render_at_1000_services -- --ignored --nocapture`
+#[test]
+#[ignore = "measurement; run by hand with --ignored --nocapture"]
+fn status_render_at_1000_services() {
+    use crate::catalog::catalog;
+    use crate::store::{Batch, MergeContext, Scratch};
+    let store = store(997);
+    let plan = plan();
+    let def = catalog().stream(Stream::Realtime);
+    let running = AtomicBool::new(false);
+    for svc in store.registry.snapshot() {
+        let mut b = Batch::default();
+        for dc in ["AMS", "BOS", "CDG", "DFW", "FRA", "IAD", "LHR", "NRT", "SJC", "SYD"] {
+            let dc = b.add_name(dc);
+            let none = b.add_name("");
+            b.begin_record(dc, none);
+            b.push(def.field("requests").unwrap(), 1.0);
+            b.end_record();
+        }
+        let ctx = MergeContext { def, entity_label: None, names: store.registry.names(), now: 1 };
+        svc.table_mut(Stream::Realtime).merge(&ctx, &b, &mut Scratch::default());
+        for stream in [Stream::Origin, Stream::Domain] {
+            svc.status(stream).start(100.0);
+            svc.status(stream).record_success(&running, 199.0);
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (mut page_ms, mut json_ms, mut sizes) = (Vec::new(), Vec::new(), (0, 0));
+    for _ in 0..50 {
+        let t = std::time::Instant::now();
+        let snap = Snapshot::gather(&store, &plan);
+        let page = render_html(&snap, &Query::default(), Default::default);
+        page_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = std::time::Instant::now();
+        let snap = Snapshot::gather(&store, &plan);
+        let json = render_json(&snap);
+        json_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        sizes = (page.len(), json.len());
+    }
+    eprintln!(
+        "1,000 services × 3 streams: page (500 rows) {} bytes, gather + render median {:.2} ms; \
+         /status.json {} bytes, median {:.2} ms",
+        sizes.0,
+        median(page_ms),
+        sizes.1,
+        median(json_ms)
+    );
+}
