@@ -90,8 +90,17 @@ fn api_message(body: &[u8]) -> Option<String> {
     if body.is_empty() || body.len() > MAX_ERROR_BODY {
         return None;
     }
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let text = ["Error", "msg", "message", "detail"].iter().find_map(|k| v.get(k)?.as_str())?;
+    /// Only the keys Fastly's error bodies use; everything else is skipped unread.
+    #[derive(serde::Deserialize)]
+    struct ErrorBody {
+        #[serde(rename = "Error")]
+        error: Option<String>,
+        msg: Option<String>,
+        message: Option<String>,
+        detail: Option<String>,
+    }
+    let e: ErrorBody = serde_json::from_slice(body).ok()?;
+    let text = e.error.or(e.msg).or(e.message).or(e.detail)?;
     let line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     let line = line.trim();
     if line.is_empty() {
@@ -137,6 +146,15 @@ mod tests {
         assert_eq!(with_api_message("HTTP 502".into(), b"<html>bad gateway</html>"), "HTTP 502");
         assert_eq!(with_api_message("HTTP 401".into(), b""), "HTTP 401");
         assert_eq!(with_api_message("HTTP 500".into(), br#"{"Error":42}"#), "HTTP 500");
+        assert_eq!(with_api_message("HTTP 500".into(), br#"{"x":[[1]],"detail":"d"}"#), "HTTP 500: d");
+        // Other keys are skipped unread, without recursion: deep nesting is harmless on a
+        // poller's 128 KiB stack.
+        let deep = format!(r#"{{"x":{}{},"Error":"e"}}"#, "[".repeat(20_000), "]".repeat(20_000));
+        let on_poller_stack = std::thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn(move || with_api_message("HTTP 500".into(), deep.as_bytes()))
+            .unwrap();
+        assert_eq!(on_poller_stack.join().unwrap(), "HTTP 500: e");
         let long = format!(r#"{{"Error":"{}"}}"#, "é".repeat(500));
         let m = with_api_message("HTTP 500".into(), long.as_bytes());
         assert_eq!(m.chars().count(), "HTTP 500: ".len() + 200 + 1, "{m}");
