@@ -23,7 +23,20 @@ fn main() {
     println!("cargo:rustc-env=FE_GIT_BRANCH={branch}");
     println!("cargo:rustc-env=FE_GIT_TAGS={tags}");
     println!("cargo:rustc-env=FE_RUSTC_VERSION={rustc_version}");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs");
+    // Rerun when HEAD moves: the HEAD file (another branch checked out) and the file of the
+    // branch it names (a commit), wherever git keeps them (`.git/…` in a clone, elsewhere in a
+    // worktree, whose `.git` is a file). Only existing files: cargo reruns the script, and
+    // rebuilds the crate, on every build for a missing one; and not the whole refs directory,
+    // which every other branch and worktree of the repository writes to.
+    let watch = |name: &str| {
+        let path = run("git", &["rev-parse", "--git-path", name])?;
+        std::path::Path::new(&path).exists().then(|| println!("cargo:rerun-if-changed={path}"))
+    };
+    watch("HEAD");
+    if let Some(branch) = run("git", &["rev-parse", "--symbolic-full-name", "HEAD"]).filter(|b| b.starts_with("refs/"))
+    {
+        // A packed ref has no file of its own; `git pack-refs` rewrites packed-refs instead.
+        watch(&branch).or_else(|| watch("packed-refs"));
+    }
     println!("cargo:rerun-if-changed=build.rs");
 }

@@ -224,6 +224,7 @@ fn served(exp: &Exporter, ids: &[&str]) -> String {
     let mut all = String::new();
     let mut paths = vec![
         "/".to_string(),
+        "/status.json".to_string(),
         "/sd".to_string(),
         "/metrics".to_string(),
         "/healthz".to_string(),

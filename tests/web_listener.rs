@@ -125,7 +125,7 @@ fn tls_and_basic_auth_guard_every_path_but_healthz() {
     assert_eq!(header(&headers, "x-frame-options"), Some("deny"), "extra headers on a 401 too");
     assert_eq!(get(&agent, &format!("{base}/metrics"), Some(("prometheus", "wrong"))).unwrap().0, 401);
     assert_eq!(get(&agent, &format!("{base}/metrics"), Some(("nobody", PASSWORD))).unwrap().0, 401);
-    for path in ["/readyz", "/sd", "/", "/metrics?target=svcA"] {
+    for path in ["/readyz", "/sd", "/", "/status.json", "/metrics?target=svcA"] {
         assert_eq!(get(&agent, &format!("{base}{path}"), None).unwrap().0, 401, "{path}");
     }
     // /healthz stays open, so liveness probes need no credentials.
@@ -143,6 +143,13 @@ fn tls_and_basic_auth_guard_every_path_but_healthz() {
         }
         assert!(Instant::now() < deadline, "no data over TLS:\n{}", exp.output());
         std::thread::sleep(Duration::from_millis(200));
+    }
+    // The status page and its JSON, with the same credentials and headers.
+    for path in ["/", "/status.json"] {
+        let (status, headers, body) = get(&agent, &format!("{base}{path}"), Some(("prometheus", PASSWORD))).unwrap();
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(header(&headers, "x-frame-options"), Some("deny"), "{path}");
+        assert!(body.contains("svcA"), "{path}: {body}");
     }
     // Plain HTTP to the TLS listener gets no HTTP answer.
     let mut plain = std::net::TcpStream::connect(&exp.addr).unwrap();

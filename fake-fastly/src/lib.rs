@@ -318,6 +318,7 @@ pub struct FakeState {
     services: RwLock<Arc<services::ServiceSet>>,
     routes: RwLock<HashMap<String, Arc<routes::Route>>>,
     modes: RwLock<[Arc<streams::ModeRt>; 3]>,
+    service_replies: RwLock<HashMap<(Stream, String), Reply>>,
     script_pos: Mutex<HashMap<(Stream, String), usize>>,
     log: Mutex<VecDeque<RecordedRequest>>,
     total: AtomicU64,
@@ -384,6 +385,25 @@ impl FakeState {
         let rt = Arc::new(streams::ModeRt::build(stream, mode));
         self.modes.write().unwrap_or_else(|e| e.into_inner())[stream as usize] = rt;
         lock(&self.script_pos).retain(|(s, _), _| *s != stream);
+    }
+
+    /// Makes every poll of one service's stream get `reply` (after its delay), whatever the
+    /// stream's mode; `None` gives the service back to the mode. For one service failing
+    /// among healthy ones (a status page's failing row).
+    pub fn set_service_reply(&self, stream: Stream, service_id: &str, reply: Option<Reply>) {
+        let mut map = self.service_replies.write().unwrap_or_else(|e| e.into_inner());
+        match reply {
+            Some(r) => map.insert((stream, service_id.to_string()), r),
+            None => map.remove(&(stream, service_id.to_string())),
+        };
+    }
+
+    fn service_reply(&self, stream: Stream, service_id: &str) -> Option<Reply> {
+        let map = self.service_replies.read().unwrap_or_else(|e| e.into_inner());
+        if map.is_empty() {
+            return None;
+        }
+        map.get(&(stream, service_id.to_string())).cloned()
     }
 
     /// Changes the fault probability of a [`StreamMode::Faulty`] stream for later polls
@@ -557,6 +577,7 @@ impl FakeFastly {
             services: RwLock::new(Arc::new(services::ServiceSet::new(cfg.services))),
             routes: RwLock::new(HashMap::new()),
             modes: RwLock::new(modes),
+            service_replies: RwLock::new(HashMap::new()),
             script_pos: Mutex::new(HashMap::new()),
             log: Mutex::new(VecDeque::new()),
             total: AtomicU64::new(0),

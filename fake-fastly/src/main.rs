@@ -11,15 +11,17 @@ use std::time::Instant;
 use std::time::Duration;
 
 use fake_fastly::{
-    FakeConfig, FakeFastly, FakeService, GenSpec, Stream as FakeStream, StreamMode, TlsIdentity, datacenters_json,
-    generated_body,
+    FakeConfig, FakeFastly, FakeService, GenSpec, Reply, Stream as FakeStream, StreamMode, TlsIdentity,
+    datacenters_json, generated_body,
 };
 
 const USAGE: &str = "\
 usage: fake-fastly [-listen 127.0.0.1:8081] [-services 5] [-datacenters 10]
                    [-origins 2] [-domains 2] [-token T] [-seed 1] [-page-size 1000]
-                   [-workers 8] [-once] [-tls-dir DIR]
+                   [-workers 8] [-once] [-tls-dir DIR] [-failing 0]
 Flags take one dash or two. -origins 0 / -domains 0 disable that product.
+-failing N: the real-time stream of the first N services answers HTTP 500 (a status page
+       with failing rows).
 -once: each stream answers one generated second, then holds every later poll (a large
        shape, e.g. -domains 1500 -datacenters 15, loaded once and then left still).
 -tls-dir DIR: serve HTTPS with a new private CA; DIR/ca.pem is what clients must trust
@@ -51,6 +53,7 @@ struct Args {
     workers: usize,
     once: bool,
     tls_dir: Option<std::path::PathBuf>,
+    failing: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -66,6 +69,7 @@ fn parse_args() -> Result<Args, String> {
         workers: 8,
         once: false,
         tls_dir: None,
+        failing: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -101,6 +105,7 @@ fn parse_args() -> Result<Args, String> {
             "page-size" => args.page_size = num(&value)?.max(1),
             "workers" => args.workers = num(&value)?.max(1),
             "tls-dir" => args.tls_dir = Some(value.into()),
+            "failing" => args.failing = num(&value)?,
             _ => return Err(format!("unknown flag -{name}")),
         }
     }
@@ -222,6 +227,10 @@ fn main() -> ExitCode {
         for (dict, info) in DICTIONARY_INFO {
             state.set_route(&format!("{base}/{dict}/info"), 200, info.as_bytes().to_vec());
         }
+    }
+    for s in services.iter().take(args.failing) {
+        let reply = Reply::new(500, br#"{"Error":"fake-fastly -failing: internal server error"}"#.to_vec());
+        state.set_service_reply(FakeStream::Realtime, &s.id, Some(reply));
     }
     eprintln!(
         "fake-fastly: {} services, {} KiB of pre-built payloads, ready in {:?}",

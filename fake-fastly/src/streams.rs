@@ -92,6 +92,9 @@ fn unix_now() -> Duration {
 
 /// Decides the answer to one poll.
 pub(super) fn answer(state: &FakeState, stream: Stream, id: &str, ts: &str) -> Outcome {
+    if let Some(r) = state.service_reply(stream, id) {
+        return Outcome::At(Instant::now() + r.delay, scripted(&r));
+    }
     let mode = state.mode(stream);
     if let ModeRt::NotFound = *mode {
         return Outcome::Now(Resp::json(404, br#"{"Error":"Not Found"}"#.to_vec()));
@@ -136,17 +139,20 @@ pub(super) fn answer(state: &FakeState, stream: Stream, id: &str, ts: &str) -> O
         ModeRt::Script(replies) => {
             let n = state.next_script_index(stream, id);
             match replies.get(n) {
-                Some(r) => {
-                    let mut resp = Resp::json(r.status, r.body.clone());
-                    for (k, v) in &r.headers {
-                        resp.set_header(k, v);
-                    }
-                    Outcome::At(Instant::now() + r.delay, resp)
-                }
+                Some(r) => Outcome::At(Instant::now() + r.delay, scripted(r)),
                 None => Outcome::At(Instant::now() + FOREVER, no_data(ts)),
             }
         }
     }
+}
+
+/// The response of a scripted reply (its delay is the caller's).
+fn scripted(r: &Reply) -> Resp {
+    let mut resp = Resp::json(r.status, r.body.clone());
+    for (k, v) in &r.headers {
+        resp.set_header(k, v);
+    }
+    resp
 }
 
 #[cfg(test)]

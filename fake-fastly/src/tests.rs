@@ -490,3 +490,23 @@ fn canned_route_reply_carries_headers() {
     let a = get(&fake, "/service?page=1");
     assert_eq!((a.status, a.header("Retry-After")), (429, Some("4")));
 }
+
+#[test]
+fn one_service_can_answer_its_own_reply() {
+    let fake = start(FakeConfig {
+        services: services(2),
+        realtime: StreamMode::Script(vec![Reply::new(200, br#"{"Data":[],"Timestamp":5}"#.to_vec())]),
+        ..FakeConfig::default()
+    });
+    let reply = Reply::new(500, br#"{"Error":"boom"}"#.to_vec()).with_header("X-Why", "test");
+    fake.state().set_service_reply(Stream::Realtime, "svc0001", Some(reply));
+    for _ in 0..2 {
+        let a = get(&fake, "/v1/channel/svc0001/ts/0");
+        assert_eq!((a.status, a.json()["Error"].as_str()), (500, Some("boom")));
+        assert_eq!(a.header("X-Why"), Some("test"));
+    }
+    assert_eq!(get(&fake, "/v1/channel/svc0000/ts/0").status, 200, "other services keep the mode");
+    assert_eq!(get(&fake, "/v1/origins/svc0001/ts/0").status, 200, "other streams too");
+    fake.state().set_service_reply(Stream::Realtime, "svc0001", None);
+    assert_eq!(get(&fake, "/v1/channel/svc0001/ts/0").status, 200, "back to the mode");
+}

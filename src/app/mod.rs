@@ -143,6 +143,7 @@ impl App {
         match fetch_services(&self.api) {
             Ok(list) => {
                 self.list_log.ok("service list refresh");
+                self.store.health.list_refreshed(unix_now());
                 log::debug!("service list: {} services", list.len());
                 self.listed = Some(list);
                 self.list_failures = 0;
@@ -156,6 +157,7 @@ impl App {
                 };
                 let why = chain(&e);
                 self.list_log.fail_as("service list refresh", &format!("{why}; {keeping}"), e.is_untrusted());
+                self.store.health.list_failed(&why, unix_now());
                 if self.listed.is_none() || self.list_failures >= UNREADY_AFTER_FAILURES {
                     let reason =
                         format!("{} consecutive service list refreshes failed, last: {why}", self.list_failures);
@@ -198,6 +200,7 @@ impl App {
                 p.stop();
                 if let Some(svc) = registry.get(&key.0) {
                     svc.table_mut(key.1).clear();
+                    svc.status(key.1).stop();
                 }
             }
         }
@@ -215,6 +218,7 @@ impl App {
             let Some(service) = registry.get(&key.0) else {
                 continue;
             };
+            service.status(key.1).start(unix_now());
             let spec = PollerSpec {
                 service,
                 stream: key.1,
@@ -238,7 +242,12 @@ impl App {
                 Ok(p) => {
                     self.pollers.insert(key, p);
                 }
-                Err(e) => log::error!("service {}: cannot start {} poller: {}", key.0, key.1.name(), chain(&e)),
+                Err(e) => {
+                    log::error!("service {}: cannot start {} poller: {}", key.0, key.1.name(), chain(&e));
+                    if let Some(svc) = registry.get(&key.0) {
+                        svc.status(key.1).stop();
+                    }
+                }
             }
         }
         for stream in Stream::ALL {
@@ -306,6 +315,11 @@ impl App {
             }
         }
     }
+}
+
+/// Unix time in seconds, for the status records.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 fn selector(cfg: &Config) -> Selector {

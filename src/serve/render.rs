@@ -20,6 +20,8 @@ const CHUNK: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct Plan {
     families: Vec<PlannedFamily>,
+    /// Sample lines one row of each stream renders (see [`Plan::series_per_row`]).
+    series_per_row: [u64; 3],
 }
 
 #[derive(Debug)]
@@ -70,7 +72,49 @@ impl Plan {
                 .collect();
             families.push(PlannedFamily { fam, name: name.clone(), header, series, le });
         }
-        Plan { families }
+        let mut series_per_row = [0; 3];
+        for pf in &families {
+            if let Scope::Stream(stream) = pf.fam.scope {
+                let lines = if pf.fam.kind == Kind::Histogram { pf.le.len() + 2 } else { 1 };
+                series_per_row[stream.index()] += (pf.series.len() * lines) as u64;
+            }
+        }
+        Plan { families, series_per_row }
+    }
+
+    /// Sample lines each row of `stream` renders: one per series, and for a histogram its
+    /// buckets, `+Inf`, `_sum` and `_count`. A stream's series are its rows times this.
+    pub fn series_per_row(&self, stream: Stream) -> u64 {
+        self.series_per_row[stream.index()]
+    }
+
+    /// Sample lines of the per-service and account families a full scrape of `services`
+    /// renders (stream rows aside, see [`Plan::series_per_row`]), by the same rules as the
+    /// renderer below.
+    pub fn other_series(&self, services: &[Arc<Service>], acc: &AccountSnapshot) -> u64 {
+        let mut n = 0;
+        for pf in &self.families {
+            n += match pf.fam.scope {
+                Scope::Stream(_) | Scope::Exporter(_) => 0,
+                Scope::Service(ServiceFamily::ServiceInfo) => services.len(),
+                Scope::Service(ServiceFamily::LastSuccessfulResponse) => {
+                    services.iter().filter(|s| s.last_success() > 0).count()
+                }
+                Scope::Service(ServiceFamily::RealtimeApiRequests) => {
+                    services.iter().map(|s| PollResult::ALL.iter().filter(|r| s.result_count(**r) > 0).count()).sum()
+                }
+                Scope::Account(AccountFamily::BuildInfo) => 1,
+                Scope::Account(AccountFamily::DatacenterInfo) => acc.datacenters.len(),
+                Scope::Account(AccountFamily::TokenExpiration) => {
+                    usize::from(acc.token.as_ref().is_some_and(|t| t.expires_at.is_some()))
+                }
+                Scope::Account(AccountFamily::CertExpiry) => acc.certificates.len(),
+                Scope::Account(AccountFamily::DictionaryItemCount | AccountFamily::DictionaryLastUpdated) => {
+                    services.iter().map(|s| acc.dictionaries.get(&*s.id).map_or(0, Vec::len)).sum()
+                }
+            } as u64;
+        }
+        n
     }
 }
 
@@ -445,5 +489,79 @@ fn render_account(
                 [("cn", c.cn.as_str()), ("id", &c.id), ("issuer", &c.issuer), ("name", &c.name), ("sn", &c.sn)];
             line(out, &labels, c.not_after)
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::catalog;
+    use crate::store::{Batch, Certificate, Datacenter, Dictionary, MergeContext, Registry, Scratch, TokenInfo};
+    use crate::util::filter::Filter;
+
+    /// Merges one record per `(datacenter, entity)` with a value in the field `key`.
+    fn merge(reg: &Registry, svc: &Service, stream: Stream, key: &str, rows: &[(&str, &str)]) {
+        let def = catalog().stream(stream);
+        let mut b = Batch::default();
+        for (dc, entity) in rows {
+            let dc = b.add_name(dc);
+            let entity = b.add_name(entity);
+            b.begin_record(dc, entity);
+            b.push(def.field(key).unwrap(), 3.0);
+            b.end_record();
+        }
+        let ctx = MergeContext { def, entity_label: stream.entity_label(), names: reg.names(), now: 1 };
+        svc.table_mut(stream).merge(&ctx, &b, &mut Scratch::default());
+    }
+
+    #[test]
+    fn series_counts_match_what_a_scrape_renders() {
+        let selection = Selection::new("fastly", "rt", &Filter::new(Vec::new(), Vec::new()));
+        let plan = Arc::new(Plan::new(&selection));
+        let reg = Registry::new();
+        let (a, _) = reg.upsert("A", "alpha", "1");
+        let (b, _) = reg.upsert("B", "beta", "2");
+        merge(&reg, &a, Stream::Realtime, "requests", &[("AMS", ""), ("LHR", "")]);
+        merge(&reg, &b, Stream::Realtime, "requests", &[("AMS", "")]);
+        merge(&reg, &b, Stream::Origin, "responses", &[("AMS", "o1"), ("AMS", "o2"), ("LHR", "o1")]);
+        merge(&reg, &a, Stream::Domain, "requests", &[("AMS", "d1")]);
+        a.mark_success(5);
+        a.count_result(PollResult::Success);
+        a.count_result(PollResult::NoData);
+        b.count_result(PollResult::Error);
+        let dc = |code: &str| Datacenter {
+            code: code.into(),
+            name: code.into(),
+            group: "g".into(),
+            latitude: "0".into(),
+            longitude: "0".into(),
+        };
+        let dict =
+            Dictionary { id: "d".into(), name: "n".into(), version: "1".into(), item_count: 2.0, last_updated: 3.0 };
+        let cert = Certificate {
+            cn: "c".into(),
+            name: "n".into(),
+            id: "i".into(),
+            issuer: "x".into(),
+            sn: "01".into(),
+            not_after: 9.0,
+        };
+        let acc = AccountSnapshot {
+            datacenters: vec![dc("AMS"), dc("LHR"), dc("TYO")],
+            token: Some(TokenInfo { id: "t".into(), user_id: "u".into(), expires_at: Some(7.0) }),
+            certificates: vec![cert],
+            dictionaries: [("B".to_string(), vec![dict.clone(), dict])].into_iter().collect(),
+            ..Default::default()
+        };
+        let services = reg.snapshot();
+        let rows: u64 = services
+            .iter()
+            .flat_map(|s| Stream::ALL.map(|st| s.table(st).rows().len() as u64 * plan.series_per_row(st)))
+            .sum();
+        let counted = rows + plan.other_series(&services, &acc);
+        let text = Scrape::new(plan.clone(), services, Some(Arc::new(acc)), false, Vec::new()).into_string();
+        let lines = text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count() as u64;
+        assert!(plan.series_per_row(Stream::Origin) > 0 && rows > 0);
+        assert_eq!(counted, lines);
     }
 }

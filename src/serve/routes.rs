@@ -1,4 +1,5 @@
-//! Request routing: `/metrics[?target=id]`, `/sd`, `/`, `/healthz`, `/readyz`.
+//! Request routing: `/metrics[?target=id]`, `/sd`, `/` (the status page), `/status.json`,
+//! `/healthz`, `/readyz`.
 
 use std::io::Write;
 
@@ -9,6 +10,7 @@ use tiny_http::{HTTPVersion, Header, Method, Request, Response};
 use super::render::Scrape;
 use super::selfmetrics;
 use super::server::HttpState;
+use super::status;
 use super::stream::Chunked;
 use crate::web::{Decision, WWW_AUTHENTICATE};
 
@@ -45,7 +47,8 @@ pub(crate) fn handle(req: Request, state: &HttpState, server: &tiny_http::Server
             let body = serde_json::json!([{ "targets": ids }]).to_string();
             req.respond(extra.add(Response::from_string(body).with_header(header("Content-Type", "application/json"))))
         }
-        "/" => index(req, state, &extra),
+        "/" => index(req, state, query, &extra),
+        "/status.json" => status_json(req, state, &extra),
         "/healthz" => req.respond(extra.add(text(200, "ok\n"))),
         "/readyz" => match state.store.health.get() {
             (true, _) => req.respond(extra.add(text(200, "ready\n"))),
@@ -146,10 +149,11 @@ fn metrics(
         panic!("injected test panic after the first body chunk");
     }
     let result = stream_body(w, &mut scrape, gzip, http10);
-    if !targeted && result.is_ok() {
-        state.store.counters.set_scrape_seconds(started.elapsed().as_secs_f64());
+    if !targeted && let Ok(bytes) = result {
+        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        state.store.counters.set_last_scrape(started.elapsed().as_secs_f64(), bytes, at);
     }
-    result
+    result.map(|_| ())
 }
 
 /// The server's own figures for the exporter's self metrics.
@@ -217,7 +221,9 @@ fn write_head(w: &mut dyn Write, gzip: bool, http10: bool, extra: &Extra) -> std
 
 /// Writes the streamed body (chunked unless HTTP/1.0, gzipped when asked). Each step formats
 /// about 64 KiB, so a scrape of any size holds one such buffer (plus the gzip window).
-fn stream_body(mut w: Box<dyn Write + Send>, scrape: &mut Scrape, gzip: bool, http10: bool) -> std::io::Result<()> {
+/// Returns the bytes of exposition written (before compression).
+fn stream_body(mut w: Box<dyn Write + Send>, scrape: &mut Scrape, gzip: bool, http10: bool) -> std::io::Result<u64> {
+    let mut bytes = 0u64;
     if http10 {
         let mut buf = Vec::with_capacity(80 * 1024);
         let body: &mut dyn Write = &mut w;
@@ -226,10 +232,11 @@ fn stream_body(mut w: Box<dyn Write + Send>, scrape: &mut Scrape, gzip: bool, ht
         while {
             buf.clear();
             let more = scrape.next_chunk(&mut buf);
+            bytes += buf.len() as u64;
             sink.write_all(&buf)?;
             more
         } {}
-        return sink.flush();
+        return sink.flush().map(|_| bytes);
     }
     let mut chunked = Chunked::new(w);
     if gzip {
@@ -238,26 +245,31 @@ fn stream_body(mut w: Box<dyn Write + Send>, scrape: &mut Scrape, gzip: bool, ht
         while {
             buf.clear();
             let more = scrape.next_chunk(&mut buf);
+            bytes += buf.len() as u64;
             gz.write_all(&buf)?;
             more
         } {}
         gz.finish()?.finish()?;
     } else {
         while {
+            let before = chunked.staging().len();
             let more = scrape.next_chunk(chunked.staging());
+            bytes += (chunked.staging().len() - before) as u64;
             chunked.emit()?;
             more
         } {}
         chunked.finish()?;
     }
-    Ok(())
+    Ok(bytes)
 }
 
-fn index(req: Request, state: &HttpState, extra: &Extra) -> std::io::Result<()> {
-    let services = state.store.registry.snapshot();
+/// `/`: the status page, or with `Accept: application/json` the JSON index of endpoints and
+/// services (its fields are kept as they were before the status page).
+fn index(req: Request, state: &HttpState, query: &str, extra: &Extra) -> std::io::Result<()> {
     let wants_json =
         req.headers().iter().any(|h| h.field.equiv("Accept") && h.value.as_str().contains("application/json"));
     if wants_json {
+        let services = state.store.registry.snapshot();
         let list: Vec<serde_json::Value> = services
             .iter()
             .map(|s| {
@@ -271,25 +283,34 @@ fn index(req: Request, state: &HttpState, extra: &Extra) -> std::io::Result<()> 
         let r = Response::from_string(body.to_string()).with_header(header("Content-Type", "application/json"));
         return req.respond(extra.add(r));
     }
-    let mut html = String::from(concat!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>fastly-exporter</title></head><body>",
-        "<h1>fastly-exporter</h1><ul><li><a href=\"/metrics\">/metrics</a> (all services)</li>",
-        "<li><a href=\"/sd\">/sd</a> (Prometheus HTTP service discovery)</li>",
-        "<li><a href=\"/healthz\">/healthz</a>, <a href=\"/readyz\">/readyz</a></li></ul>"
-    ));
-    html.push_str(&format!("<h2>Services ({})</h2><ul>", services.len()));
-    for s in &services {
-        let m = s.meta();
-        html.push_str(&format!(
-            "<li><a href=\"/metrics?target={}\">{}</a> {} (version {})</li>",
-            html_escape(&url_escape(&s.id)),
-            html_escape(&s.id),
-            html_escape(&m.name),
-            html_escape(&m.version)
-        ));
+    let started = std::time::Instant::now();
+    let snapshot = status::Snapshot::gather(&state.store, &state.plan);
+    let page = status::render_html(&snapshot, &status::Query::parse(query), || started.elapsed());
+    let took = started.elapsed();
+    log::debug!("http: status page: {} services, {} bytes in {took:?}", snapshot.services.len(), page.len());
+    let mut r = Response::from_string(page)
+        .with_header(header("Content-Type", "text/html; charset=utf-8"))
+        .with_header(header("Cache-Control", "no-store"))
+        .with_header(header("X-Content-Type-Options", "nosniff"));
+    let dynamic = [
+        ("Content-Security-Policy", status::content_security_policy().to_string()),
+        ("Server-Timing", format!("render;dur={:.3}", took.as_secs_f64() * 1000.0)),
+    ];
+    for (name, value) in dynamic {
+        if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            r.add_header(h);
+        }
     }
-    html.push_str("</ul></body></html>\n");
-    req.respond(extra.add(Response::from_string(html).with_header(header("Content-Type", "text/html; charset=utf-8"))))
+    req.respond(extra.add(r))
+}
+
+/// `/status.json`: the status page's data.
+fn status_json(req: Request, state: &HttpState, extra: &Extra) -> std::io::Result<()> {
+    let snapshot = status::Snapshot::gather(&state.store, &state.plan);
+    let r = Response::from_string(status::render_json(&snapshot))
+        .with_header(header("Content-Type", "application/json"))
+        .with_header(header("Cache-Control", "no-store"));
+    req.respond(extra.add(r))
 }
 
 fn text(status: u16, body: &str) -> Response<std::io::Cursor<Vec<u8>>> {
@@ -311,7 +332,7 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
-fn url_escape(s: &str) -> String {
+pub(super) fn url_escape(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -321,8 +342,4 @@ fn url_escape(s: &str) -> String {
             }
         })
         .collect()
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }

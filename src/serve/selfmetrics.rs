@@ -165,12 +165,19 @@ impl ProcStats {
         let rest = &stat[stat.rfind(')')? + 2..];
         let f: Vec<&str> = rest.split_whitespace().collect();
         let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-        let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+        let rss_bytes = rss_bytes()?;
         let open_fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0);
-        // Linux reports in clock ticks of 1/100 s and 4 KiB pages on every platform we ship.
-        Some(ProcStats { cpu_seconds: ticks / 100.0, rss_bytes: pages * 4096, open_fds })
+        // Linux reports in clock ticks of 1/100 s on every platform we ship.
+        Some(ProcStats { cpu_seconds: ticks / 100.0, rss_bytes, open_fds })
     }
+}
+
+/// The process' resident memory from `/proc/self/statm` (Linux; 4 KiB pages on every platform
+/// we ship), as `process_resident_memory_bytes` reports it.
+pub fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }
 
 #[cfg(test)]

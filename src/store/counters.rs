@@ -77,6 +77,8 @@ pub struct Counters {
     pollers: [AtomicU64; 3],
     restarts: AtomicU64,
     scrape_seconds: AtomicU64,
+    scrape_bytes: AtomicU64,
+    scrape_at: AtomicU64,
     invalid: [AtomicU64; 3],
     start_time: f64,
 }
@@ -89,6 +91,8 @@ impl Default for Counters {
             pollers: Default::default(),
             restarts: AtomicU64::new(0),
             scrape_seconds: AtomicU64::new(f64::NAN.to_bits()),
+            scrape_bytes: AtomicU64::new(0),
+            scrape_at: AtomicU64::new(0),
             invalid: Default::default(),
             start_time: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
         }
@@ -148,9 +152,18 @@ impl Counters {
         self.restarts.load(Ordering::Relaxed)
     }
 
-    /// Records how long the last full scrape took.
-    pub fn set_scrape_seconds(&self, s: f64) {
-        self.scrape_seconds.store(s.to_bits(), Ordering::Relaxed);
+    /// Records the last full scrape: how long it took, how many bytes of exposition it wrote
+    /// (before any compression) and when it ended (unix seconds).
+    pub fn set_last_scrape(&self, seconds: f64, bytes: u64, at: f64) {
+        self.scrape_seconds.store(seconds.to_bits(), Ordering::Relaxed);
+        self.scrape_bytes.store(bytes, Ordering::Relaxed);
+        self.scrape_at.store(at.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The last full scrape's `(seconds, bytes, unix end time)`, once there was one.
+    pub fn last_scrape(&self) -> Option<(f64, u64, f64)> {
+        let s = self.scrape_seconds()?;
+        Some((s, self.scrape_bytes.load(Ordering::Relaxed), f64::from_bits(self.scrape_at.load(Ordering::Relaxed))))
     }
 
     /// How long the last full scrape took, once there was one.

@@ -3,7 +3,8 @@
 //!
 //! [`Store`] holds it all: the [`Registry`] (service → stream tables → rows of dense values,
 //! laid out by the catalog), the account snapshot (swapped whole), readiness and the
-//! exporter's own counters. Parsed answers arrive as a [`Batch`] and are merged whole.
+//! exporter's own counters. Parsed answers arrive as a [`Batch`] and are merged whole. Each
+//! (service, stream) also has a [`StatusCell`]: what its poller last did, for the status page.
 
 mod account;
 mod batch;
@@ -12,6 +13,7 @@ mod health;
 mod intern;
 mod registry;
 mod rows;
+mod status;
 
 use std::sync::{Arc, RwLock};
 
@@ -20,10 +22,11 @@ pub use account::{AccountSnapshot, BuildInfo, Certificate, Datacenter, Dictionar
 pub use batch::Skipped;
 pub use batch::{Batch, Invalid};
 pub use counters::{Counters, Endpoint};
-pub use health::Health;
+pub use health::{Health, ListRefresh};
 pub use intern::Interner;
 pub use registry::{PollResult, Registry, Service, ServiceMeta};
 pub use rows::{MergeContext, Scratch, StreamTable};
+pub use status::{PollError, StreamState, StreamStatus};
 
 /// Everything the HTTP side reads, behind one handle.
 #[derive(Debug)]

@@ -14,6 +14,7 @@ use crate::util::exposition::push_label;
 
 use super::intern::Interner;
 use super::rows::StreamTable;
+use super::status::StatusCell;
 
 /// Outcome classes of a real-time poll, the `result` label of `realtime_api_requests_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +75,7 @@ pub struct Service {
     tables: [RwLock<StreamTable>; 3],
     results: [AtomicU64; 4],
     last_success: AtomicU64,
+    status: [StatusCell; 3],
 }
 
 impl Service {
@@ -84,6 +86,7 @@ impl Service {
             tables: Default::default(),
             results: Default::default(),
             last_success: AtomicU64::new(0),
+            status: Default::default(),
         }
     }
 
@@ -112,6 +115,11 @@ impl Service {
     /// Write access to one stream's rows (the stream's poller, or removal).
     pub fn table_mut(&self, stream: Stream) -> RwLockWriteGuard<'_, StreamTable> {
         self.tables[stream.index()].write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What one stream's poller is doing (absent while the stream is not polled).
+    pub fn status(&self, stream: Stream) -> &StatusCell {
+        &self.status[stream.index()]
     }
 
     /// Counts one real-time poll outcome.

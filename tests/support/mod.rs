@@ -123,7 +123,9 @@ impl Exporter {
         Exporter::start_bin(&release_bin(), args, env, None)
     }
 
-    fn start_bin(bin: &str, args: &[&str], env: &[(&str, &str)], nofile: Option<u32>) -> Exporter {
+    /// Like [`Exporter::start_limited`], running the binary at `bin` (e.g. the release build)
+    /// instead of the one cargo built for the tests.
+    pub fn start_bin(bin: &str, args: &[&str], env: &[(&str, &str)], nofile: Option<u32>) -> Exporter {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         if !args.contains(&"-listen") {
             all.extend(["-listen".to_string(), "127.0.0.1:0".to_string()]);

@@ -1,10 +1,12 @@
 //! rt.fastly.com: one poller thread per (service, stream), the tolerant parser, backoff,
-//! the shared parse buffers, and the accounting of invalid values.
+//! the shared parse buffers, the accounting of invalid values, and what each poller reports
+//! to the status page.
 
 pub mod backoff;
 pub mod invalid;
 pub mod parse;
 pub mod poller;
+pub mod status;
 pub mod work;
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use crate::util::statelog::StateLog;
 use super::backoff::{Backoff, Outcome, parse_retry_after};
 use super::invalid::InvalidFields;
 use super::parse::{Mode, parse_tolerant};
+use super::status::{Failure, report, with_api_message};
 use super::work::{Work, WorkPool};
 
 /// Stack size of poller threads: they parse and do HTTP, nothing recursive beyond serde's
@@ -102,6 +103,8 @@ fn run(spec: PollerSpec, stop: &AtomicBool) {
                 let what = format!("service {}: {} poller", spec.service.id, spec.stream.name());
                 spec.panic_log.report(&what, &caught, &format!("restarting it in {}s", PANIC_RESTART.as_secs()));
                 spec.counters.count_restart();
+                let failure = Failure { status: None, message: "internal error: the poller panicked".to_string() };
+                report(&spec.service, spec.stream, stop, Outcome::Transport, Some(failure), PANIC_RESTART);
                 PANIC_RESTART
             }
         };
@@ -127,16 +130,23 @@ fn poll_once(spec: &PollerSpec, stop: &AtomicBool, st: &mut State) -> Duration {
     let pending = spec.client.call(&url);
     let mut work = spec.work.take();
     let reply = pending.and_then(|p| p.read_into(spec.max_body, &mut work.body));
-    let (outcome, result) = judge(spec, stop, st, &mut work, reply, &subject, &url, started);
+    let (outcome, result, failure) = judge(spec, stop, st, &mut work, reply, &subject, &url, started);
     st.subject = subject;
     drop(work);
     if spec.stream == Stream::Realtime && !stop.load(Ordering::SeqCst) {
         svc.count_result(result);
     }
-    st.backoff.next(outcome)
+    let delay = st.backoff.next(outcome);
+    report(svc, spec.stream, stop, outcome, failure, delay);
+    delay
 }
 
-/// Classifies a reply, merging its data when it is a good one.
+/// What [`judge`] makes of a reply: how to wait, how to count it, and why it failed (`None`
+/// for an answered poll).
+type Judged = (Outcome, PollResult, Option<Failure>);
+
+/// Classifies a reply, merging its data when it is a good one. Failures are logged once per
+/// state change under a stable description; the status page also gets the API's own message.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn judge(
@@ -148,51 +158,46 @@ fn judge(
     subject: &str,
     url: &str,
     started: Instant,
-) -> (Outcome, PollResult) {
+) -> Judged {
     match reply {
         Err(e) => {
-            let why = chain(&e);
-            log::debug!("{subject}: GET {url}: {why}");
-            st.log.fail_as(subject, &why, e.is_untrusted());
-            match e {
-                ApiError::TooLarge(_) => (Outcome::TooLarge, PollResult::Error),
-                _ => (Outcome::Transport, PollResult::Error),
-            }
+            let message = chain(&e);
+            log::debug!("{subject}: GET {url}: {message}");
+            st.log.fail_as(subject, &message, e.is_untrusted());
+            let outcome = match e {
+                ApiError::TooLarge(_) => Outcome::TooLarge,
+                _ => Outcome::Transport,
+            };
+            (outcome, PollResult::Error, Some(Failure { status: None, message }))
         }
         Ok(r) => {
             log::debug!("{subject}: GET {url} -> {} ({} bytes, {:?})", r.status, work.body.len(), started.elapsed());
-            match r.status {
-                200 => handle_ok(spec, stop, st, work, subject),
+            let (outcome, result, what) = match r.status {
+                200 => return handle_ok(spec, stop, st, work, subject),
                 401 | 403 => {
-                    st.log.fail(subject, &format!("HTTP {} (token may be invalid)", r.status));
-                    (Outcome::Unauthorized, PollResult::Error)
+                    (Outcome::Unauthorized, PollResult::Error, format!("HTTP {} (token may be invalid)", r.status))
                 }
                 429 => {
-                    st.log.fail(subject, "HTTP 429 (rate limited)");
-                    (Outcome::RateLimited(r.retry_after.as_deref().and_then(parse_retry_after)), PollResult::Unknown)
+                    let asked = r.retry_after.as_deref().and_then(parse_retry_after);
+                    (Outcome::RateLimited(asked), PollResult::Unknown, "HTTP 429 (rate limited)".to_string())
                 }
-                s => {
-                    st.log.fail(subject, &format!("HTTP {s}"));
-                    (Outcome::Status, PollResult::Unknown)
-                }
-            }
+                s => (Outcome::Status, PollResult::Unknown, format!("HTTP {s}")),
+            };
+            st.log.fail(subject, &what);
+            let message = with_api_message(what, &work.body);
+            (outcome, result, Some(Failure { status: Some(r.status), message }))
         }
     }
 }
 
 /// A 200: parse the whole body, then merge it under the table lock unless stopped.
 #[inline(never)]
-fn handle_ok(
-    spec: &PollerSpec,
-    stop: &AtomicBool,
-    st: &mut State,
-    work: &mut Work,
-    subject: &str,
-) -> (Outcome, PollResult) {
+fn handle_ok(spec: &PollerSpec, stop: &AtomicBool, st: &mut State, work: &mut Work, subject: &str) -> Judged {
     let Work { body, batch, scratch } = work;
     if let Err(e) = parse_tolerant(body, spec.stream, spec.mode, batch) {
-        st.log.fail(subject, &chain(&e));
-        return (Outcome::Transport, PollResult::Error);
+        let message = chain(&e);
+        st.log.fail(subject, &message);
+        return (Outcome::Transport, PollResult::Error, Some(Failure { status: Some(200), message }));
     }
     st.log.ok(subject);
     if !batch.skipped.is_empty() {
@@ -202,7 +207,7 @@ fn handle_ok(
     if !batch.is_empty() {
         let mut table = spec.service.table_mut(spec.stream);
         if stop.load(Ordering::SeqCst) {
-            return (Outcome::Data, PollResult::Success);
+            return (Outcome::Data, PollResult::Success, None);
         }
         let ctx = MergeContext {
             def: catalog().stream(spec.stream),
@@ -216,7 +221,7 @@ fn handle_ok(
     if let Some(ts) = batch.timestamp.filter(|t| *t > 0) {
         st.ts = ts;
     }
-    if no_data { (Outcome::NoData, PollResult::NoData) } else { (Outcome::Data, PollResult::Success) }
+    if no_data { (Outcome::NoData, PollResult::NoData, None) } else { (Outcome::Data, PollResult::Success, None) }
 }
 
 fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
