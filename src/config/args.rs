@@ -186,6 +186,37 @@ pub(crate) const FLAGS: &[Flag] = &[
                series).",
         ..BASE
     },
+    Flag {
+        name: "datacenter-group",
+        kind: Kind::Bool,
+        default: "false",
+        group: Group::Filters,
+        arg: "",
+        help: "Export per Fastly datacenter group (Europe, North America, ...) instead of per \
+               datacenter, in the same datacenter label: about a tenth of the series. POPs not \
+               in the datacenter list yet count under datacenter=\"unknown\". Not with \
+               -aggregate-only.",
+        ..BASE
+    },
+    Flag {
+        name: "datacenter-allowlist",
+        kind: Kind::List,
+        group: Group::Filters,
+        arg: "<regex>",
+        help: "Export only datacenters whose POP code (AMS, LHR, ...) matches this regex; \
+               -aggregate-only still counts every datacenter.",
+        example: "^(AMS|FRA|LHR)$",
+        ..BASE
+    },
+    Flag {
+        name: "datacenter-blocklist",
+        kind: Kind::List,
+        group: Group::Filters,
+        arg: "<regex>",
+        help: "Skip datacenters whose POP code matches this regex.",
+        example: "^(BOG|LIM)$",
+        ..BASE
+    },
     // REFRESH
     Flag {
         name: "service-refresh",

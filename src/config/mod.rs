@@ -75,6 +75,13 @@ pub struct Config {
     pub rt_max_body: u64,
     /// Export only the all-datacenter aggregate.
     pub aggregate_only: bool,
+    /// Key stream rows by datacenter group instead of POP (`-datacenter-group`); never
+    /// together with `aggregate_only`.
+    pub datacenter_group: bool,
+    /// Datacenters are exported only if their POP code matches one of these (when non-empty).
+    pub datacenter_allowlist: Vec<regex::Regex>,
+    /// Datacenters whose POP code matches any of these are skipped.
+    pub datacenter_blocklist: Vec<regex::Regex>,
     /// Enable debug logging.
     pub debug: bool,
     /// Fastly API base URL, without trailing slash.
@@ -116,6 +123,9 @@ impl fmt::Debug for Config {
             .field("entity_expiry", &self.entity_expiry)
             .field("rt_max_body", &self.rt_max_body)
             .field("aggregate_only", &self.aggregate_only)
+            .field("datacenter_group", &self.datacenter_group)
+            .field("datacenter_allowlist", &self.datacenter_allowlist)
+            .field("datacenter_blocklist", &self.datacenter_blocklist)
             .field("debug", &self.debug)
             .field("api_endpoint", &self.api_endpoint)
             .field("rt_endpoint", &self.rt_endpoint)
@@ -403,6 +413,9 @@ impl Sources {
             entity_expiry: Some(self.duration("entity-expiry", &mut warnings)?).filter(|d| !d.is_zero()),
             rt_max_body: self.parsed("rt-max-body", values::size)?,
             aggregate_only: self.bool("aggregate-only")?,
+            datacenter_group: self.bool("datacenter-group")?,
+            datacenter_allowlist: self.regexes("datacenter-allowlist")?,
+            datacenter_blocklist: self.regexes("datacenter-blocklist")?,
             debug: self.bool("debug")?,
             api_endpoint: self.parsed("api-endpoint", values::base_url)?,
             rt_endpoint: self.parsed("rt-endpoint", values::base_url)?,
@@ -410,6 +423,14 @@ impl Sources {
             web_config,
             warnings,
         };
+
+        // The aggregate has no datacenters to group; a silent choice would surprise either way.
+        if config.datacenter_group && config.aggregate_only {
+            return Err(ConfigError::new(
+                "-datacenter-group and -aggregate-only cannot be used together: the aggregate has no \
+                 datacenters to group; keep one",
+            ));
+        }
 
         let token = self.scalar("token").0.trim().to_string();
         if token.is_empty() {

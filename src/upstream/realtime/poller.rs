@@ -11,7 +11,7 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::catalog::{Stream, catalog};
-use crate::store::{Counters, Interner, MergeContext, PollResult, Service};
+use crate::store::{Counters, Interner, MergeContext, Placement, PollResult, Service};
 use crate::upstream::transport::client::{ApiError, Client, Reply};
 use crate::util::statelog::StateLog;
 
@@ -48,6 +48,8 @@ pub struct PollerSpec {
     pub work: Arc<WorkPool>,
     /// Where restarts are counted.
     pub counters: Arc<Counters>,
+    /// Which row each datacenter's records go to (filters, groups).
+    pub placement: Arc<Placement>,
 }
 
 /// Handle to a running poller.
@@ -184,7 +186,7 @@ fn handle_ok(
     work: &mut Work,
     subject: &str,
 ) -> (Outcome, PollResult) {
-    let Work { body, batch, scratch } = work;
+    let Work { body, batch, scratch, places } = work;
     if let Err(e) = parse_tolerant(body, spec.stream, spec.mode, batch) {
         st.log.fail(subject, &e.to_string());
         return (Outcome::Transport, PollResult::Error);
@@ -195,6 +197,11 @@ fn handle_ok(
     }
     let no_data = batch.error.as_deref().is_some_and(|e| e.contains("No data available"));
     if !batch.is_empty() {
+        // Which row each record goes to, decided before the table is locked.
+        let placed = spec.mode == Mode::PerDatacenter && spec.placement.is_active();
+        if placed {
+            spec.placement.place(batch, places);
+        }
         let mut table = spec.service.table_mut(spec.stream);
         if stop.load(Ordering::SeqCst) {
             return (Outcome::Data, PollResult::Success);
@@ -204,6 +211,7 @@ fn handle_ok(
             entity_label: spec.stream.entity_label(),
             names: &spec.names,
             now: now_unix() as u32,
+            places: placed.then_some(&*places),
         };
         table.merge(&ctx, batch, scratch);
     }
