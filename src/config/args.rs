@@ -193,7 +193,7 @@ pub(crate) const FLAGS: &[Flag] = &[
         group: Group::Filters,
         arg: "",
         help: "Export per Fastly datacenter group (Europe, North America, ...) instead of per \
-               datacenter, in the same datacenter label: about a tenth of the series. POPs not \
+               datacenter, in the same datacenter label: a tenth of the series or less. POPs not \
                in the datacenter list yet count under datacenter=\"unknown\". Not with \
                -aggregate-only.",
         ..BASE
