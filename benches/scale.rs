@@ -334,7 +334,7 @@ fn micro(datacenters: usize) -> String {
     let avg = bodies.iter().map(Vec::len).sum::<usize>() as f64 / bodies.len() as f64;
     let def = catalog().stream(Stream::Realtime);
     let names = Interner::default();
-    let ctx = MergeContext { def, entity_label: None, names: &names, now: 1 };
+    let ctx = MergeContext { def, entity_label: None, names: &names, now: 1, places: None };
     let mut out = String::new();
     let _ = writeln!(
         out,

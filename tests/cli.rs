@@ -157,6 +157,11 @@ fn bad_input_exits_2_with_one_line_naming_the_flag() {
         (with_token(&["-service-blocklist", "[z-a]"]), "-service-blocklist"),
         (with_token(&["-metric-allowlist", "(?P<x"]), "-metric-allowlist"),
         (with_token(&["-metric-blocklist", "*"]), "-metric-blocklist"),
+        (with_token(&["-datacenter-allowlist", "("]), "-datacenter-allowlist"),
+        (with_token(&["-datacenter-allowlist", "^AMS$", "-datacenter-allowlist", "[z-a]"]), "-datacenter-allowlist"),
+        (with_token(&["-datacenter-blocklist", "(?P<x"]), "-datacenter-blocklist"),
+        (with_token(&["-datacenter-group", "-aggregate-only"]), "-datacenter-group"),
+        (with_token(&["-datacenter-group=perhaps"]), "-datacenter-group"),
         (with_token(&["-service-shard", "4/3"]), "-service-shard"),
         (with_token(&["-service-shard", "0/3"]), "-service-shard"),
         (with_token(&["-service-shard", "abc"]), "-service-shard"),
@@ -178,6 +183,16 @@ fn bad_input_exits_2_with_one_line_naming_the_flag() {
         &[],
         &[("FASTLY_API_TOKEN", SECRET), ("FASTLY_EXPORTER_SERVICE_REFRESH", "5")],
         "service-refresh",
+    );
+    expect_usage_error(
+        &[],
+        &[("FASTLY_API_TOKEN", SECRET), ("FASTLY_EXPORTER_DATACENTER_BLOCKLIST", "(")],
+        "-datacenter-blocklist",
+    );
+    expect_usage_error(
+        &["-aggregate-only"],
+        &[("FASTLY_API_TOKEN", SECRET), ("FASTLY_EXPORTER_DATACENTER_GROUP", "true")],
+        "-datacenter-group",
     );
     let line = expect_usage_error(
         &[],

@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use payload::{datacenter_codes, datacenters_json, generated_body, sample_bodies};
+pub use payload::{GROUPS, datacenter_codes, datacenters_json, datacenters_json_in, generated_body, sample_bodies};
 pub use tls::TlsIdentity;
 
 /// How many requests [`FakeState::requests`] keeps: enough for any test, bounded so a

@@ -94,14 +94,36 @@ pub fn datacenter_codes(n: usize) -> Vec<String> {
         .collect()
 }
 
+/// The groups of generated datacenter lists: synthetic POPs (beyond the real ones) take them
+/// in turn, as do all POPs of [`datacenters_json_in`] lists.
+pub const GROUPS: [&str; 6] = ["Europe", "North America", "Asia/Pacific", "South America", "Africa", "Asia"];
+
 /// A `GET /datacenters` body listing exactly the codes of [`datacenter_codes`]`(n)`,
-/// so the exporter's datacenter-info metric and the stream labels agree in a demo.
+/// so the exporter's datacenter-info metric and the stream labels agree in a demo. Real POPs
+/// keep their real group; synthetic ones are spread over [`GROUPS`].
 pub fn datacenters_json(n: usize) -> Vec<u8> {
+    let groups: Vec<String> = (0..n)
+        .map(|i| match POPS.get(i) {
+            Some(pop) => pop.2.to_string(),
+            None => GROUPS[(i - POPS.len()) % GROUPS.len()].to_string(),
+        })
+        .collect();
+    render_datacenters(&groups)
+}
+
+/// A `GET /datacenters` body for [`datacenter_codes`]`(n)` where POP `i` is in group
+/// `groups[i % groups.len()]`, e.g. 60 POPs in exactly 5 groups.
+pub fn datacenters_json_in(n: usize, groups: &[&str]) -> Vec<u8> {
+    let groups: Vec<String> = (0..n).map(|i| groups[i % groups.len().max(1)].to_string()).collect();
+    render_datacenters(&groups)
+}
+
+fn render_datacenters(groups: &[String]) -> Vec<u8> {
     let mut out = String::from("[");
-    for (i, code) in datacenter_codes(n).iter().enumerate() {
-        let (name, group, lat, lon) = match POPS.get(i) {
-            Some(&(_, name, group, lat, lon)) => (name.to_string(), group, lat, lon),
-            None => (format!("Synthetic {code}"), "Europe", 0.0, 0.0),
+    for (i, (code, group)) in datacenter_codes(groups.len()).iter().zip(groups).enumerate() {
+        let (name, lat, lon) = match POPS.get(i) {
+            Some(&(_, name, _, lat, lon)) => (name.to_string(), lat, lon),
+            None => (format!("Synthetic {code}"), 0.0, 0.0),
         };
         if i > 0 {
             out.push(',');
@@ -457,5 +479,17 @@ mod tests {
         assert_eq!(codes[POPS.len() + 1], "ZAB");
         let v: serde_json::Value = serde_json::from_slice(&datacenters_json(60)).unwrap();
         assert_eq!(v.as_array().unwrap().len(), 60);
+        let groups = |v: &serde_json::Value| {
+            let mut g: Vec<String> =
+                v.as_array().unwrap().iter().map(|d| d["group"].as_str().unwrap().into()).collect();
+            g.sort();
+            g.dedup();
+            g
+        };
+        assert_eq!(v[0]["group"], "Europe", "real POPs keep their group");
+        assert_eq!(groups(&v).len(), 6, "synthetic POPs are spread over the groups");
+        let five: serde_json::Value = serde_json::from_slice(&datacenters_json_in(60, &GROUPS[..5])).unwrap();
+        assert_eq!(groups(&five).len(), 5);
+        assert_eq!(five[5]["group"], GROUPS[0]);
     }
 }

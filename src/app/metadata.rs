@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::catalog::{AccountFamily, Scope, Selection, Stream};
 use crate::config::Config;
-use crate::store::{AccountSnapshot, Registry, Store};
+use crate::store::{AccountSnapshot, Grouping, Registry, Store, group_label};
 use crate::upstream::api::account::{self, FetchError};
 use crate::upstream::transport::client::Client;
 use crate::util::errors::chain;
@@ -106,16 +106,7 @@ impl Metadata {
         }
         if now >= self.next_datacenters {
             self.next_datacenters = now + cfg.datacenter_refresh;
-            if selection.exports(Scope::Account(AccountFamily::DatacenterInfo)) {
-                match account::datacenters(api) {
-                    Ok(d) => {
-                        self.logs.datacenters.ok("datacenter refresh");
-                        changed |= self.snapshot.datacenters != d;
-                        self.snapshot.datacenters = d;
-                    }
-                    Err(e) => self.logs.datacenters.fail_as("datacenter refresh", &keeping(&e), e.is_untrusted()),
-                }
-            }
+            changed |= self.fetch_datacenters(api, selection, store);
         }
         if now >= self.next_token {
             self.next_token = now + TOKEN_REFRESH;
@@ -150,6 +141,45 @@ impl Metadata {
             self.next_publish = now + PUBLISH_EVERY;
         }
         changed_entitlement
+    }
+
+    /// Fetches the datacenter list now and publishes it (the first refresh under
+    /// `-datacenter-group`, before any poll); the regular schedule goes on from here.
+    pub fn refresh_datacenters(&mut self, api: &Client, selection: &Selection, store: &Store) {
+        if self.fetch_datacenters(api, selection, store) {
+            self.publish(store);
+        }
+    }
+
+    /// The datacenter list: its groups go to the placement (which POP feeds which row), and
+    /// `datacenter_info` lists the POPs the datacenter filters let through, with their group
+    /// as the grouped rows name it. Fetched when `datacenter_info` is exported or rows are
+    /// grouped. Returns true when the snapshot changed.
+    fn fetch_datacenters(&mut self, api: &Client, selection: &Selection, store: &Store) -> bool {
+        let placement = &store.placement;
+        let grouped = placement.grouping() == Grouping::Group;
+        if !grouped && !selection.exports(Scope::Account(AccountFamily::DatacenterInfo)) {
+            return false;
+        }
+        match account::datacenters(api) {
+            Ok(mut d) => {
+                self.logs.datacenters.ok("datacenter refresh");
+                if placement.learn(d.iter().map(|dc| (dc.code.as_str(), dc.group.as_str()))) {
+                    log::debug!("datacenter groups changed; new data goes to the new groups");
+                }
+                d.retain(|dc| placement.permits(&dc.code));
+                if grouped {
+                    d.iter_mut().for_each(|dc| dc.group = group_label(&dc.group));
+                }
+                let changed = self.snapshot.datacenters != d;
+                self.snapshot.datacenters = d;
+                changed
+            }
+            Err(e) => {
+                self.logs.datacenters.fail_as("datacenter refresh", &keeping(&e), e.is_untrusted());
+                false
+            }
+        }
     }
 
     fn refresh_products(&mut self, api: &Client, selection: &Selection) -> bool {

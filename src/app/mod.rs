@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::catalog::{Selection, Stream};
 use crate::config::{Config, ConfigError};
 use crate::serve::{ServeError, ServeOptions, Server};
-use crate::store::{AccountSnapshot, BuildInfo, Counters, Store};
+use crate::store::{AccountSnapshot, BuildInfo, Counters, Grouping, Placement, Store};
 use crate::upstream::api::select::{Selected, Selector};
 use crate::upstream::api::services::{ServiceInfo, fetch_services};
 use crate::upstream::realtime::invalid::InvalidFields;
@@ -25,9 +25,11 @@ use crate::util::filter::Filter;
 use crate::util::panics::PanicLog;
 use crate::util::statelog::StateLog;
 
+mod census;
 mod metadata;
 mod signals;
 
+use census::Tally;
 use metadata::Metadata;
 use signals::Signals;
 
@@ -106,6 +108,7 @@ struct App {
     /// Real-time answers are read in turns, as many at once as there are parse buffers.
     turns: Arc<Gate>,
     net: Net,
+    census: Tally,
 }
 
 impl App {
@@ -115,7 +118,10 @@ impl App {
         let selection = Arc::new(Selection::new(&cfg.namespace, &cfg.subsystem, &metrics));
         let account = AccountSnapshot { build: build_info(), ..Default::default() };
         let counters = Arc::new(Counters::default());
-        let store = Arc::new(Store::new(account.clone(), counters.clone()));
+        let grouping = if cfg.datacenter_group { Grouping::Group } else { Grouping::Datacenter };
+        let pops = Filter::new(cfg.datacenter_allowlist.clone(), cfg.datacenter_blocklist.clone());
+        let store = Arc::new(Store::new(account.clone(), counters.clone(), Placement::new(grouping, pops)));
+        let census = Tally::new(Tally::keyed(cfg.aggregate_only, grouping), &selection);
         store.health.set(false, "the service list has not been fetched yet");
         let net = Net::new(trust.config.clone(), counters);
         let api = Client::new(&net, &cfg.api_endpoint, &cfg.token, cfg.api_timeout, 4, None).with_rate_gate();
@@ -134,6 +140,7 @@ impl App {
             work: Arc::default(),
             turns: Arc::new(Gate::new(work::SLOTS)),
             net,
+            census,
             cfg,
         }
     }
@@ -237,6 +244,7 @@ impl App {
                 names: registry.names().clone(),
                 work: self.work.clone(),
                 counters: self.store.counters.clone(),
+                placement: self.store.placement.clone(),
             };
             match Poller::spawn(spec) {
                 Ok(p) => {
@@ -284,6 +292,11 @@ impl App {
     fn run(mut self, signals: &Signals, reload: &dyn Fn() -> Result<Config, ConfigError>, server: &Server) -> ! {
         let mut next_services = Instant::now();
         let mut next_expiry = Instant::now();
+        if self.store.placement.grouping() == Grouping::Group {
+            // Before the first poll: data of a POP whose group is not known yet stays under
+            // "unknown" for good, so one request now saves a stray row on every start.
+            self.metadata.refresh_datacenters(&self.api, &self.selection, &self.store);
+        }
         loop {
             let mut now = Instant::now();
             if signals.reload.swap(false, Ordering::SeqCst) {
@@ -309,6 +322,7 @@ impl App {
                 self.expire_entities(expiry);
                 next_expiry = Instant::now() + (expiry / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
             }
+            self.census.tick(&self.store);
             now = Instant::now();
             if now < next_services && !self.metadata.busy() {
                 std::thread::sleep((next_services - now).min(Duration::from_millis(100)));

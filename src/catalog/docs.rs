@@ -100,6 +100,10 @@ fn describe(s: &Series) -> String {
             let last = obs.last().map(|(f, _)| *f).unwrap_or("");
             format!("`{first}` … `{last}` ({} fixed observations)", obs.len())
         }
+        Source::Gauge { field, weight } if weight.is_empty() => format!("`{field}`"),
+        Source::Gauge { field, weight } => {
+            format!("`{field}` (per group: mean weighted by `{}`)", weight.join("` + `"))
+        }
         Source::External => "see help".to_string(),
     };
     if fixed.is_empty() { expr } else { format!("{}: {expr}", fixed.join(",")) }

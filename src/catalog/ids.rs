@@ -110,5 +110,11 @@ family_ids! {
         InvalidFields = "fastly_exporter_invalid_fields_total",
         /// Distinct datacenter, origin and domain names held.
         InternedNames = "fastly_exporter_interned_names",
+        /// Series the stream families serve now, by stream.
+        Series = "fastly_exporter_series",
+        /// The same data counted per datacenter mode (per POP, per group, aggregate).
+        SeriesByMode = "fastly_exporter_series_by_mode",
+        /// POP codes seen, by state (listed, unlisted, filtered).
+        Datacenters = "fastly_exporter_datacenters",
     }
 }

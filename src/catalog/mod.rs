@@ -12,6 +12,9 @@
 //! - `a-b-c` adds `a - (b + c)` per record, or 0 when that would be negative (the Go exporter's
 //!   unsigned-underflow guard for `http_version="1"`);
 //! - for gauges the field's value is *set* per record (last record wins, 0 when absent);
+//!   `field~w1+w2` also names the weight used when several datacenters share a row
+//!   (`-datacenter-group`): the row gets the mean of the field weighted by `w1 + w2` of the
+//!   same record, so a ratio combines as the ratio of the summed counts it is made of;
 //! - histograms: `map(field,scale)` observes each `"<key>": count` entry of an object at
 //!   `key*scale`; `obs(f1@v1,f2@v2,…)` observes each field's count at a fixed value;
 //! - several series: `label=value[,label=value]:expr;…` with fixed label values.

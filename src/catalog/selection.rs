@@ -6,7 +6,7 @@
 
 use crate::util::filter::Filter;
 
-use super::{AccountFamily, Family, Scope, ServiceFamily, Stream, catalog, fq_name};
+use super::{AccountFamily, Family, Kind, Scope, ServiceFamily, Stream, catalog, fq_name};
 
 /// One exported family and its full name.
 #[derive(Debug)]
@@ -73,6 +73,20 @@ impl Selection {
     pub fn exports_stream(&self, stream: Stream) -> bool {
         self.exports(Scope::Stream(stream))
     }
+
+    /// Series one row of the stream exports: one per series of a counter or gauge; for a
+    /// histogram one per bucket, `+Inf`, `_sum` and `_count`. Rows × this is what a table costs
+    /// the scraper (the exporter's `fastly_exporter_series` self-metrics).
+    pub fn series_per_row(&self, stream: Stream) -> usize {
+        self.families
+            .iter()
+            .filter(|f| f.family.scope == Scope::Stream(stream))
+            .map(|f| match f.family.kind {
+                Kind::Histogram => f.family.series.len() * (f.family.buckets.len() + 3),
+                _ => f.family.series.len(),
+            })
+            .sum()
+    }
 }
 
 #[cfg(test)]
@@ -98,6 +112,9 @@ mod tests {
         assert!(!blocked.exports(Scope::Service(ServiceFamily::ServiceInfo)));
         assert!(blocked.exports(Scope::Exporter(ExporterFamily::ApiRequests)), "never filtered");
         assert_eq!(blocked.program(), "fastly_rt");
+        assert_eq!(blocked.series_per_row(Stream::Realtime), 287);
+        assert_eq!(blocked.series_per_row(Stream::Domain), 63);
+        assert_eq!(s.series_per_row(Stream::Realtime), 1, "only requests_total");
         let names: Vec<&str> = blocked.families().iter().map(|f| f.name.as_str()).collect();
         assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted by full name");
     }

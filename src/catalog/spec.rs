@@ -109,6 +109,10 @@ pub enum Source {
     Map { field: &'static str, scale: f64 },
     /// Each field's count observed at a fixed value.
     Observe(Vec<(&'static str, f64)>),
+    /// A gauge set from `field` per record; when datacenters share a row (grouping), the
+    /// records' values are averaged weighted by the sum of the `weight` fields (unweighted
+    /// when none is named).
+    Gauge { field: &'static str, weight: Vec<&'static str> },
     /// Not fed from a stream (service and account scopes).
     External,
 }
@@ -169,8 +173,9 @@ pub enum Target {
 /// absent (a gauge is set to 0 when a record omits it, as the Go exporter does).
 #[derive(Clone, Debug, PartialEq)]
 pub enum RecordOp {
-    /// `row[slot] = record[field]`.
-    Set { slot: usize, field: u16 },
+    /// `row[slot] = record[field]`; under grouping, the mean over the row's records weighted
+    /// by the sum of the `weight` fields.
+    Set { slot: usize, field: u16, weight: Vec<u16> },
     /// `row[slot] += max(record[plus] - sum(record[minus]), 0)`.
     GuardedDiff { slot: usize, plus: u16, minus: Vec<u16> },
 }
@@ -454,7 +459,13 @@ fn parse_family(line: &'static str, streams: &mut [StreamDef; 3]) -> Result<Fami
         if names != family.labels {
             return Err(format!("series labels {names:?} differ from declared {:?}", family.labels));
         }
-        let source = parse_source(expr)?;
+        let source = match parse_source(expr)? {
+            // A gauge names one field: the unweighted form of `field~weights`.
+            Source::Sum { fields, scale } if kind == Kind::Gauge && fields.len() == 1 && scale == 1.0 => {
+                Source::Gauge { field: fields[0], weight: Vec::new() }
+            }
+            other => other,
+        };
         let slot = def.slots;
         def.slots += family.slots_per_series();
         wire_series(def, &family, &source, slot)?;
@@ -502,6 +513,13 @@ fn parse_source(expr: &'static str) -> Result<Source, String> {
         }
         return Ok(Source::Observe(obs));
     }
+    if let Some((field, weight)) = expr.split_once('~') {
+        let weight = split_nonempty(weight, '+');
+        if !is_field_name(field) || weight.is_empty() || weight.iter().any(|w| !is_field_name(w)) {
+            return Err(format!("bad weighted gauge {expr:?}"));
+        }
+        return Ok(Source::Gauge { field, weight });
+    }
     if expr.contains('-') {
         let mut parts = split_nonempty(expr, '-').into_iter();
         let plus = parts.next().ok_or("empty difference")?;
@@ -541,9 +559,11 @@ fn wire_series(def: &mut StreamDef, fam: &Family, source: &Source, slot: usize) 
                 minus.iter().map(|m| def.intern_field(m, FieldKind::Number)).collect::<Result<Vec<u16>, String>>()?;
             def.record_ops.push(RecordOp::GuardedDiff { slot, plus, minus });
         }
-        (Kind::Gauge, Source::Sum { fields, scale }) if fields.len() == 1 && *scale == 1.0 => {
-            let field = def.intern_field(fields[0], FieldKind::Number)?;
-            def.record_ops.push(RecordOp::Set { slot, field });
+        (Kind::Gauge, Source::Gauge { field, weight }) => {
+            let field = def.intern_field(field, FieldKind::Number)?;
+            let weight =
+                weight.iter().map(|w| def.intern_field(w, FieldKind::Number)).collect::<Result<Vec<u16>, String>>()?;
+            def.record_ops.push(RecordOp::Set { slot, field, weight });
         }
         (Kind::Histogram, Source::Map { field, scale }) => {
             let i = def.intern_field(field, FieldKind::Map)?;

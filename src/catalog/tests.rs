@@ -96,6 +96,8 @@ fn describe(s: &Series) -> String {
     let expr = match &s.source {
         Source::Sum { fields, .. } => fields.join("+"),
         Source::GuardedDiff { plus, minus } => format!("{plus}-{}", minus.join("-")),
+        // The weight only matters under -datacenter-group, which the Go exporter does not have.
+        Source::Gauge { field, .. } => field.to_string(),
         other => format!("{other:?}"),
     };
     if labels.is_empty() { expr } else { format!("{}:{expr}", labels.join(",")) }
@@ -111,6 +113,31 @@ fn documented_fixes_are_in_place() {
     assert_eq!(sources, ["delivery", "compute", "waf"]);
     let ms = c.family(Scope::Stream(Stream::Realtime), "compute_execution_time_total").unwrap();
     assert_eq!(ms.series[0].source, Source::Sum { fields: vec!["compute_execution_time_ms"], scale: 0.001 });
+}
+
+/// Under `-datacenter-group` a gauge's row is shared by several datacenters: every stream gauge
+/// names the counts its ratio is made of, so it combines as the ratio of their sums.
+#[test]
+fn every_stream_gauge_is_weighted_by_fields_of_its_stream() {
+    let c = catalog();
+    let mut n = 0;
+    for f in c.families.iter().filter(|f| matches!(f.scope, Scope::Stream(_)) && f.kind == Kind::Gauge) {
+        let Scope::Stream(stream) = f.scope else { continue };
+        for s in &f.series {
+            let Source::Gauge { weight, .. } = &s.source else { panic!("{}: {:?}", f.name, s.source) };
+            assert!(!weight.is_empty(), "{} has no weight", f.name);
+            assert!(weight.iter().all(|w| c.stream(stream).field(w).is_some()), "{}", f.name);
+            n += 1;
+        }
+    }
+    assert_eq!(n, 2, "edge_hit_ratio and origin_offload");
+    let ratio = c.family(Scope::Stream(Stream::Domain), "edge_hit_ratio").unwrap();
+    assert_eq!(
+        ratio.series[0].source,
+        Source::Gauge { field: "edge_hit_ratio", weight: vec!["edge_hit_requests", "edge_miss_requests"] }
+    );
+    assert!(parse_catalog("domain\tg\tgauge\t\ta~\t\thelp\n").is_err());
+    assert!(parse_catalog("domain\tg_total\tcounter\t\ta~b\t\thelp\n").is_err(), "weights are for gauges");
 }
 
 #[test]

@@ -291,6 +291,49 @@ registry! {
         }),
         ..BASE
     };
+    DATACENTER_GROUP = Flag {
+        name: "datacenter-group",
+        kind: Kind::Bool,
+        default: "false",
+        group: Group::Filters,
+        arg: "",
+        help: "Export per Fastly datacenter group (Europe, North America, ...) instead of per \
+               datacenter, in the same datacenter label: a tenth of the series or less. POPs not \
+               in the datacenter list yet count under datacenter=\"unknown\". Not with \
+               -aggregate-only.",
+        apply: Some(|v, c| {
+            c.datacenter_group = v.bool()?;
+            Ok(())
+        }),
+        ..BASE
+    };
+    DATACENTER_ALLOWLIST = Flag {
+        name: "datacenter-allowlist",
+        kind: Kind::List,
+        group: Group::Filters,
+        arg: "<regex>",
+        help: "Export only datacenters whose POP code (AMS, LHR, ...) matches this regex; \
+               -aggregate-only still counts every datacenter.",
+        example: "^(AMS|FRA|LHR)$",
+        apply: Some(|v, c| {
+            c.datacenter_allowlist = v.each(values::regex)?;
+            Ok(())
+        }),
+        ..BASE
+    };
+    DATACENTER_BLOCKLIST = Flag {
+        name: "datacenter-blocklist",
+        kind: Kind::List,
+        group: Group::Filters,
+        arg: "<regex>",
+        help: "Skip datacenters whose POP code matches this regex.",
+        example: "^(BOG|LIM)$",
+        apply: Some(|v, c| {
+            c.datacenter_blocklist = v.each(values::regex)?;
+            Ok(())
+        }),
+        ..BASE
+    };
     // REFRESH
     SERVICE_REFRESH = Flag {
         name: "service-refresh",

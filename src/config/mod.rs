@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use args::Parsed;
-use flags::{Action, CONFIG_FILE, FLAGS, TOKEN};
+use flags::{AGGREGATE_ONLY, Action, CONFIG_FILE, DATACENTER_GROUP, FLAGS, TOKEN};
 use resolve::Sources;
 
 pub use usage::{example_config_file, usage};
@@ -79,6 +79,13 @@ pub struct Config {
     pub rt_max_body: u64,
     /// Export only the all-datacenter aggregate.
     pub aggregate_only: bool,
+    /// Key stream rows by datacenter group instead of POP (`-datacenter-group`); never
+    /// together with `aggregate_only`.
+    pub datacenter_group: bool,
+    /// Datacenters are exported only if their POP code matches one of these (when non-empty).
+    pub datacenter_allowlist: Vec<regex::Regex>,
+    /// Datacenters whose POP code matches any of these are skipped.
+    pub datacenter_blocklist: Vec<regex::Regex>,
     /// Enable debug logging.
     pub debug: bool,
     /// Fastly API base URL, without trailing slash.
@@ -251,6 +258,13 @@ fn build(sources: &Sources) -> Result<Config, ConfigError> {
         if let Some(apply) = flag.apply {
             apply(&sources.resolve(flag), &mut config)?;
         }
+    }
+    // The aggregate has no datacenters to group; a silent choice would surprise either way.
+    if config.datacenter_group && config.aggregate_only {
+        return Err(ConfigError::new(format!(
+            "-{} and -{} cannot be used together: the aggregate has no datacenters to group; keep one",
+            DATACENTER_GROUP.name, AGGREGATE_ONLY.name
+        )));
     }
     if config.token.is_empty() {
         return Err(ConfigError::new(format!("-{} or {} is required", TOKEN.name, TOKEN.extra_env.join(", "))));

@@ -292,7 +292,9 @@ fn example_config_file_loads() {
                 let name = rest.split_whitespace().next().unwrap_or("");
                 // The ordinal needs a pod name; the web config example names a file that does
                 // not exist here.
-                if flags::lookup(name).is_some() && name != "service-shard-ordinal" && name != "web-config-file" {
+                // -datacenter-group excludes -aggregate-only (checked on its own).
+                let alone = ["service-shard-ordinal", "web-config-file", "datacenter-group"];
+                if flags::lookup(name).is_some() && !alone.contains(&name) {
                     return rest.to_string();
                 }
                 l.to_string()
@@ -442,11 +444,48 @@ fn errors() {
         let e = fail(&[flag, value]);
         assert!(e.starts_with(&format!("invalid value \"{value}\" for {flag}: ")), "{e}");
     }
-    for flag in ["-service-allowlist", "-service-blocklist", "-metric-allowlist", "-metric-blocklist"] {
+    for flag in [
+        "-service-allowlist",
+        "-service-blocklist",
+        "-metric-allowlist",
+        "-metric-blocklist",
+        "-datacenter-allowlist",
+        "-datacenter-blocklist",
+    ] {
         assert_eq!(fail(&[flag, "("]), format!("invalid value \"(\" for {flag}: unclosed group"));
     }
     assert!(fail(&["-namespace", "my-ns"]).starts_with("invalid value \"my-ns\" for -namespace"));
     assert!(fail(&["-service", ""]).contains("-service"));
+}
+
+#[test]
+fn datacenter_group_and_filters() {
+    let c = run(&[]);
+    assert!(!c.datacenter_group && c.datacenter_allowlist.is_empty() && c.datacenter_blocklist.is_empty());
+    let c = run(&[
+        "-datacenter-group",
+        "-datacenter-allowlist",
+        "^A",
+        "-datacenter-allowlist=^F",
+        "-datacenter-blocklist",
+        "FRA",
+    ]);
+    assert!(c.datacenter_group);
+    assert_eq!(c.datacenter_allowlist.len(), 2, "repeatable");
+    assert!(c.datacenter_blocklist[0].is_match("FRA"));
+    let c =
+        run_env(&[], &[("FASTLY_EXPORTER_DATACENTER_GROUP", "true"), ("FASTLY_EXPORTER_DATACENTER_BLOCKLIST", "^X")]);
+    assert!(c.datacenter_group && c.datacenter_blocklist.len() == 1);
+    let f = TempFile::new("datacenter-group\ndatacenter-allowlist ^AMS$\ndatacenter-allowlist ^LHR$\n");
+    let c = run(&["-config-file", f.path()]);
+    assert!(c.datacenter_group && c.datacenter_allowlist.len() == 2);
+    // Without an aggregate there is nothing to group: a usage error, in whichever layers.
+    let e = fail(&["-datacenter-group", "-aggregate-only"]);
+    assert!(e.starts_with("-datacenter-group and -aggregate-only cannot be used together"), "{e}");
+    let e = fail_env(&["-aggregate-only"], &[("FASTLY_EXPORTER_DATACENTER_GROUP", "1")]);
+    assert!(e.contains("-datacenter-group"), "{e}");
+    assert!(run(&["-aggregate-only", "-datacenter-blocklist", "FRA"]).aggregate_only, "filters go with the aggregate");
+    assert!(fail(&["-datacenter-group=maybe"]).starts_with("invalid boolean value"));
 }
 
 #[test]

@@ -53,6 +53,7 @@ pub struct Figures<'a> {
 pub fn render(out: &mut Vec<u8>, f: &Figures<'_>) {
     let proc_stats = ProcStats::read();
     let c = f.counters;
+    let census = c.census();
     for &id in ExporterFamily::ALL {
         let fam = catalog().get(Scope::Exporter(id));
         let mut lines: Vec<(Vec<(&str, String)>, f64)> = Vec::new();
@@ -115,13 +116,34 @@ pub fn render(out: &mut Vec<u8>, f: &Figures<'_>) {
                 }
             }
             ExporterFamily::InvalidFields => {
-                for (stream, label) in
-                    [(Stream::Domain, "domains"), (Stream::Origin, "origins"), (Stream::Realtime, "realtime")]
-                {
-                    lines.push((vec![("stream", label.to_string())], c.invalid(stream) as f64));
+                for (stream, label) in STREAMS {
+                    lines.push((stream_label(label), c.invalid(stream) as f64));
                 }
             }
             ExporterFamily::InternedNames => lines.push((Vec::new(), f.names as f64)),
+            ExporterFamily::Series => {
+                for (stream, label) in STREAMS {
+                    lines.extend(census.as_ref().map(|c| (stream_label(label), c.series[stream.index()] as f64)));
+                }
+            }
+            ExporterFamily::SeriesByMode => {
+                for (i, mode) in ["aggregate", "datacenter", "group"].into_iter().enumerate() {
+                    // by_mode is indexed datacenter, group, aggregate; labels sort aggregate first.
+                    let m = [2, 0, 1][i];
+                    for (stream, label) in STREAMS {
+                        let n = census.as_ref().and_then(|c| c.by_mode[stream.index()][m]);
+                        let labels = vec![("mode", mode.to_string()), ("stream", label.to_string())];
+                        lines.extend(n.map(|n| (labels, n as f64)));
+                    }
+                }
+            }
+            ExporterFamily::Datacenters => {
+                if let Some(p) = census.as_ref().and_then(|c| c.pops) {
+                    for (state, n) in [("filtered", p.filtered), ("listed", p.listed), ("unlisted", p.unlisted)] {
+                        lines.push((vec![("state", state.to_string())], n as f64));
+                    }
+                }
+            }
         }
         if lines.is_empty() {
             continue;
@@ -148,6 +170,14 @@ pub fn render(out: &mut Vec<u8>, f: &Figures<'_>) {
             out.push(b'\n');
         }
     }
+}
+
+/// The streams with their `stream` label values, in label order (as `invalid_fields_total`).
+const STREAMS: [(Stream, &str); 3] =
+    [(Stream::Domain, "domains"), (Stream::Origin, "origins"), (Stream::Realtime, "realtime")];
+
+fn stream_label(label: &str) -> Vec<(&'static str, String)> {
+    vec![("stream", label.to_string())]
 }
 
 /// Figures of the current process from `/proc/self` (Linux; absent elsewhere).
@@ -204,6 +234,21 @@ mod tests {
         assert!(text.contains("fastly_exporter_invalid_fields_total{stream=\"origins\"} 3\n"));
         assert!(text.contains("fastly_exporter_interned_names 7\n"));
         assert!(!text.contains("fastly_exporter_scrape_duration_seconds"), "no scrape yet: no series");
+        assert!(!text.contains("fastly_exporter_series"), "no census yet: no series");
+        c.set_census(crate::store::Census {
+            series: [287, 0, 63],
+            by_mode: [[Some(2870), Some(861), Some(287)], [None; 3], [None, None, Some(63)]],
+            pops: None,
+        });
+        let mut out = Vec::new();
+        render(&mut out, &Figures { counters: &c, http: HttpFigures::default(), names: 0 });
+        let census = String::from_utf8(out).unwrap();
+        assert!(census.contains("fastly_exporter_series{stream=\"realtime\"} 287\n"), "{census}");
+        assert!(census.contains("fastly_exporter_series{stream=\"origins\"} 0\n"));
+        assert!(census.contains("fastly_exporter_series_by_mode{mode=\"group\",stream=\"realtime\"} 861\n"));
+        assert!(census.contains("fastly_exporter_series_by_mode{mode=\"aggregate\",stream=\"domains\"} 63\n"));
+        assert!(!census.contains("mode=\"datacenter\",stream=\"domains\""), "not derivable: no series");
+        assert!(!census.contains("fastly_exporter_datacenters{"), "no placement step: no POP states");
         let order: Vec<&str> =
             text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| l.split(' ').next().unwrap()).collect();
         let catalog_order: Vec<&str> =

@@ -1,10 +1,25 @@
 //! The exporter's own counters: what the API client, the pollers and the HTTP side count
 //! about themselves. One handle (`Arc<Counters>`) is passed to each; `serve` renders them.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::catalog::Stream;
+
+use super::placement::PopStates;
+
+/// What the stream tables cost the scraper, counted by the main thread every second: series
+/// served now, the same data in each datacenter mode, and the POPs seen.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Census {
+    /// Series served now, per stream (`Stream::index()`).
+    pub series: [u64; 3],
+    /// Per stream, series in each mode: per POP, per group, aggregate (`None`: not derivable).
+    pub by_mode: [[Option<u64>; 3]; 3],
+    /// POP codes seen, when a placement step runs (grouping or datacenter filters).
+    pub pops: Option<PopStates>,
+}
 
 /// Which Fastly API a request went to: the `endpoint` label of
 /// `fastly_exporter_api_requests_total`.
@@ -81,6 +96,7 @@ pub struct Counters {
     scrape_at: AtomicU64,
     invalid: [AtomicU64; 3],
     start_time: f64,
+    census: Mutex<Option<Census>>,
 }
 
 impl Default for Counters {
@@ -95,6 +111,7 @@ impl Default for Counters {
             scrape_at: AtomicU64::new(0),
             invalid: Default::default(),
             start_time: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+            census: Mutex::default(),
         }
     }
 }
@@ -184,5 +201,15 @@ impl Counters {
     /// Start of the process, unix seconds.
     pub fn start_time(&self) -> f64 {
         self.start_time
+    }
+
+    /// Publishes the latest series census.
+    pub fn set_census(&self, census: Census) {
+        *self.census.lock().unwrap_or_else(|p| p.into_inner()) = Some(census);
+    }
+
+    /// The latest series census, once one was taken.
+    pub fn census(&self) -> Option<Census> {
+        self.census.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }

@@ -11,6 +11,7 @@ mod batch;
 mod counters;
 mod health;
 mod intern;
+mod placement;
 mod registry;
 mod rows;
 mod status;
@@ -21,11 +22,12 @@ pub use account::{AccountSnapshot, BuildInfo, Certificate, Datacenter, Dictionar
 #[cfg(test)]
 pub use batch::Skipped;
 pub use batch::{Batch, Invalid};
-pub use counters::{Counters, Endpoint};
+pub use counters::{Census, Counters, Endpoint};
 pub use health::{Health, ListRefresh};
 pub use intern::Interner;
+pub use placement::{Grouping, Placement, Places, group_label};
 pub use registry::{PollResult, Registry, Service, ServiceMeta};
-pub use rows::{MergeContext, Scratch, StreamTable};
+pub use rows::{Footprint, Keyed, MergeContext, Scratch, StreamTable};
 pub use status::{PollError, StreamState, StreamStatus};
 
 /// Everything the HTTP side reads, behind one handle.
@@ -38,16 +40,20 @@ pub struct Store {
     pub health: Health,
     /// The exporter's own counters (also held by the API clients and pollers).
     pub counters: Arc<Counters>,
+    /// The datacenter filters and grouping mode (also held by the pollers): which row each
+    /// POP's data goes to. `placement.grouping()` is how stream rows are keyed.
+    pub placement: Arc<Placement>,
 }
 
 impl Store {
     /// An empty store whose account snapshot starts as `account` (the build is known at once).
-    pub fn new(account: AccountSnapshot, counters: Arc<Counters>) -> Store {
+    pub fn new(account: AccountSnapshot, counters: Arc<Counters>, placement: Placement) -> Store {
         Store {
             registry: Registry::new(),
             account: RwLock::new(Arc::new(account)),
             health: Health::default(),
             counters,
+            placement: Arc::new(placement),
         }
     }
 

@@ -11,6 +11,7 @@ use crate::util::exposition::push_label;
 
 use super::batch::{Batch, RecordView};
 use super::intern::Interner;
+use super::placement::Places;
 
 /// One (datacenter, entity) row.
 #[derive(Debug)]
@@ -26,6 +27,9 @@ pub struct Row {
     /// Unix second of the last answer with a record for this row (for the expiry of
     /// origins and domains that stopped reporting).
     pub seen: u32,
+    /// Under `-datacenter-group`: the POPs (by placement index) whose data this row holds, so
+    /// the exporter can tell what per-POP rows would cost. Empty (no allocation) otherwise.
+    pub pops: Box<[u64]>,
 }
 
 /// What a merge needs besides the batch: the stream's plan, its entity label, the shared
@@ -40,6 +44,9 @@ pub struct MergeContext<'a> {
     pub names: &'a Interner,
     /// Unix second of the answer.
     pub now: u32,
+    /// Where each record goes (datacenter filters, `-datacenter-group`); `None`: every record
+    /// to its own datacenter's row.
+    pub places: Option<&'a Places>,
 }
 
 /// Reusable scratch space for merging: the current record as a dense array, and the rows as
@@ -55,7 +62,23 @@ pub struct Scratch {
     /// record (a row that appears twice is saved twice; restoring in reverse order ends with
     /// the first copy, the original).
     undo: Vec<f64>,
+    /// Gauge values of records that share a row with other POPs' records, to be combined once
+    /// every record is applied.
+    gauges: Vec<GaugeObs>,
 }
+
+/// One record's value of one gauge, with its weight, for a row several POPs feed.
+#[derive(Clone, Copy, Debug)]
+struct GaugeObs {
+    row: u32,
+    /// Index of the gauge's `RecordOp::Set` in the stream's record ops.
+    op: u16,
+    value: f64,
+    weight: f64,
+}
+
+/// A record that goes to no row (dropped by the datacenter filters).
+const SKIP: u32 = u32::MAX;
 
 impl Scratch {
     /// Forgets everything, including state a panic left behind mid-record.
@@ -65,6 +88,7 @@ impl Scratch {
         self.touched.clear();
         self.rows.clear();
         self.undo.clear();
+        self.gauges.clear();
     }
 }
 
@@ -72,6 +96,9 @@ impl Scratch {
 #[derive(Debug, Default)]
 pub struct StreamTable {
     rows: Vec<Row>,
+    /// Bumped whenever the set of rows (or a row's set of POPs) changes, so what is derived
+    /// from the row set (the series census) is recomputed only then.
+    version: u64,
 }
 
 impl StreamTable {
@@ -80,9 +107,15 @@ impl StreamTable {
         &self.rows
     }
 
+    /// Changes whenever rows are added or dropped, or a group row gets data of a new POP.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
     /// Drops every row (the service left, or the product entitlement was lost).
     pub fn clear(&mut self) {
         self.rows = Vec::new();
+        self.version += 1;
     }
 
     /// Drops rows whose last record is older than `cutoff` (unix seconds); returns how many.
@@ -92,6 +125,7 @@ impl StreamTable {
         self.rows.retain(|r| r.seen >= cutoff);
         if self.rows.len() < before {
             self.rows.shrink_to(self.rows.len() * 2);
+            self.version += 1;
         }
         before - self.rows.len()
     }
@@ -113,43 +147,95 @@ impl StreamTable {
         }
         scratch.rows.clear();
         scratch.undo.clear();
+        scratch.gauges.clear();
+        let places = ctx.places;
         let mut inserted = false;
-        for rec in batch.records() {
-            let (idx, new) = self.row_index(ctx, rec.dc, rec.entity);
+        for (i, rec) in batch.records().enumerate() {
+            let Some(dc) = target(places, i, rec.dc) else {
+                scratch.rows.push(SKIP);
+                continue;
+            };
+            let (idx, new) = self.row_index(ctx, dc, rec.entity);
             inserted |= new;
-            self.rows[idx].seen = ctx.now;
+            let row = &mut self.rows[idx];
+            row.seen = ctx.now;
+            // Outside the undo journal: a set bit is true as soon as the POP's record is
+            // merged, and the retry of an undone merge sets the same bit again.
+            if let Some(pop) = places.and_then(|p| p.grouped_pop(i))
+                && set_bit(&mut row.pops, pop)
+            {
+                self.version += 1;
+            }
             scratch.rows.push(idx as u32);
         }
         if inserted {
+            self.version += 1;
             // An insertion shifts the rows after it: resolve every record again.
             scratch.rows.clear();
-            for rec in batch.records() {
-                let idx = self.find(rec.dc, rec.entity).unwrap_or_else(|| unreachable!("every row exists now"));
+            for (i, rec) in batch.records().enumerate() {
+                let idx = match target(places, i, rec.dc) {
+                    Some(dc) => self.find(dc, rec.entity).unwrap_or_else(|| unreachable!("every row exists now")),
+                    None => SKIP as usize,
+                };
                 scratch.rows.push(idx as u32);
             }
         }
-        let Scratch { dense, present, touched, rows: indices, undo } = scratch;
+        let grouped = places.is_some_and(Places::grouped);
+        let Scratch { dense, present, touched, rows: indices, undo, gauges } = scratch;
         let mut record = RecordScratch { dense, present, touched };
         let rows = &mut self.rows;
         let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             for (i, rec) in batch.records().enumerate() {
                 #[cfg(debug_assertions)]
                 debug_fault::maybe_panic(i, batch.len());
-                let values = &mut rows[indices[i] as usize].values;
+                let row = indices[i];
+                if row == SKIP {
+                    continue;
+                }
+                let values = &mut rows[row as usize].values;
                 undo.extend_from_slice(values);
-                apply_record(def, values, &rec, &mut record);
+                let sink = if grouped { Some((&mut *gauges, row)) } else { None };
+                apply_record(def, values, &rec, &mut record, sink);
+            }
+            if grouped {
+                combine_gauges(def, rows, gauges);
             }
         }));
         if let Err(panic) = applied {
             let slots = def.slots;
             let saved = undo.len() / slots.max(1);
-            for i in (0..saved).rev() {
-                rows[indices[i] as usize].values.copy_from_slice(&undo[i * slots..(i + 1) * slots]);
+            let merged: Vec<u32> = indices.iter().copied().filter(|r| *r != SKIP).take(saved).collect();
+            for (i, row) in merged.iter().enumerate().rev() {
+                rows[*row as usize].values.copy_from_slice(&undo[i * slots..(i + 1) * slots]);
             }
             scratch.reset();
             std::panic::resume_unwind(panic);
         }
         undo.clear();
+        gauges.clear();
+    }
+
+    /// What the rows would cost in each datacenter mode, in rows; see [`Footprint`].
+    /// `keyed` says what the rows' datacenter key is; `group_of` gives a POP code's group.
+    pub fn footprint(&self, keyed: Keyed, group_of: &dyn Fn(&str) -> u32) -> Footprint {
+        let mut entities: Vec<*const u8> = self.rows.iter().map(|r| r.entity.as_ptr()).collect();
+        entities.sort_unstable();
+        entities.dedup();
+        let aggregate = entities.len();
+        match keyed {
+            Keyed::Aggregate => Footprint { datacenter: None, group: None, aggregate: self.rows.len() },
+            Keyed::Datacenter => {
+                let mut groups: Vec<(u32, *const u8)> =
+                    self.rows.iter().map(|r| (group_of(&r.dc), r.entity.as_ptr())).collect();
+                groups.sort_unstable();
+                groups.dedup();
+                Footprint { datacenter: Some(self.rows.len()), group: Some(groups.len()), aggregate }
+            }
+            Keyed::Group => {
+                let pops = self.rows.iter().map(|r| r.pops.iter().map(|w| w.count_ones() as usize).sum::<usize>());
+                Footprint { datacenter: Some(pops.sum()), group: Some(self.rows.len()), aggregate }
+            }
+        }
     }
 
     /// The index of the row `(dc, entity)`, if it exists.
@@ -175,11 +261,77 @@ impl StreamTable {
                     labels: labels.into_boxed_str(),
                     values: vec![0.0; ctx.def.slots].into_boxed_slice(),
                     seen: ctx.now,
+                    pops: Box::default(),
                 };
                 self.rows.insert(i, row);
                 (i, true)
             }
         }
+    }
+}
+
+/// What a table's rows are keyed by, for [`StreamTable::footprint`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keyed {
+    /// POP codes (the default).
+    Datacenter,
+    /// Datacenter groups (`-datacenter-group`).
+    Group,
+    /// The one `aggregate` row (`-aggregate-only`).
+    Aggregate,
+}
+
+/// Rows one table needs in each datacenter mode for the data it holds: per POP, per group,
+/// and aggregate (one per origin/domain, or one). `None` where the rows kept cannot tell
+/// (an aggregate row has no POPs). Per POP under grouping counts each (POP, entity) that fed
+/// a group row; a POP whose group changed counts once under each group.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// One row per (POP, entity).
+    pub datacenter: Option<usize>,
+    /// One row per (group, entity).
+    pub group: Option<usize>,
+    /// One row per entity.
+    pub aggregate: usize,
+}
+
+/// The datacenter key of record `i`'s row, `None` when the record is dropped.
+#[inline]
+fn target<'a>(places: Option<&'a Places>, i: usize, dc: &'a str) -> Option<&'a str> {
+    match places {
+        Some(p) => p.target(i, dc),
+        None => Some(dc),
+    }
+}
+
+/// Sets bit `i`, growing the set as needed; true when it was not set.
+fn set_bit(bits: &mut Box<[u64]>, i: u16) -> bool {
+    let (word, bit) = (usize::from(i) / 64, 1u64 << (i % 64));
+    if word >= bits.len() {
+        let mut grown = vec![0u64; word + 1];
+        grown[..bits.len()].copy_from_slice(bits);
+        *bits = grown.into_boxed_slice();
+    }
+    let new = bits[word] & bit == 0;
+    bits[word] |= bit;
+    new
+}
+
+/// Writes each gauge of a row several POPs fed: the mean of the records' values weighted by
+/// their weight fields (the counts the ratio is made of), so the group's ratio is the ratio
+/// of its summed counts; the plain mean when no record carries weight. A gauge no record had
+/// a valid value for keeps its value.
+fn combine_gauges(def: &StreamDef, rows: &mut [Row], gauges: &mut [GaugeObs]) {
+    gauges.sort_unstable_by_key(|g| (g.row, g.op));
+    for run in gauges.chunk_by(|a, b| a.row == b.row && a.op == b.op) {
+        let Some(RecordOp::Set { slot, .. }) = def.record_ops.get(usize::from(run[0].op)) else { continue };
+        let weight: f64 = run.iter().map(|g| g.weight).sum();
+        let value = if weight > 0.0 {
+            run.iter().map(|g| g.value * g.weight).sum::<f64>() / weight
+        } else {
+            run.iter().map(|g| g.value).sum::<f64>() / run.len() as f64
+        };
+        rows[run[0].row as usize].values[*slot] = value;
     }
 }
 
@@ -213,8 +365,16 @@ mod debug_fault {
     }
 }
 
-/// Applies one record to one row, in the order the Go exporter does per datacenter.
-fn apply_record(def: &StreamDef, row: &mut [f64], rec: &RecordView<'_>, s: &mut RecordScratch<'_>) {
+/// Applies one record to one row, in the order the Go exporter does per datacenter. With a
+/// gauge sink (a row several POPs feed), gauge values are collected for [`combine_gauges`]
+/// instead of set.
+fn apply_record(
+    def: &StreamDef,
+    row: &mut [f64],
+    rec: &RecordView<'_>,
+    s: &mut RecordScratch<'_>,
+    mut gauges: Option<(&mut Vec<GaugeObs>, u32)>,
+) {
     for e in rec.entries {
         let f = e.field as usize;
         match def.field_kinds[f] {
@@ -253,13 +413,21 @@ fn apply_record(def: &StreamDef, row: &mut [f64], rec: &RecordView<'_>, s: &mut 
             }
         }
     }
-    for op in &def.record_ops {
+    for (i, op) in def.record_ops.iter().enumerate() {
         match op {
-            RecordOp::Set { slot, field } => {
+            RecordOp::Set { slot, field, weight } => {
                 let v = s.dense[*field as usize];
                 // An invalid value leaves the gauge as it was; an absent one sets it to 0.
-                if !v.is_nan() {
-                    row[*slot] = v;
+                if v.is_nan() {
+                    continue;
+                }
+                match gauges.as_mut() {
+                    Some((sink, at)) => {
+                        // An invalid weight counts as none (NaN is not > 0).
+                        let w = weight.iter().map(|f| s.dense[*f as usize]).filter(|w| *w > 0.0).sum();
+                        sink.push(GaugeObs { row: *at, op: i as u16, value: v, weight: w });
+                    }
+                    None => row[*slot] = v,
                 }
             }
             RecordOp::GuardedDiff { slot, plus, minus } => {

@@ -28,7 +28,7 @@ fn merge_adds_counters_and_creates_rows_sorted() {
     record(&mut b, "TYO", &[("requests", 3.0), ("compute_execution_time_ms", 1100.0)]);
     record(&mut b, "AMS", &[]);
     record(&mut b, "TYO", &[("requests", 2.0)]);
-    t.merge(&MergeContext { def, entity_label: None, names: &Interner::default(), now: 1 }, &b, &mut s);
+    t.merge(&MergeContext { def, entity_label: None, names: &Interner::default(), now: 1, places: None }, &b, &mut s);
     let dcs: Vec<&str> = t.rows().iter().map(|r| &*r.dc).collect();
     assert_eq!(dcs, ["AMS", "TYO"]);
     let tyo = &t.rows()[1];
@@ -46,7 +46,7 @@ fn http_version_one_is_guarded_per_record() {
     let mut s = Scratch::default();
     record(&mut b, "X", &[("requests", 10.0), ("http2", 3.0), ("http3", 2.0)]);
     record(&mut b, "X", &[("requests", 1.0), ("http2", 5.0)]);
-    t.merge(&MergeContext { def, entity_label: None, names: &Interner::default(), now: 1 }, &b, &mut s);
+    t.merge(&MergeContext { def, entity_label: None, names: &Interner::default(), now: 1, places: None }, &b, &mut s);
     let v = &t.rows()[0].values;
     assert_eq!(v[slot(Stream::Realtime, "http_total", 0)], 5.0, "10-3-2, then 0 (underflow guard)");
     assert_eq!(v[slot(Stream::Realtime, "http_total", 1)], 8.0);
@@ -70,7 +70,7 @@ fn histograms_take_counts_into_buckets() {
     b.push_keyed(mh, 90000.0, 1.0); // 90 s → +Inf
     b.push(field(Stream::Realtime, "object_size_1k"), 4.0);
     b.end_record();
-    t.merge(&MergeContext { def, entity_label: None, names: &Interner::default(), now: 1 }, &b, &mut s);
+    t.merge(&MergeContext { def, entity_label: None, names: &Interner::default(), now: 1, places: None }, &b, &mut s);
     let v = &t.rows()[0].values;
     let first = fam.series[0].slot;
     let nb = fam.buckets.len();
@@ -95,7 +95,11 @@ fn domain_gauges_are_set_not_added() {
     b.begin_record(dc.clone(), host.clone());
     b.push(field(Stream::Domain, "edge_hit_ratio"), 0.75);
     b.end_record();
-    t.merge(&MergeContext { def, entity_label: Some("domain"), names: &Interner::default(), now: 1 }, &b, &mut s);
+    t.merge(
+        &MergeContext { def, entity_label: Some("domain"), names: &Interner::default(), now: 1, places: None },
+        &b,
+        &mut s,
+    );
     assert_eq!(t.rows()[0].values[ratio], 0.75);
     assert_eq!(&*t.rows()[0].labels, "datacenter=\"X\",domain=\"example.com\"");
     b.clear();
@@ -103,7 +107,11 @@ fn domain_gauges_are_set_not_added() {
     let host = b.add_name("example.com");
     b.begin_record(dc, host);
     b.end_record();
-    t.merge(&MergeContext { def, entity_label: Some("domain"), names: &Interner::default(), now: 1 }, &b, &mut s);
+    t.merge(
+        &MergeContext { def, entity_label: Some("domain"), names: &Interner::default(), now: 1, places: None },
+        &b,
+        &mut s,
+    );
     assert_eq!(t.rows()[0].values[ratio], 0.0, "absent in the last record: set to 0 like upstream");
 }
 
@@ -121,4 +129,134 @@ fn registry_upsert_rename_and_retain() {
     let gone = r.retain(|id| id == "a-id");
     assert_eq!(gone.len(), 1);
     assert_eq!(r.len(), 1);
+}
+
+/// A domain record: (datacenter, domain, fields).
+fn domain_record(batch: &mut Batch, dc: &str, domain: &str, values: &[(&str, f64)]) {
+    let dc = batch.add_name(dc);
+    let host = batch.add_name(domain);
+    batch.begin_record(dc, host);
+    for (k, v) in values {
+        match v.is_nan() {
+            true => batch.push_invalid(field(Stream::Domain, k), Invalid::Null),
+            false => batch.push(field(Stream::Domain, k), *v),
+        }
+    }
+    batch.end_record();
+}
+
+fn grouped() -> Placement {
+    let block = vec![regex::Regex::new("^SYD$").unwrap()];
+    let p = Placement::new(Grouping::Group, crate::util::filter::Filter::new(Vec::new(), block));
+    p.learn([("AMS", "Europe"), ("FRA", "Europe"), ("LHR", "Europe"), ("SYD", "Asia/Pacific"), ("NRT", "Asia")]);
+    p
+}
+
+#[test]
+fn grouped_rows_sum_counters_and_weigh_gauges() {
+    let def = catalog().stream(Stream::Domain);
+    let (ratio, offload) = (slot(Stream::Domain, "edge_hit_ratio", 0), slot(Stream::Domain, "origin_offload", 0));
+    let requests = slot(Stream::Domain, "requests_total", 0);
+    let p = grouped();
+    let mut t = StreamTable::default();
+    let mut b = Batch::default();
+    let mut s = Scratch::default();
+    let mut places = Places::default();
+    let ex = "example.com";
+    domain_record(
+        &mut b,
+        "AMS",
+        ex,
+        &[("requests", 10.0), ("edge_hit_ratio", 0.9), ("edge_hit_requests", 9.0), ("edge_miss_requests", 1.0)],
+    );
+    domain_record(
+        &mut b,
+        "FRA",
+        ex,
+        &[
+            ("requests", 30.0),
+            ("edge_hit_ratio", 0.5),
+            ("edge_hit_requests", 15.0),
+            ("edge_miss_requests", 15.0),
+            ("edge_resp_body_bytes", 100.0),
+            ("origin_offload", 0.25),
+        ],
+    );
+    // No hits: the API leaves the ratio out, which is 0 with its weight (the misses).
+    domain_record(&mut b, "LHR", ex, &[("requests", 20.0), ("edge_miss_requests", 20.0)]);
+    domain_record(&mut b, "SYD", ex, &[("requests", 1000.0), ("edge_hit_ratio", 1.0), ("edge_hit_requests", 5.0)]);
+    domain_record(&mut b, "NRT", ex, &[("requests", 7.0), ("edge_hit_ratio", 0.4)]);
+    domain_record(&mut b, "NEW", ex, &[("requests", 3.0)]);
+    p.place(&b, &mut places);
+    let names = Interner::default();
+    let ctx = MergeContext { def, entity_label: Some("domain"), names: &names, now: 1, places: Some(&places) };
+    t.merge(&ctx, &b, &mut s);
+    let rows: Vec<(&str, f64, f64, f64)> =
+        t.rows().iter().map(|r| (&*r.dc, r.values[requests], r.values[ratio], r.values[offload])).collect();
+    // Europe: (9 + 15 + 0) / (10 + 30 + 20) hits over hits and misses; offload from FRA alone
+    // (the only one with bytes). Asia: no weight, plain mean of its one value. SYD: filtered.
+    assert_eq!(rows, [("Asia", 7.0, 0.4, 0.0), ("Europe", 60.0, 24.0 / 60.0, 0.25), ("unknown", 3.0, 0.0, 0.0)]);
+    assert_eq!(&*t.rows()[1].labels, "datacenter=\"Europe\",domain=\"example.com\"");
+    let footprint = t.footprint(Keyed::Group, &|_| 0);
+    assert_eq!(footprint, Footprint { datacenter: Some(5), group: Some(3), aggregate: 1 });
+
+    // A later answer with only LHR: Europe's gauges are LHR's, counters keep adding; an
+    // invalid value leaves the gauge alone.
+    let version = t.version();
+    b.clear();
+    domain_record(
+        &mut b,
+        "LHR",
+        ex,
+        &[("requests", 1.0), ("edge_hit_ratio", 1.0), ("edge_hit_requests", 1.0), ("origin_offload", f64::NAN)],
+    );
+    p.place(&b, &mut places);
+    let ctx = MergeContext { def, entity_label: Some("domain"), names: &names, now: 2, places: Some(&places) };
+    t.merge(&ctx, &b, &mut s);
+    let europe = &t.rows()[1].values;
+    assert_eq!((europe[requests], europe[ratio], europe[offload]), (61.0, 1.0, 0.25));
+    assert_eq!(t.version(), version, "no new row, no new POP");
+}
+
+#[test]
+fn filtered_datacenters_make_no_rows_and_the_census_counts_groups() {
+    let def = catalog().stream(Stream::Realtime);
+    let p = Placement::new(
+        Grouping::Datacenter,
+        crate::util::filter::Filter::new(vec![regex::Regex::new("^(AMS|FRA|NRT)$").unwrap()], Vec::new()),
+    );
+    p.learn([("AMS", "Europe"), ("FRA", "Europe"), ("NRT", "Asia")]);
+    let mut t = StreamTable::default();
+    let mut b = Batch::default();
+    let mut places = Places::default();
+    for dc in ["AMS", "FRA", "LHR", "NRT"] {
+        record(&mut b, dc, &[("requests", 1.0)]);
+    }
+    p.place(&b, &mut places);
+    let ctx = MergeContext { def, entity_label: None, names: &Interner::default(), now: 1, places: Some(&places) };
+    t.merge(&ctx, &b, &mut Scratch::default());
+    let dcs: Vec<&str> = t.rows().iter().map(|r| &*r.dc).collect();
+    assert_eq!(dcs, ["AMS", "FRA", "NRT"]);
+    assert!(t.rows().iter().all(|r| r.pops.is_empty()), "POP sets only for group rows");
+    let routes = p.routes();
+    let footprint = t.footprint(Keyed::Datacenter, &|dc| routes.group_of(dc));
+    assert_eq!(footprint, Footprint { datacenter: Some(3), group: Some(2), aggregate: 1 });
+}
+
+/// A weight that is invalid counts as none; with no weight at all the values are averaged.
+#[test]
+fn invalid_weights_count_as_none() {
+    let def = catalog().stream(Stream::Domain);
+    let ratio = slot(Stream::Domain, "edge_hit_ratio", 0);
+    let p = grouped();
+    let mut t = StreamTable::default();
+    let mut b = Batch::default();
+    let mut places = Places::default();
+    domain_record(&mut b, "AMS", "a", &[("edge_hit_ratio", 0.1)]);
+    domain_record(&mut b, "FRA", "a", &[("edge_hit_ratio", 0.9), ("edge_hit_requests", f64::NAN)]);
+    p.place(&b, &mut places);
+    let ctx =
+        MergeContext { def, entity_label: Some("domain"), names: &Interner::default(), now: 1, places: Some(&places) };
+    t.merge(&ctx, &b, &mut Scratch::default());
+    assert!((t.rows()[0].values[ratio] - 0.5).abs() < 1e-12, "{}", t.rows()[0].values[ratio]);
 }

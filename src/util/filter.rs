@@ -19,6 +19,11 @@ impl Filter {
         Filter { allow, block }
     }
 
+    /// True when both lists are empty: everything passes.
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.block.is_empty()
+    }
+
     /// True when `name` passes both lists.
     pub fn permits(&self, name: &str) -> bool {
         (self.allow.is_empty() || self.allow.iter().any(|r| r.is_match(name))) && !self.blocked(name)

@@ -11,7 +11,7 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::catalog::{Stream, catalog};
-use crate::store::{Counters, Interner, MergeContext, PollResult, Service};
+use crate::store::{Counters, Interner, MergeContext, Placement, PollResult, Service};
 use crate::upstream::transport::client::{ApiError, Client, Reply};
 use crate::util::errors::chain;
 use crate::util::statelog::StateLog;
@@ -53,6 +53,8 @@ pub struct PollerSpec {
     pub work: Arc<WorkPool>,
     /// Where restarts are counted.
     pub counters: Arc<Counters>,
+    /// Which row each datacenter's records go to (filters, groups).
+    pub placement: Arc<Placement>,
 }
 
 /// Handle to a running poller.
@@ -193,7 +195,7 @@ fn judge(
 /// A 200: parse the whole body, then merge it under the table lock unless stopped.
 #[inline(never)]
 fn handle_ok(spec: &PollerSpec, stop: &AtomicBool, st: &mut State, work: &mut Work, subject: &str) -> Judged {
-    let Work { body, batch, scratch } = work;
+    let Work { body, batch, scratch, places } = work;
     if let Err(e) = parse_tolerant(body, spec.stream, spec.mode, batch) {
         let message = chain(&e);
         st.log.fail(subject, &message);
@@ -205,6 +207,11 @@ fn handle_ok(spec: &PollerSpec, stop: &AtomicBool, st: &mut State, work: &mut Wo
     }
     let no_data = batch.error.as_deref().is_some_and(|e| e.contains("No data available"));
     if !batch.is_empty() {
+        // Which row each record goes to, decided before the table is locked.
+        let placed = spec.mode == Mode::PerDatacenter && spec.placement.is_active();
+        if placed {
+            spec.placement.place(batch, places);
+        }
         let mut table = spec.service.table_mut(spec.stream);
         if stop.load(Ordering::SeqCst) {
             return (Outcome::Data, PollResult::Success, None);
@@ -214,6 +221,7 @@ fn handle_ok(spec: &PollerSpec, stop: &AtomicBool, st: &mut State, work: &mut Wo
             entity_label: spec.stream.entity_label(),
             names: &spec.names,
             now: now_unix() as u32,
+            places: placed.then_some(&*places),
         };
         table.merge(&ctx, batch, scratch);
     }

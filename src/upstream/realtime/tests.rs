@@ -13,7 +13,11 @@ fn value(t: &StreamTable, dc: &str, family: &str, series: usize) -> f64 {
 /// Merges a real-time batch into `t` at time 1, as a poller would.
 fn merge_realtime(t: &mut StreamTable, b: &Batch) {
     let def = catalog().stream(Stream::Realtime);
-    t.merge(&MergeContext { def, entity_label: None, names: &Interner::default(), now: 1 }, b, &mut Scratch::default());
+    t.merge(
+        &MergeContext { def, entity_label: None, names: &Interner::default(), now: 1, places: None },
+        b,
+        &mut Scratch::default(),
+    );
 }
 
 fn load(mode: Mode) -> (StreamTable, Batch) {
@@ -164,7 +168,11 @@ fn an_invalid_gauge_keeps_its_previous_value() {
         (br#"{"Data":[{"datacenter":{"X":{"d":{}}}}],"Timestamp":5}"#, 0.0),
     ] {
         parse_tolerant(&mut body.to_vec(), Stream::Domain, Mode::PerDatacenter, &mut b).unwrap();
-        t.merge(&MergeContext { def, entity_label: Some("domain"), names: &Interner::default(), now: 1 }, &b, &mut s);
+        t.merge(
+            &MergeContext { def, entity_label: Some("domain"), names: &Interner::default(), now: 1, places: None },
+            &b,
+            &mut s,
+        );
         assert_eq!(t.rows()[0].values[fam.series[0].slot], want, "{}", String::from_utf8_lossy(body));
     }
 }

@@ -9,7 +9,7 @@
 
 use std::sync::{Arc, Condvar, Mutex};
 
-use crate::store::{Batch, Scratch};
+use crate::store::{Batch, Places, Scratch};
 
 /// Buffers larger than this are replaced after use, so one huge answer does not pin its
 /// memory forever.
@@ -28,6 +28,8 @@ pub struct Work {
     pub batch: Batch,
     /// Merge scratch space.
     pub scratch: Scratch,
+    /// Where each record of the batch goes (filled only when a placement step runs).
+    pub places: Places,
 }
 
 /// The buffer sets, shared by every poller through an `Arc` handle.
@@ -89,6 +91,7 @@ impl WorkPool {
         w.batch.clear();
         // A panic mid-merge can leave a half-built record here; the next user starts clean.
         w.scratch.reset();
+        w.places.clear();
         self.free.lock().unwrap_or_else(|p| p.into_inner()).0.push(w);
         self.ready.notify_one();
     }
