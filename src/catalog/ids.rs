@@ -106,5 +106,9 @@ family_ids! {
         InvalidFields = "fastly_exporter_invalid_fields_total",
         /// Distinct datacenter, origin and domain names held.
         InternedNames = "fastly_exporter_interned_names",
+        /// Seconds the real-time API no longer held when asked for, by stream.
+        LostSeconds = "fastly_exporter_lost_seconds_total",
+        /// State file writes by result.
+        StateWrites = "fastly_exporter_state_writes_total",
     }
 }

@@ -83,6 +83,11 @@ pub struct Config {
     pub rt_endpoint: String,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
+    /// `-state-file`: where stream positions and values are kept across restarts; `None`
+    /// (the default) keeps the Go exporter's behaviour, every restart starting from zero.
+    pub state_file: Option<PathBuf>,
+    /// How often the state file is written.
+    pub state_interval: Duration,
     /// `-web-config-file`, loaded and validated (certificates included); `None` means plain
     /// HTTP without authentication. The server builds a `web::WebSecurity` from it.
     pub web_config: Option<crate::web::WebConfig>,
@@ -120,6 +125,8 @@ impl fmt::Debug for Config {
             .field("api_endpoint", &self.api_endpoint)
             .field("rt_endpoint", &self.rt_endpoint)
             .field("config_file", &self.config_file)
+            .field("state_file", &self.state_file)
+            .field("state_interval", &self.state_interval)
             .field("web_config", &self.web_config)
             .field("warnings", &self.warnings)
             .finish()
@@ -407,6 +414,10 @@ impl Sources {
             api_endpoint: self.parsed("api-endpoint", values::base_url)?,
             rt_endpoint: self.parsed("rt-endpoint", values::base_url)?,
             config_file,
+            state_file: Some(self.scalar("state-file").0.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
+            state_interval: self.duration("state-interval", &mut warnings)?,
             web_config,
             warnings,
         };

@@ -211,6 +211,11 @@ fn render_unit(
     match pf.fam.scope {
         Scope::Stream(stream) => {
             let table = svc.table(stream);
+            // A restored stream still catching up may hold less than was served before a
+            // crash: it stays out of the exposition until it is current.
+            if table.hidden() {
+                return true;
+            }
             let rows = table.rows();
             let first = match resume {
                 Resume::AfterRow(dc, entity) => rows.partition_point(|r| (&*r.dc, &*r.entity) <= (&**dc, &**entity)),

@@ -4,6 +4,7 @@
 //! [`Store`] holds it all: the [`Registry`] (service → stream tables → rows of dense values,
 //! laid out by the catalog), the account snapshot (swapped whole), readiness and the
 //! exporter's own counters. Parsed answers arrive as a [`Batch`] and are merged whole.
+//! [`snapshot`] turns the tables into the state file's bytes and back.
 
 mod account;
 mod batch;
@@ -12,7 +13,9 @@ mod health;
 mod intern;
 mod registry;
 mod rows;
+pub mod snapshot;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 pub use account::{AccountSnapshot, BuildInfo, Certificate, Datacenter, Dictionary, TokenInfo};
@@ -20,10 +23,10 @@ pub use account::{AccountSnapshot, BuildInfo, Certificate, Datacenter, Dictionar
 pub use batch::Skipped;
 pub use batch::{Batch, Invalid};
 pub use counters::{Counters, Endpoint};
-pub use health::Health;
+pub use health::{CatchingUp, Health};
 pub use intern::Interner;
 pub use registry::{PollResult, Registry, Service, ServiceMeta};
-pub use rows::{MergeContext, Scratch, StreamTable};
+pub use rows::{MergeContext, RestoreContext, Scratch, StreamTable};
 
 /// Everything the HTTP side reads, behind one handle.
 #[derive(Debug)]
@@ -35,6 +38,9 @@ pub struct Store {
     pub health: Health,
     /// The exporter's own counters (also held by the API clients and pollers).
     pub counters: Arc<Counters>,
+    /// Set at shutdown: pollers merge nothing more, so the last state file written holds
+    /// everything any scrape could have seen.
+    frozen: Arc<AtomicBool>,
 }
 
 impl Store {
@@ -45,7 +51,19 @@ impl Store {
             account: RwLock::new(Arc::new(account)),
             health: Health::default(),
             counters,
+            frozen: Arc::default(),
         }
+    }
+
+    /// Stops ingest for good (shutdown): every poller checks this under its table's write
+    /// lock before merging, so once this returns no value changes any more.
+    pub fn freeze(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
+    }
+
+    /// The flag [`Store::freeze`] sets, for the pollers.
+    pub fn frozen_flag(&self) -> Arc<AtomicBool> {
+        self.frozen.clone()
     }
 
     /// The current account snapshot; a scrape keeps the one it started with.
