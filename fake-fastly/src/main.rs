@@ -18,8 +18,10 @@ use fake_fastly::{
 const USAGE: &str = "\
 usage: fake-fastly [-listen 127.0.0.1:8081] [-services 5] [-datacenters 10]
                    [-origins 2] [-domains 2] [-token T] [-seed 1] [-page-size 1000]
-                   [-workers 8] [-once] [-tls-dir DIR]
+                   [-workers 8] [-once] [-tls-dir DIR] [-history 120] [-batch 60]
 Flags take one dash or two. -origins 0 / -domains 0 disable that product.
+-history S: seconds of history each stream keeps, as rt.fastly.com keeps 120; a poll for an
+       older ts is answered from the oldest second kept. -batch N: most seconds per answer.
 -once: each stream answers one generated second, then holds every later poll (a large
        shape, e.g. -domains 1500 -datacenters 15, loaded once and then left still).
 -tls-dir DIR: serve HTTPS with a new private CA; DIR/ca.pem is what clients must trust
@@ -51,6 +53,8 @@ struct Args {
     workers: usize,
     once: bool,
     tls_dir: Option<std::path::PathBuf>,
+    history: u64,
+    batch: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -66,6 +70,8 @@ fn parse_args() -> Result<Args, String> {
         workers: 8,
         once: false,
         tls_dir: None,
+        history: 120,
+        batch: 60,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -101,6 +107,8 @@ fn parse_args() -> Result<Args, String> {
             "page-size" => args.page_size = num(&value)?.max(1),
             "workers" => args.workers = num(&value)?.max(1),
             "tls-dir" => args.tls_dir = Some(value.into()),
+            "history" => args.history = num(&value)?.max(1) as u64,
+            "batch" => args.batch = num(&value)?.max(1) as u64,
             _ => return Err(format!("unknown flag -{name}")),
         }
     }
@@ -197,6 +205,8 @@ fn main() -> ExitCode {
         domains: stream(FakeStream::Domains, dcs, args.domains, seed, once),
         workers: args.workers,
         tls,
+        history_secs: args.history,
+        batch_secs: args.batch,
     };
     let started = Instant::now();
     let fake = match FakeFastly::start(cfg) {
