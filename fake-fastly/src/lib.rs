@@ -455,9 +455,7 @@ impl FakeState {
     /// was served). Empty for other modes.
     pub fn generated_truth(&self, stream: Stream, service_id: &str, first: u64, last: u64) -> Delivered {
         match &*self.mode(stream) {
-            streams::ModeRt::Generated(pool) => {
-                history::truth(pool, streams::service_hash(service_id), first, last)
-            }
+            streams::ModeRt::Generated(pool) => history::truth(pool, streams::service_hash(service_id), first, last),
             _ => Delivered::default(),
         }
     }
@@ -465,9 +463,7 @@ impl FakeState {
     /// The bodies behind [`FakeState::generated_truth`], one record each, by second.
     pub fn generated_bodies(&self, stream: Stream, service_id: &str, first: u64, last: u64) -> Vec<(u64, Vec<u8>)> {
         match &*self.mode(stream) {
-            streams::ModeRt::Generated(pool) => {
-                history::bodies(pool, streams::service_hash(service_id), first, last)
-            }
+            streams::ModeRt::Generated(pool) => history::bodies(pool, streams::service_hash(service_id), first, last),
             _ => Vec::new(),
         }
     }

@@ -187,7 +187,8 @@ fn generated_streams_advance() {
     let t0 = Instant::now();
     let stale = get(&fake, "/v1/channel/svc0001/ts/1000").json();
     assert!(t0.elapsed() < Duration::from_millis(500));
-    let recorded: Vec<u64> = stale["Data"].as_array().unwrap().iter().map(|r| r["recorded"].as_u64().unwrap()).collect();
+    let recorded: Vec<u64> =
+        stale["Data"].as_array().unwrap().iter().map(|r| r["recorded"].as_u64().unwrap()).collect();
     assert_eq!(recorded.len(), 60);
     let oldest = recorded[0];
     assert!(oldest + 121 >= unix_now() && oldest + 119 <= unix_now(), "oldest {oldest}");
