@@ -523,7 +523,7 @@ fn unreadable_state_and_read_only_directory() {
     });
     assert_eq!(state_writes(&m, "success"), 0.0);
     let log = exp.output();
-    assert!(log.contains("restored 1 streams of 1 services"), "{log}");
+    assert!(log.contains("restored 1 stream of 1 service "), "{log}");
     let failing: Vec<&str> = log.lines().filter(|l| l.contains("write failing")).collect();
     assert_eq!(failing.len(), 1, "logged once per state change:\n{log}");
     assert!(failing[0].contains("cannot create") && failing[0].contains("keeping the previous file"), "{log}");
@@ -551,7 +551,7 @@ fn restored_state_follows_the_service_selection() {
     });
     settle(&fake, &exp, &mut r, &["selA", "selC"]);
     let log = exp.output();
-    assert!(log.contains("1 restored streams dropped"), "{log}");
+    assert!(log.contains("1 restored stream dropped"), "{log}");
     assert!(r.drops.is_empty(), "{:?}", r.drops);
     // selA continues exactly; selC starts at its first second, after the restart.
     for id in ["selA", "selC"] {

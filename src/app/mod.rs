@@ -220,6 +220,13 @@ impl App {
                 }
             }
         }
+        for svc in &removed {
+            // Their pollers are stopped: release the rows now (and a restored stream's hold on
+            // readiness), not when the last poller lets go of the service after its long poll.
+            for stream in Stream::ALL {
+                svc.table_mut(stream).clear();
+            }
+        }
         drop(removed);
         if released {
             // Rows of removed services and streams are gone (or go with their stopped

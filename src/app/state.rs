@@ -124,8 +124,10 @@ impl StateFile {
             d => format!("; {d} series of an older catalog dropped"),
         };
         log::info!(
-            "state file {shown}: restored {n} streams of {n_services} services written {age} s ago, in {} ms; each \
-             resumes from its saved position once its service is selected{dropped}",
+            "state file {shown}: restored {} of {} written {age} s ago, in {} ms; each resumes from its saved \
+             position once its service is selected{dropped}",
+            count(n, "stream"),
+            count(n_services, "service"),
             t.elapsed().as_millis()
         );
     }
@@ -153,7 +155,8 @@ impl StateFile {
         let dropped = before - pending.len();
         if dropped > 0 {
             log::info!(
-                "state file: {dropped} restored streams dropped (service no longer selected or stream not polled)"
+                "state file: {} dropped (service no longer selected, or stream not polled)",
+                count(dropped, "restored stream")
             );
         }
         dropped
@@ -204,9 +207,9 @@ impl StateFile {
                 Ok(w) => {
                     log.ok(&subject);
                     let line = format!(
-                        "state file {}: wrote {} streams, {} bytes, in {} ms",
+                        "state file {}: wrote {}, {} bytes, in {} ms",
                         self.path.display(),
-                        w.streams,
+                        count(w.streams, "stream"),
                         w.bytes,
                         took.as_millis()
                     );
@@ -337,6 +340,11 @@ impl std::error::Error for WriteError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.source)
     }
+}
+
+/// `1 stream`, `2 streams`.
+fn count(n: usize, what: &str) -> String {
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
 }
 
 /// `<path>.bad`.
