@@ -96,7 +96,8 @@ impl Rebuilt {
         for (name, labels, _) in &m.samples {
             // Fastly's data; the poll-outcome counter counts this process's requests and
             // starts at zero with it, like the exporter's own counters.
-            if name.starts_with("fastly_rt_") && !name.starts_with("fastly_rt_realtime_api_requests") {
+            let data = ["fastly_rt_", "fastly_origin_", "fastly_domain_"].iter().any(|p| name.starts_with(p));
+            if data && !name.starts_with("fastly_rt_realtime_api_requests") {
                 let key = support::expo::key(name, labels);
                 self.shape.entry(key).or_insert_with(|| (name.clone(), labels.clone()));
             }
@@ -144,6 +145,10 @@ fn served(fake: &FakeFastly, id: &str) -> Served {
     fake.state().served(Stream::Realtime, id)
 }
 
+fn served_in(fake: &FakeFastly, stream: Stream, id: &str) -> Served {
+    fake.state().served(stream, id)
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
@@ -159,15 +164,25 @@ fn state_writes(m: &Scrape, result: &str) -> f64 {
 /// Stops the stream at a second just ahead, scrapes until every service's data up to it is in
 /// and two scrapes agree, and returns that last second.
 fn settle(fake: &FakeFastly, exp: &Exporter, r: &mut Rebuilt, ids: &[&str]) -> u64 {
+    settle_streams(fake, exp, r, ids, &[Stream::Realtime])
+}
+
+/// [`settle`] for the given streams.
+fn settle_streams(fake: &FakeFastly, exp: &Exporter, r: &mut Rebuilt, ids: &[&str], streams: &[Stream]) -> u64 {
     let end = unix_now() + 1;
     fake.state().set_generated_until(Some(end));
     watch(r, exp, "the last second served", Duration::from_secs(20), |_| {
-        ids.iter().all(|id| served(fake, id).runs.last().is_some_and(|run| run.1 == end))
+        ids.iter().all(|id| streams.iter().all(|s| served_in(fake, *s, id).runs.last().is_some_and(|run| run.1 == end)))
     });
-    let mut last = exp.metrics().with_prefix("fastly_rt_");
+    let data = |m: &Scrape| m.with_prefix("fastly_");
+    let mut last = data(&exp.metrics());
     watch(r, exp, "two equal scrapes", Duration::from_secs(10), |m| {
-        let now = m.with_prefix("fastly_rt_");
-        std::mem::replace(&mut last, now.clone()) == now
+        let now: BTreeMap<String, f64> =
+            data(m).into_iter().filter(|(k, _)| !k.starts_with("fastly_exporter_")).collect();
+        let before: BTreeMap<String, f64> =
+            std::mem::take(&mut last).into_iter().filter(|(k, _)| !k.starts_with("fastly_exporter_")).collect();
+        last = now.clone();
+        before == now
     });
     end
 }
@@ -563,4 +578,63 @@ fn restored_state_follows_the_service_selection() {
     assert!(served(&fake, "selC").runs[0].0 + 2 >= restarted, "selC started fresh");
     let m = exp.metrics();
     assert!(m.find("fastly_rt_requests_total", &[("service_id", "selB")]).is_empty());
+}
+
+/// Origin and Domain Inspector streams are restored too, once the products' entitlement is
+/// known, with their origin and domain rows.
+#[test]
+fn inspector_streams_resume_with_their_origin_and_domain_rows() {
+    let ids = ["inspA", "inspB"];
+    let fake = FakeFastly::start(FakeConfig {
+        token: Some(TOKEN.into()),
+        services: ids.iter().map(|id| FakeService::new(*id, format!("name of {id}"), 1)).collect(),
+        ..FakeConfig::default()
+    })
+    .expect("fake starts");
+    for product in ["origin_inspector", "domain_inspector"] {
+        let body = format!(r#"{{"product":{{"id":"{product}","object":"product"}},"has_access":true}}"#);
+        fake.state().set_route(&format!("/entitled-products/{product}"), 200, body.into_bytes());
+    }
+    let streams = [Stream::Realtime, Stream::Origins, Stream::Domains];
+    let dir = Dir::new("inspectors");
+    let state = dir.file();
+    let mut r = Rebuilt::default();
+    let exp = start(&fake, Some(&state), &[]);
+    watch(&mut r, &exp, "2 s of every stream and a write", Duration::from_secs(30), |m| {
+        ids.iter().all(|id| streams.iter().all(|s| served_in(&fake, *s, id).seconds() >= 2))
+            && state_writes(m, "success") >= 1.0
+    });
+    terminate(exp);
+    std::thread::sleep(Duration::from_secs(2));
+    let exp = start(&fake, Some(&state), &[]);
+    watch(&mut r, &exp, "caught up", Duration::from_secs(30), |m| {
+        exp.readyz() == 200 && ids.iter().all(|id| requests_total(m, id) > 0.0)
+    });
+    settle_streams(&fake, &exp, &mut r, &ids, &streams);
+    let log = exp.output();
+    assert!(log.contains("restored 6 streams of 2 services"), "{log}");
+    assert!(r.drops.is_empty(), "{:?}", r.drops);
+    let totals = r.totals();
+    let mut checked = 0;
+    for id in ids {
+        for (stream, family, label, field, extra) in [
+            (Stream::Origins, "fastly_origin_responses_total", "origin", "responses", Some(("source", "delivery"))),
+            (Stream::Domains, "fastly_domain_edge_requests_total", "domain", "edge_requests", None),
+        ] {
+            let s = served_in(&fake, stream, id);
+            assert_eq!(s.runs.len(), 1, "{id} {stream:?}: {s:?}");
+            let truth = fake.state().generated_truth(stream, id, s.runs[0].0, s.runs[0].1);
+            assert!(truth.datacenters.len() >= 20, "{:?}", truth.datacenters.keys());
+            for (row, t) in &truth.datacenters {
+                let (dc, entity) = row.split_once('/').expect("datacenter/entity rows");
+                let mut labels = vec![("service_id", id), ("datacenter", dc), (label, entity)];
+                labels.extend(extra);
+                let have: f64 = totals.find(family, &labels).iter().sum();
+                let want = t.fields.get(field).copied().unwrap_or(0.0);
+                assert_eq!(have, want, "{id} {row} {family}");
+                checked += 1;
+            }
+        }
+    }
+    eprintln!("inspectors: {checked} origin and domain rows continue exactly across a SIGTERM restart");
 }
