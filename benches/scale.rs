@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 
 use fake_fastly::{GenSpec, Stream as FakeStream, sample_bodies};
 use fastly_exporter::bench::{
-    AccountSnapshot, Batch, Filter, Interner, MergeContext, Mode, Plan, Registry, Scrape, Scratch, Selection, Stream,
-    StreamTable, catalog, parse_response,
+    AccountSnapshot, Batch, Filter, Identity, Interner, MergeContext, Mode, Plan, Registry, RestoreContext, Scrape,
+    Scratch, Selection, SnapshotWriter, Stream, StreamTable, catalog, parse_response, read_snapshot, slot_keys,
 };
 
 /// `/proc/PID/stat` counts CPU time in USER_HZ, which Linux fixes at 100 for user space.
@@ -417,7 +417,87 @@ fn micro(datacenters: usize) -> String {
         bytes as f64 / med / 1e6
     );
     out.push_str(&gzip_levels(&plan, &registry, &account));
+    out.push_str(&state_file(&plan, &registry, &account));
     out
+}
+
+/// The `-state-file` at this scale: size against a full gzip scrape, time to write (encode,
+/// compress, into memory: the disk is the machine's, not the exporter's) and to restore (read
+/// back and rebuild the tables). Counters are first scaled to a day of this traffic
+/// (× 86,400), the size a long-running exporter's file has.
+fn state_file(plan: &Arc<Plan>, registry: &Registry, account: &Arc<AccountSnapshot>) -> String {
+    for (i, svc) in registry.snapshot().iter().enumerate() {
+        let mut t = svc.table_mut(Stream::Realtime);
+        let ts = 1_700_000_000 + i as u64;
+        let ctx =
+            RestoreContext { names: registry.names(), entity_label: None, slots: slot_keys(Stream::Realtime).len() };
+        let rows = t
+            .rows()
+            .iter()
+            .map(|r| fastly_exporter::bench::RestoredRow {
+                dc: r.dc.to_string(),
+                entity: r.entity.to_string(),
+                seen: r.seen,
+                values: r.values.iter().map(|v| v * 86_400.0).collect(),
+            })
+            .collect();
+        t.restore(&ctx, rows, ts, None);
+    }
+    let id = Identity { namespace: "fastly".into(), subsystem: "rt".into(), rows: "datacenter".into() };
+    let write = || {
+        let mut w = SnapshotWriter::new(Vec::with_capacity(8 << 20), &id, 1).expect("writing to memory");
+        for svc in registry.snapshot() {
+            w.service(&svc).expect("writing to memory");
+        }
+        w.finish().expect("writing to memory")
+    };
+    let file = write();
+    let mut times: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(write());
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    let write_s = median_f(&mut times);
+    let mut times: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            let restored = read_snapshot(&file[..], &id).expect("reads back");
+            let names = Interner::default();
+            let ctx = RestoreContext { names: &names, entity_label: None, slots: slot_keys(Stream::Realtime).len() };
+            let mut tables = Vec::with_capacity(restored.streams.len());
+            for (_, r) in restored.streams {
+                let mut table = StreamTable::default();
+                table.restore(&ctx, r.rows, r.next_ts, None);
+                tables.push(table);
+            }
+            std::hint::black_box(tables);
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    let read_s = median_f(&mut times);
+    let mut scrape = Scrape::new(plan.clone(), registry.snapshot(), Some(account.clone()), false, Vec::new());
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut buf = Vec::with_capacity(256 * 1024);
+    loop {
+        buf.clear();
+        let more = scrape.next_chunk(&mut buf);
+        gz.write_all(&buf).expect("writing to memory");
+        if !more {
+            break;
+        }
+    }
+    let gzip_scrape = gz.finish().expect("writing to memory").len();
+    format!(
+        "  state file, {} services (counters at a day's values): {:.2} MB (a gzip scrape of the same: {:.1} MB); \
+         write {:.0} ms, restore {:.0} ms (median of 5, one core, in memory)\n",
+        registry.len(),
+        file.len() as f64 / 1e6,
+        gzip_scrape as f64 / 1e6,
+        write_s * 1e3,
+        read_s * 1e3
+    )
 }
 
 /// The gzip trade-off, bytes against CPU, for the first 100 services of the render above

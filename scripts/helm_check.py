@@ -11,6 +11,8 @@
    would give it (downward-API fields, the Secret's value, $(VAR) expansion in args). Their
    /sd target sets must be disjoint and together cover every service; every probe path in the
    pod spec must answer 200. One more "pod" past the shard count must exit 2 with one line.
+   With persistence, each pod's volume is a directory of its own: every pod must write its
+   state file there, and a pod restarted after SIGTERM (a rollout) must restore from it.
 4. When `prometheus` is installed, examples/prometheus-sharded.yml (the README's per-pod
    http_sd configuration) runs against those pods: one target per service, each scraped at
    the pod that listed it, all up.
@@ -381,8 +383,8 @@ def simulate(objs, label, exporter_bin, fake, procs, tmp, existing, extra_pods=0
         # All "pods" share this host's network: each gets its own port instead of 8080 (the last
         # -listen wins), and the Fastly endpoints point at the fake.
         port = free_port()
-        argv = [exporter_bin] + argv[1:] + [f"-listen=127.0.0.1:{port}", f"-api-endpoint={base}",
-                                            f"-rt-endpoint={base}"]
+        argv = [exporter_bin] + [volume_path(a, c, name, tmp) for a in argv[1:]] + [
+            f"-listen=127.0.0.1:{port}", f"-api-endpoint={base}", f"-rt-endpoint={base}"]
         log_path = os.path.join(tmp, f"{name}.log")
         p = procs.start(argv, env, open(log_path, "w"))
         if ordinal >= replicas:
@@ -424,6 +426,40 @@ def simulate(objs, label, exporter_bin, fake, procs, tmp, existing, extra_pods=0
             log = open(log_path).read()
             check(f"exporting shard {i + 1} of {replicas}" in log, f"[{label}] {name} log lacks its shard: {log}")
     return results
+
+
+def volume_path(arg, container, pod, tmp):
+    """Points an argument under one of the container's writable volume mounts (the state
+    volume of a volumeClaimTemplate) at a directory of this "pod" instead."""
+    for m in container.get("volumeMounts", []):
+        mount = m["mountPath"].rstrip("/")
+        if m.get("readOnly") or f"={mount}/" not in arg:
+            continue
+        local = os.path.join(tmp, f"{pod}-{m['name']}")
+        os.makedirs(local, exist_ok=True)
+        return arg.replace(f"={mount}/", f"={local}/")
+    return arg
+
+
+def restart_keeps_state(label, results, procs, tmp):
+    """Every pod writes its state file on its own volume; pod 0, stopped with SIGTERM (as a
+    rollout does) and started again, restores from it and becomes ready."""
+    for name, port, targets, argv, env, log_path in results:
+        path = next(a.split("=", 1)[1] for a in argv if a.startswith("-state-file="))
+        check(path.startswith(tmp), f"[{label}] {name}: -state-file {path} is not on its volume")
+        wait_for(f"[{label}] {name} writes {path}", lambda: os.path.exists(path))
+    name, port, _, argv, env, log_path = results[0]
+    p = next(q for q in procs.procs if q.args == argv)
+    p.send_signal(signal.SIGTERM)
+    check(p.wait(timeout=10) == 0, f"[{label}] {name} did not exit 0 on SIGTERM")
+    log2 = log_path + ".restarted"
+    p2 = procs.start(argv, env, open(log2, "w"))
+    wait_for(f"[{label}] {name} ready again after a restart (log: {log2})",
+             lambda: p2.poll() is None and http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200
+             or fail_if_dead(p2, name, log2))
+    restored = [line for line in open(log2).read().splitlines() if "restored" in line]
+    check(restored, f"[{label}] {name} did not restore its state: {open(log2).read()}")
+    print(f"  {name} restarted: {restored[0].split('state file ', 1)[-1]}")
 
 
 def fail_if_dead(p, name, log_path):
@@ -557,7 +593,11 @@ def main():
         ("webConfig tls basicAuth", ["webConfig.existingSecret=fx-web", "webConfig.tls=true", "webConfig.basicAuth=true",
                                      "serviceMonitor.enabled=true", "serviceMonitor.scheme=https",
                                      f"token={TOKEN}"], 1),
+        ("persistence", ["persistence.enabled=true", "persistence.size=128Mi", "persistence.storageClassName=fast",
+                         "shards=2", "webConfig.existingSecret=fx-web", f"token={TOKEN}"], 2),
     ]
+    # Rendered for the simulated rollout only (its pods speak plain HTTP).
+    value_sets.append(("persistence plain", ["persistence.enabled=true", "shards=2", f"token={TOKEN}"], 2))
     rendered = {}
     for label, sets, shards in value_sets:
         objs = helm_template(a.helm, a.chart, sets)
@@ -609,6 +649,22 @@ def main():
     _, _, c = pod_template(rendered["defaults"])
     check("volumeMounts" not in c and c["readinessProbe"]["httpGet"]["path"] == "/readyz", "no webConfig: unchanged")
 
+    # persistence: a claim template per pod, mounted where -state-file points; the pod's group
+    # may write it (the exporter is not root).
+    sts, tmpl, c = pod_template(rendered["persistence"])
+    claims = sts["spec"].get("volumeClaimTemplates", [])
+    want_claim = {"metadata": {"name": "state"},
+                  "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "fast",
+                           "resources": {"requests": {"storage": "128Mi"}}}}
+    check(claims == [want_claim], f"persistence: volumeClaimTemplates {claims}")
+    check({"name": "state", "mountPath": "/var/lib/fastly-exporter"} in c.get("volumeMounts", []),
+          f"persistence mount: {c.get('volumeMounts')}")
+    check("-state-file=/var/lib/fastly-exporter/state" in c["args"], f"persistence args: {c['args']}")
+    check(tmpl["spec"]["securityContext"].get("fsGroup") == 65534, tmpl["spec"]["securityContext"])
+    check(not any(a.startswith("-state-file") for a in pod_template(rendered["defaults"])[2]["args"]),
+          "no persistence, no -state-file")
+    check("volumeClaimTemplates" not in pod_template(rendered["defaults"])[0]["spec"], "no persistence, no claims")
+
     notes_match_example(a.helm, a.chart, a.prometheus_example)
 
     procs = Procs()
@@ -617,7 +673,7 @@ def main():
         fake = start_fake(procs, a.fake, tmp)
         existing = {EXISTING_SECRET: TOKEN}
         for label, extra in (("shards=3 token", 1), ("rules dashboards podIndexLabel", 0),
-                             ("serviceMonitor existingSecret", 0)):
+                             ("serviceMonitor existingSecret", 0), ("persistence plain", 0)):
             print(f"simulating [{label}]" + (f" plus {extra} pod past the shard count:" if extra else ":"))
             results = simulate(rendered[label], label, a.exporter, fake, procs, tmp, existing, extra)
             _, _, c = pod_template(rendered[label])
@@ -625,6 +681,8 @@ def main():
             show_rollout(label, results, paths)
             if label == "shards=3 token":
                 prometheus_check(results, tmp, procs, a.prometheus_example, a.require_prometheus)
+            if label == "persistence plain":
+                restart_keeps_state(label, results, procs, tmp)
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)

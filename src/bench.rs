@@ -4,6 +4,9 @@
 
 pub use crate::catalog::{Selection, Stream, catalog};
 pub use crate::serve::{Plan, Scrape};
-pub use crate::store::{AccountSnapshot, Batch, Interner, MergeContext, Registry, Scratch, StreamTable};
+pub use crate::store::snapshot::{Identity, RestoredRow, SnapshotWriter, read as read_snapshot, slot_keys};
+pub use crate::store::{
+    AccountSnapshot, Batch, Interner, MergeContext, Registry, RestoreContext, Scratch, StreamTable,
+};
 pub use crate::upstream::realtime::parse::{Mode, parse_response};
 pub use crate::util::filter::Filter;

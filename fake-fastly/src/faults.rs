@@ -16,58 +16,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::history::VariantRows;
 use super::payload::{GenPool, Rng, tail};
 use super::server::{Outcome, Resp, Wire};
 use super::{DcTotals, Delivered, Fault, FaultSpec, Stream, lock};
-
-/// The numbers of one datacenter (or `datacenter/entity`) block of one envelope.
-struct Row {
-    name: String,
-    nums: Vec<(String, f64)>,
-    hist: Vec<(u64, u64)>,
-}
-
-/// What one pre-rendered envelope adds to the ground truth when delivered.
-pub(super) struct VariantRows(Vec<Row>);
-
-impl VariantRows {
-    /// Reads the rows of a complete envelope (`Data[0].datacenter`).
-    fn parse(body: &[u8]) -> VariantRows {
-        let v: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
-        let mut rows = Vec::new();
-        if let Some(dcs) = v["Data"][0]["datacenter"].as_object() {
-            for (dc, block) in dcs {
-                walk(dc, block, &mut rows);
-            }
-        }
-        VariantRows(rows)
-    }
-}
-
-/// Numbers of `block` become one row named `name`; nested non-histogram objects (origins,
-/// domains) become rows named `name/key`.
-fn walk(name: &str, block: &serde_json::Value, rows: &mut Vec<Row>) {
-    let Some(obj) = block.as_object() else { return };
-    let mut row = Row { name: name.to_string(), nums: Vec::new(), hist: Vec::new() };
-    for (k, v) in obj {
-        if let Some(n) = v.as_f64() {
-            row.nums.push((k.clone(), n));
-        } else if let Some(h) = v.as_object() {
-            if k.contains("histogram") {
-                for (bucket, c) in h {
-                    if let (Ok(b), Some(c)) = (bucket.parse::<u64>(), c.as_u64()) {
-                        row.hist.push((b, c));
-                    }
-                }
-            } else {
-                walk(&format!("{name}/{k}"), v, rows);
-            }
-        }
-    }
-    if !row.nums.is_empty() || !row.hist.is_empty() {
-        rows.push(row);
-    }
-}
 
 /// The ground truth of one (stream, service).
 #[derive(Default)]
@@ -85,16 +37,7 @@ impl Tally {
             return;
         }
         self.ts.insert(ts, (prefix, recorded));
-        for row in &rows.0 {
-            let t = self.rows.entry(row.name.clone()).or_default();
-            for (k, n) in &row.nums {
-                *t.fields.entry(k.clone()).or_insert(0.0) += n;
-            }
-            for (b, c) in &row.hist {
-                *t.miss_histogram.entry(*b).or_insert(0) += c;
-                t.miss_histogram_count += c;
-            }
-        }
+        rows.add_to(&mut self.rows);
     }
 
     /// The public summary.
@@ -154,13 +97,7 @@ impl FaultRt {
     /// Renders the payloads of `spec.data` and learns what each adds to the ground truth.
     pub(super) fn build(stream: Stream, spec: FaultSpec) -> FaultRt {
         let pool = GenPool::build(stream, &spec.data);
-        let rows = (0..pool.variants())
-            .map(|i| {
-                let mut body = pool.prefix(i).to_vec();
-                body.extend_from_slice(&tail(1, ""));
-                Arc::new(VariantRows::parse(&body))
-            })
-            .collect();
+        let rows = (0..pool.variants()).map(|i| pool.variant_rows(i)).collect();
         let base = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(1) - 1;
         FaultRt {
             stream,

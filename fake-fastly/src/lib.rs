@@ -16,6 +16,12 @@
 //! quoted form `"{{NEXT}}"` by `null` on the last page) and `{{BASE}}` (the fake's base
 //! URL). That is how `/tls/certificates` pages point `links.next` back at the fake.
 //!
+//! History: like rt.fastly.com, a [`StreamMode::Generated`] stream keeps the last
+//! [`FakeConfig::history_secs`] seconds (120) and answers a past `ts` with the seconds since
+//! then, at most [`FakeConfig::batch_secs`] per answer; a `ts` older than the history is
+//! answered from the oldest second kept. [`FakeState::served`] says which seconds were written
+//! in full, [`FakeState::generated_truth`] what any range of seconds adds up to.
+//!
 //! Fault injection: [`StreamMode::Faulty`] serves generated data at full speed with random
 //! failures (truncated, malformed or oversized bodies, error statuses, resets, stalls, 429s)
 //! and keeps the ground truth of what was delivered in full ([`FakeState::delivered`]), so
@@ -23,6 +29,7 @@
 
 mod faults;
 mod fields;
+mod history;
 mod payload;
 mod routes;
 mod server;
@@ -37,6 +44,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub use history::Served;
 pub use payload::{GROUPS, datacenter_codes, datacenters_json, datacenters_json_in, generated_body, sample_bodies};
 pub use tls::TlsIdentity;
 
@@ -234,7 +242,9 @@ pub enum StreamMode {
         hold: Duration,
     },
     /// A live-looking stream: one record per wall-clock second, held like Fastly's
-    /// long-poll until the requested second has passed.
+    /// long-poll until the requested second has passed. A `ts` in the past is answered at
+    /// once with the seconds since then (see [`FakeConfig::history_secs`]); `ts` 0 with the
+    /// latest complete second.
     Generated(GenSpec),
     /// The n-th poll of a (stream, service) gets the n-th reply; past the end, polls are
     /// held until shutdown. For scripting errors, backoff and timeouts.
@@ -265,6 +275,12 @@ pub struct FakeConfig {
     pub workers: usize,
     /// Serve HTTPS with this identity (its CA is what clients must trust).
     pub tls: Option<TlsIdentity>,
+    /// Seconds of history a `Generated` stream keeps (rt.fastly.com: 120): a `ts` older than
+    /// that is answered from the oldest second kept. At least 1.
+    pub history_secs: u64,
+    /// Most seconds in one answer to a past `ts`; the client asks again from where the
+    /// answer's `Timestamp` says. At least 1.
+    pub batch_secs: u64,
 }
 
 impl Default for FakeConfig {
@@ -279,6 +295,8 @@ impl Default for FakeConfig {
             domains: StreamMode::Generated(GenSpec::default()),
             workers: 8,
             tls: None,
+            history_secs: 120,
+            batch_secs: 60,
         }
     }
 }
@@ -327,6 +345,11 @@ pub struct FakeState {
     tallies: faults::Tallies,
     injected: Mutex<HashMap<Stream, BTreeMap<String, u64>>>,
     settled: faults::Settled,
+    history_secs: u64,
+    batch_secs: u64,
+    served: history::ServedBook,
+    /// Last second a `Generated` stream serves (`u64::MAX`: no limit).
+    until: AtomicU64,
 }
 
 impl FakeState {
@@ -439,6 +462,40 @@ impl FakeState {
     /// must have seen exactly these outcomes.
     pub fn faults_settled(&self, stream: Stream) -> BTreeMap<String, u64> {
         lock(&self.settled).get(&stream).cloned().unwrap_or_default()
+    }
+
+    /// The seconds of a [`StreamMode::Generated`] stream written in full to clients asking
+    /// about one service, and how many of them were written again.
+    pub fn served(&self, stream: Stream, service_id: &str) -> Served {
+        lock(&self.served).get(&(stream, service_id.to_string())).cloned().unwrap_or_default()
+    }
+
+    /// What the seconds `first..=last` of a [`StreamMode::Generated`] stream add up to for one
+    /// service: the ground truth of an exporter that merged exactly those seconds (whatever
+    /// was served). Empty for other modes.
+    pub fn generated_truth(&self, stream: Stream, service_id: &str, first: u64, last: u64) -> Delivered {
+        match &*self.mode(stream) {
+            streams::ModeRt::Generated(pool) => history::truth(pool, streams::service_hash(service_id), first, last),
+            _ => Delivered::default(),
+        }
+    }
+
+    /// The bodies behind [`FakeState::generated_truth`], one record each, by second.
+    pub fn generated_bodies(&self, stream: Stream, service_id: &str, first: u64, last: u64) -> Vec<(u64, Vec<u8>)> {
+        match &*self.mode(stream) {
+            streams::ModeRt::Generated(pool) => history::bodies(pool, streams::service_hash(service_id), first, last),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Makes `Generated` streams stop at second `last` (a poll for a later one is held, then
+    /// answered "No data"), or go on again with `None`: a fixed end for tests to compare at.
+    pub fn set_generated_until(&self, last: Option<u64>) {
+        self.until.store(last.unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+
+    fn generated_until(&self) -> Option<u64> {
+        Some(self.until.load(Ordering::SeqCst)).filter(|u| *u != u64::MAX)
     }
 
     fn count_injected(&self, stream: Stream, label: &str) {
@@ -585,6 +642,10 @@ impl FakeFastly {
             tallies: Default::default(),
             injected: Mutex::new(HashMap::new()),
             settled: Default::default(),
+            history_secs: cfg.history_secs.max(1),
+            batch_secs: cfg.batch_secs.max(1),
+            served: Default::default(),
+            until: AtomicU64::new(u64::MAX),
         });
         let mut fake = FakeFastly {
             addr,

@@ -18,10 +18,12 @@ use fake_fastly::{
 const USAGE: &str = "\
 usage: fake-fastly [-listen 127.0.0.1:8081] [-services 5] [-datacenters 10]
                    [-origins 2] [-domains 2] [-token T] [-seed 1] [-page-size 1000]
-                   [-workers 8] [-once] [-tls-dir DIR] [-failing 0]
+                   [-workers 8] [-once] [-tls-dir DIR] [-failing 0] [-history 120] [-batch 60]
 Flags take one dash or two. -origins 0 / -domains 0 disable that product.
 -failing N: the real-time stream of the first N services answers HTTP 500 (a status page
        with failing rows).
+-history S: seconds of history each stream keeps, as rt.fastly.com keeps 120; a poll for an
+       older ts is answered from the oldest second kept. -batch N: most seconds per answer.
 -once: each stream answers one generated second, then holds every later poll (a large
        shape, e.g. -domains 1500 -datacenters 15, loaded once and then left still).
 -tls-dir DIR: serve HTTPS with a new private CA; DIR/ca.pem is what clients must trust
@@ -54,6 +56,8 @@ struct Args {
     once: bool,
     tls_dir: Option<std::path::PathBuf>,
     failing: usize,
+    history: u64,
+    batch: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -70,6 +74,8 @@ fn parse_args() -> Result<Args, String> {
         once: false,
         tls_dir: None,
         failing: 0,
+        history: 120,
+        batch: 60,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -106,6 +112,8 @@ fn parse_args() -> Result<Args, String> {
             "workers" => args.workers = num(&value)?.max(1),
             "tls-dir" => args.tls_dir = Some(value.into()),
             "failing" => args.failing = num(&value)?,
+            "history" => args.history = num(&value)?.max(1) as u64,
+            "batch" => args.batch = num(&value)?.max(1) as u64,
             _ => return Err(format!("unknown flag -{name}")),
         }
     }
@@ -202,6 +210,8 @@ fn main() -> ExitCode {
         domains: stream(FakeStream::Domains, dcs, args.domains, seed, once),
         workers: args.workers,
         tls,
+        history_secs: args.history,
+        batch_secs: args.batch,
     };
     let started = Instant::now();
     let fake = match FakeFastly::start(cfg) {

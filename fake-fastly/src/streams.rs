@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::faults::FaultRt;
+use super::history::{self, batch_body};
 use super::payload::GenPool;
-use super::server::{Outcome, Resp};
+use super::server::{Outcome, Resp, Wire};
 use super::{FakeState, Reply, Stream, StreamMode};
 
 /// Longest a generated poll is held; a `ts` further in the future gets "No data" then.
@@ -75,7 +76,7 @@ pub(super) fn parse_path(path: &str) -> Option<(Stream, &str, &str)> {
 }
 
 /// FNV-1a of the service id: spreads services over the payload variants.
-fn service_hash(id: &str) -> u64 {
+pub(super) fn service_hash(id: &str) -> u64 {
     id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
@@ -114,23 +115,7 @@ pub(super) fn answer(state: &FakeState, stream: Stream, id: &str, ts: &str) -> O
                 Outcome::At(Instant::now() + *hold, no_data(ts))
             }
         }
-        ModeRt::Generated(pool) => {
-            let now = unix_now();
-            let now_s = now.as_secs();
-            let hash = service_hash(id);
-            if ts < now_s {
-                let (head, tail) = pool.body(hash, now_s - 1);
-                return Outcome::Now(Resp::spliced(200, head, tail));
-            }
-            let wait = Duration::from_secs(ts + 1).saturating_sub(now);
-            if wait > MAX_HOLD {
-                return Outcome::At(Instant::now() + MAX_HOLD, no_data(ts));
-            }
-            let (head, tail) = pool.body(hash, ts);
-            // A few ms of slack so the client never sees the answer before the second ends.
-            let due = Instant::now() + wait + Duration::from_millis(2);
-            Outcome::At(due, Resp::spliced(200, head, tail))
-        }
+        ModeRt::Generated(pool) => generated(state, pool, stream, id, ts),
         ModeRt::Faulty(f) => {
             let count = |label: &str| state.count_injected(stream, label);
             let books = super::faults::Books { tallies: &state.tallies, settled: &state.settled, count: &count };
@@ -153,6 +138,58 @@ fn scripted(r: &Reply) -> Resp {
         resp.set_header(k, v);
     }
     resp
+}
+
+/// A `Generated` stream's answer to `ts`, as rt.fastly.com gives it:
+/// - `ts` 0: the latest complete second;
+/// - a `ts` in the past: the seconds since then, from the oldest second of the history if `ts`
+///   is older, at most `batch_secs` of them (`Timestamp` says where to go on);
+/// - the current second or later: held until that second is complete (a second not due within
+///   30 s gets "No data").
+///
+/// [`FakeState::set_generated_until`] moves "now" back to a fixed second. Every answer with
+/// data is booked in [`FakeState::served`] once it has been written in full.
+fn generated(state: &FakeState, pool: &GenPool, stream: Stream, id: &str, ts: u64) -> Outcome {
+    let now = unix_now();
+    let live = now.as_secs();
+    let until = state.generated_until();
+    // The first second not served yet ("now" for this stream).
+    let present = until.map_or(live, |u| live.min(u.saturating_add(1)));
+    let hash = service_hash(id);
+    let book = |first: u64, last: u64, mut resp: Resp| {
+        let served = Arc::clone(&state.served);
+        let id = id.to_string();
+        resp.wire = Wire::Tracked(Box::new(move || history::note_served(&served, stream, &id, first, last)));
+        resp
+    };
+    if ts < present {
+        let (first, last) = if ts == 0 {
+            (present - 1, present - 1)
+        } else {
+            let oldest = live.saturating_sub(state.history_secs);
+            let first = ts.max(oldest);
+            (first, (present - 1).min(first + state.batch_secs - 1))
+        };
+        if first > last {
+            // Paused before the oldest second kept: nothing to give.
+            return Outcome::At(Instant::now() + MAX_HOLD, no_data(ts));
+        }
+        let resp = if first == last {
+            let (head, tail) = pool.body(hash, first);
+            Resp::spliced(200, head, tail)
+        } else {
+            Resp::json(200, batch_body(pool, hash, first, last))
+        };
+        return Outcome::Now(book(first, last, resp));
+    }
+    let wait = Duration::from_secs(ts + 1).saturating_sub(now);
+    if wait > MAX_HOLD || until.is_some_and(|u| ts > u) {
+        return Outcome::At(Instant::now() + MAX_HOLD.min(wait.max(Duration::from_secs(1))), no_data(ts));
+    }
+    let (head, tail) = pool.body(hash, ts);
+    // A few ms of slack so the client never sees the answer before the second ends.
+    let due = Instant::now() + wait + Duration::from_millis(2);
+    Outcome::At(due, book(ts, ts, Resp::spliced(200, head, tail)))
 }
 
 #[cfg(test)]

@@ -182,11 +182,18 @@ fn generated_streams_advance() {
     assert_eq!(v2["Data"][0]["recorded"].as_u64(), Some(ts));
     assert!(unix_now() > ts, "answered only after second {ts} passed");
 
-    // A stale ts catches up to the last complete second at once.
+    // A ts older than the history is answered at once from the oldest second kept (120 s),
+    // one batch (60 s) at a time.
     let t0 = Instant::now();
     let stale = get(&fake, "/v1/channel/svc0001/ts/1000").json();
     assert!(t0.elapsed() < Duration::from_millis(500));
-    assert!(stale["Timestamp"].as_u64().unwrap() > ts);
+    let recorded: Vec<u64> =
+        stale["Data"].as_array().unwrap().iter().map(|r| r["recorded"].as_u64().unwrap()).collect();
+    assert_eq!(recorded.len(), 60);
+    let oldest = recorded[0];
+    assert!(oldest + 121 >= unix_now() && oldest + 119 <= unix_now(), "oldest {oldest}");
+    assert_eq!(recorded, (oldest..oldest + 60).collect::<Vec<_>>());
+    assert_eq!(stale["Timestamp"].as_u64(), Some(oldest + 60));
 
     let origins = get(&fake, "/v1/origins/svc0000/ts/0").json();
     let dcs = origins["Data"][0]["datacenter"].as_object().unwrap();
@@ -200,6 +207,74 @@ fn generated_streams_advance() {
     assert_eq!(agg.as_object().unwrap().len(), 3);
     assert!(agg["domain_1.example.com"].is_object());
     assert!(fake.state().generated_payload_bytes() > 0);
+}
+
+/// `recorded` of every record of an answer.
+fn recorded_of(v: &serde_json::Value) -> Vec<u64> {
+    v["Data"].as_array().unwrap().iter().map(|r| r["recorded"].as_u64().unwrap()).collect()
+}
+
+#[test]
+fn generated_history_batches_truth_and_served_seconds() {
+    let fake = start(FakeConfig {
+        services: services(1),
+        origins: StreamMode::NotFound,
+        domains: StreamMode::NotFound,
+        history_secs: 8,
+        batch_secs: 3,
+        ..FakeConfig::default()
+    });
+    let latest = get(&fake, "/v1/channel/svc0000/ts/0").json();
+    let next = latest["Timestamp"].as_u64().unwrap();
+    // A ts 5 s back: the seconds since, 3 per answer, each answer saying where to go on.
+    let mut ts = next - 5;
+    let mut seen = Vec::new();
+    let mut answers = 0;
+    while ts < next {
+        let a = get(&fake, &format!("/v1/channel/svc0000/ts/{ts}"));
+        let v = a.json();
+        let r = recorded_of(&v);
+        assert!(!r.is_empty() && r.len() <= 3, "{r:?}");
+        assert_eq!(r[0], ts, "starts at the ts asked for");
+        assert_eq!(v["Timestamp"].as_u64(), Some(r[r.len() - 1] + 1));
+        seen.extend(r);
+        ts = v["Timestamp"].as_u64().unwrap();
+        answers += 1;
+    }
+    assert_eq!(seen, (next - 5..next).collect::<Vec<_>>());
+    assert!(answers >= 2);
+    // Older than the history: from the oldest second kept, 8 s back.
+    let old = get(&fake, "/v1/channel/svc0000/ts/1000").json();
+    let r = recorded_of(&old);
+    let now = unix_now();
+    assert!(r[0] + 9 >= now && r[0] + 7 <= now, "oldest {} at {now}", r[0]);
+    // What was written, and the ground truth of any range, agree with the bodies.
+    let served = fake.state().served(Stream::Realtime, "svc0000");
+    assert_eq!(served.runs, vec![(r[0], next - 1)], "one run from the oldest second asked to the latest");
+    let again = (r[0]..=r[r.len() - 1]).filter(|s| (next - 5..next).contains(s)).count() as u64;
+    assert_eq!(served.redelivered, 1 + again, "second next-1 twice, and the oldest seconds if already served");
+    let dc = "AMS";
+    let sum: f64 = old["Data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rec| rec["datacenter"][dc]["requests"].as_f64().unwrap_or(0.0))
+        .sum();
+    let truth = fake.state().generated_truth(Stream::Realtime, "svc0000", r[0], r[r.len() - 1]);
+    assert_eq!(truth.ts, r);
+    assert_eq!(truth.datacenters[dc].fields.get("requests").copied().unwrap_or(0.0), sum);
+    let bodies = fake.state().generated_bodies(Stream::Realtime, "svc0000", r[0], r[0]);
+    let one: serde_json::Value = serde_json::from_slice(&bodies[0].1).unwrap();
+    assert_eq!(one["Data"][0]["datacenter"], old["Data"][0]["datacenter"]);
+    // A fixed end: nothing past it is served.
+    let end = unix_now() - 1;
+    fake.state().set_generated_until(Some(end));
+    let v = get(&fake, &format!("/v1/channel/svc0000/ts/{}", end - 1)).json();
+    assert_eq!(recorded_of(&v), vec![end - 1, end]);
+    let t0 = Instant::now();
+    let v = get(&fake, &format!("/v1/channel/svc0000/ts/{}", end + 1)).json();
+    assert!(v["Data"].as_array().unwrap().is_empty() && v["Error"].is_string(), "{v}");
+    assert!(t0.elapsed() >= Duration::from_millis(900), "held before No data");
 }
 
 #[test]

@@ -94,6 +94,15 @@ impl Metadata {
         }
     }
 
+    /// Whether the account is entitled to a stream's product: `None` until the first
+    /// successful check (real-time: always entitled).
+    pub fn entitlement(&self, stream: Stream) -> Option<bool> {
+        match PRODUCTS.iter().position(|(s, _)| *s == stream) {
+            Some(i) => self.products[i],
+            None => Some(true),
+        }
+    }
+
     /// Refreshes whatever is due. Returns true when an entitlement changed (pollers must be
     /// reconciled).
     pub fn tick(&mut self, api: &Client, cfg: &Config, selection: &Selection, store: &Store) -> bool {

@@ -14,6 +14,7 @@ use crate::store::{AccountSnapshot, BuildInfo, Counters, Grouping, Placement, St
 use crate::upstream::api::select::{Selected, Selector};
 use crate::upstream::api::services::{ServiceInfo, fetch_services};
 use crate::upstream::realtime::invalid::InvalidFields;
+use crate::upstream::realtime::lost::LostSeconds;
 use crate::upstream::realtime::parse::Mode;
 use crate::upstream::realtime::poller::{Poller, PollerSpec};
 use crate::upstream::realtime::work::{self, WorkPool};
@@ -28,10 +29,12 @@ use crate::util::statelog::StateLog;
 mod census;
 mod metadata;
 mod signals;
+mod state;
 
 use census::Tally;
 use metadata::Metadata;
 use signals::Signals;
+use state::StateFile;
 
 /// Worker threads serving HTTP. Scrapes are streamed, so a few suffice; eight keep a couple
 /// of stalled readers (dropped after `IO_TIMEOUT`) from delaying everyone else.
@@ -39,6 +42,10 @@ const HTTP_WORKERS: usize = 8;
 
 /// Consecutive failed service-list refreshes after which `/readyz` reports not ready.
 const UNREADY_AFTER_FAILURES: u32 = 3;
+
+/// How long SIGTERM waits for the last state file write beyond the scrapes' grace (which it
+/// runs alongside). A Scale A write takes a fraction of a second.
+pub(crate) const LAST_WRITE_LIMIT: Duration = Duration::from_secs(5);
 
 /// The build as `-version` and `build_info` report it.
 pub fn build_info() -> BuildInfo {
@@ -66,6 +73,8 @@ pub enum StartError {
     Signals(std::io::Error),
     /// The web config's certificates could not be loaded (they were readable a moment ago).
     Web(crate::web::WebConfigError),
+    /// The state file's writer thread.
+    StateWriter(std::io::Error),
 }
 
 impl std::fmt::Display for StartError {
@@ -74,6 +83,7 @@ impl std::fmt::Display for StartError {
             StartError::Serve(e) => write!(f, "{e}"),
             StartError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
             StartError::Web(e) => write!(f, "-web-config-file: {e}"),
+            StartError::StateWriter(e) => write!(f, "cannot start the -state-file writer: {e}"),
         }
     }
 }
@@ -85,6 +95,7 @@ impl std::error::Error for StartError {
             StartError::Serve(e) => e.source(),
             StartError::Signals(e) => Some(e),
             StartError::Web(e) => Some(e),
+            StartError::StateWriter(e) => Some(e),
         }
     }
 }
@@ -104,11 +115,16 @@ struct App {
     list_failures: u32,
     panic_log: Arc<PanicLog>,
     invalid: Arc<InvalidFields>,
+    lost: Arc<LostSeconds>,
     work: Arc<WorkPool>,
     /// Real-time answers are read in turns, as many at once as there are parse buffers.
     turns: Arc<Gate>,
     net: Net,
     census: Tally,
+    /// `-state-file`, when set.
+    state: Option<Arc<StateFile>>,
+    /// Restored streams catching up at the last look (to log when the last one is done).
+    catching_up: usize,
 }
 
 impl App {
@@ -125,6 +141,13 @@ impl App {
         store.health.set(false, "the service list has not been fetched yet");
         let net = Net::new(trust.config.clone(), counters);
         let api = Client::new(&net, &cfg.api_endpoint, &cfg.token, cfg.api_timeout, 4, None).with_rate_gate();
+        let state = cfg.state_file.as_ref().map(|path| {
+            let state = StateFile::open(path, state::identity(&cfg), store.clone());
+            // Streams this configuration never polls would hold readiness forever.
+            state.retain(|_, stream| selection.exports_stream(stream));
+            Arc::new(state)
+        });
+        let catching_up = store.health.catching_up_count();
         App {
             selector: selector(&cfg),
             selection,
@@ -137,10 +160,13 @@ impl App {
             list_failures: 0,
             panic_log: Arc::default(),
             invalid: Arc::default(),
+            lost: Arc::default(),
             work: Arc::default(),
             turns: Arc::new(Gate::new(work::SLOTS)),
             net,
             census,
+            state,
+            catching_up,
             cfg,
         }
     }
@@ -192,6 +218,16 @@ impl App {
         for svc in &removed {
             log::info!("service {}: no longer selected; removing its series", svc.id);
         }
+        if let Some(state) = &self.state {
+            // Restored streams of services no longer selected, or of products known not to be
+            // entitled, are dropped; the others wait for their poller.
+            let (metadata, selection) = (&self.metadata, &self.selection);
+            state.retain(|id, stream| {
+                registry.get(id).is_some()
+                    && selection.exports_stream(stream)
+                    && metadata.entitlement(stream) != Some(false)
+            });
+        }
         let mut wanted: HashSet<(Arc<str>, Stream)> = HashSet::new();
         for svc in registry.snapshot() {
             for stream in Stream::ALL {
@@ -211,6 +247,13 @@ impl App {
                 }
             }
         }
+        for svc in &removed {
+            // Their pollers are stopped: release the rows now (and a restored stream's hold on
+            // readiness), not when the last poller lets go of the service after its long poll.
+            for stream in Stream::ALL {
+                svc.table_mut(stream).clear();
+            }
+        }
         drop(removed);
         if released {
             // Rows of removed services and streams are gone (or go with their stopped
@@ -226,6 +269,9 @@ impl App {
                 continue;
             };
             service.status(key.1).start(unix_now());
+            if let Some(state) = &self.state {
+                state.apply(&service, key.1);
+            }
             let spec = PollerSpec {
                 service,
                 stream: key.1,
@@ -245,6 +291,8 @@ impl App {
                 work: self.work.clone(),
                 counters: self.store.counters.clone(),
                 placement: self.store.placement.clone(),
+                lost: self.lost.clone(),
+                frozen: self.store.frozen_flag(),
             };
             match Poller::spawn(spec) {
                 Ok(p) => {
@@ -323,6 +371,7 @@ impl App {
                 next_expiry = Instant::now() + (expiry / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
             }
             self.census.tick(&self.store);
+            self.note_caught_up();
             now = Instant::now();
             if now < next_services && !self.metadata.busy() {
                 std::thread::sleep((next_services - now).min(Duration::from_millis(100)));
@@ -334,6 +383,21 @@ impl App {
 /// Unix time in seconds, for the status records.
 fn unix_now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+impl App {
+    /// Logs once when the last restored stream has caught up (readiness follows by itself).
+    fn note_caught_up(&mut self) {
+        let now = self.store.health.catching_up_count();
+        if self.catching_up > 0 && now == 0 {
+            let started = self.store.counters.start_time() as u64;
+            log::info!(
+                "state file: every restored stream has caught up, {} s after start",
+                crate::upstream::realtime::poller::now_unix().saturating_sub(started)
+            );
+        }
+        self.catching_up = now;
+    }
 }
 
 fn selector(cfg: &Config) -> Selector {
@@ -366,10 +430,26 @@ pub fn run(cfg: Config, trust: &Trust, reload: &dyn Fn() -> Result<Config, Confi
     };
     let opts = ServeOptions { workers: HTTP_WORKERS, max_connections: cfg.web_max_connections, web };
     crate::util::panics::install_hook();
+    let state_interval = cfg.state_interval;
     let app = App::new(cfg, trust);
     let server = crate::serve::start(&listen, app.store.clone(), &app.selection, opts).map_err(StartError::Serve)?;
+    if let Some(state) = &app.state {
+        state.spawn_writer(state_interval).map_err(StartError::StateWriter)?;
+    }
     let stopper = server.clone();
-    let signals = Signals::install(move |grace| stopper.shutdown(grace)).map_err(StartError::Signals)?;
+    let (store, state) = (app.store.clone(), app.state.clone());
+    let signals = Signals::install(move |grace| {
+        // Nothing is merged from here on, so the last state file holds at least what any
+        // scrape saw; it is written while in-flight scrapes finish.
+        store.freeze();
+        let last = state.clone();
+        let writer = last.map(|s| std::thread::spawn(move || s.write_last(grace + LAST_WRITE_LIMIT)));
+        stopper.shutdown(grace);
+        if let Some(w) = writer {
+            let _ = w.join();
+        }
+    })
+    .map_err(StartError::Signals)?;
     log::info!("listening on {}://{}", server.scheme(), server.addr());
     if let Some((n, m)) = app.selector.shard {
         log::info!("exporting shard {n} of {m}: only services with xxh64(id) % {m} == {}", n - 1);

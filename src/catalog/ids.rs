@@ -116,5 +116,9 @@ family_ids! {
         SeriesByMode = "fastly_exporter_series_by_mode",
         /// POP codes seen, by state (listed, unlisted, filtered).
         Datacenters = "fastly_exporter_datacenters",
+        /// Seconds the real-time API no longer held when asked for, by stream.
+        LostSeconds = "fastly_exporter_lost_seconds_total",
+        /// State file writes by result.
+        StateWrites = "fastly_exporter_state_writes_total",
     }
 }

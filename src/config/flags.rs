@@ -610,6 +610,38 @@ registry! {
         help: "Print an example config file and exit.",
         ..BASE
     };
+    STATE_FILE = Flag {
+        name: "state-file",
+        group: Group::Other,
+        arg: "<path>",
+        help: "Keep the position of every stream and the value of every counter in this file \
+               (written every -state-interval and on SIGTERM/SIGINT), and resume from it after \
+               a restart or crash: no second of data is lost or counted twice if the exporter \
+               is back within the real-time API's 120 s history. Empty: off, every restart \
+               starts from zero (as the Go exporter does).",
+        example: "/var/lib/fastly-exporter/state",
+        apply: Some(|v, c| {
+            c.state_file = Some(v.text().trim().to_string()).filter(|p| !p.is_empty()).map(PathBuf::from);
+            Ok(())
+        }),
+        ..BASE
+    };
+    STATE_INTERVAL = Flag {
+        name: "state-interval",
+        kind: Kind::Duration,
+        default: "10s",
+        group: Group::Other,
+        arg: "<duration>",
+        help: "How often to write -state-file. After a crash (SIGKILL, OOM) the file is at most \
+               this old; the seconds since are fetched again from the API.",
+        min: "1s",
+        max: "5m",
+        apply: Some(|v, c| {
+            c.state_interval = v.duration(&mut c.warnings)?;
+            Ok(())
+        }),
+        ..BASE
+    };
     DEBUG = Flag {
         name: "debug",
         kind: Kind::Bool,

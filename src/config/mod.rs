@@ -94,6 +94,11 @@ pub struct Config {
     pub rt_endpoint: String,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
+    /// `-state-file`: where stream positions and values are kept across restarts; `None`
+    /// (the default) keeps the Go exporter's behaviour, every restart starting from zero.
+    pub state_file: Option<PathBuf>,
+    /// How often the state file is written.
+    pub state_interval: Duration,
     /// `-web-config-file`, loaded and validated (certificates included); `None` means plain
     /// HTTP without authentication. The server builds a `web::WebSecurity` from it.
     pub web_config: Option<crate::web::WebConfig>,

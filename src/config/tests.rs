@@ -660,3 +660,23 @@ fn web_config_warnings_join_start_up_warnings() {
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
     assert!(c.warnings[0].starts_with("web config: "));
 }
+
+#[test]
+fn state_file_flags() {
+    let c = run(&[]);
+    assert_eq!((c.state_file, c.state_interval), (None, secs(10)), "off by default, like the Go exporter");
+    let c = run(&["-state-file", "/var/lib/fx/state", "-state-interval", "30s"]);
+    assert_eq!(c.state_file, Some(PathBuf::from("/var/lib/fx/state")));
+    assert_eq!(c.state_interval, secs(30));
+    let c = run_env(&[], &[("FASTLY_EXPORTER_STATE_FILE", "/env/state"), ("FASTLY_EXPORTER_STATE_INTERVAL", "2s")]);
+    assert_eq!((c.state_file, c.state_interval), (Some(PathBuf::from("/env/state")), secs(2)));
+    let file = TempFile::new("state-file /file/state\nstate-interval 1m\n");
+    let c = run(&["-config-file", file.path()]);
+    assert_eq!((c.state_file, c.state_interval), (Some(PathBuf::from("/file/state")), secs(60)));
+    assert_eq!(run(&["-state-file", ""]).state_file, None);
+    let c = run(&["-state-interval", "100ms"]);
+    assert_eq!(c.state_interval, secs(1));
+    assert_eq!(c.warnings, vec!["-state-interval 100ms is below the minimum 1s; using 1s"]);
+    assert_eq!(run(&["-state-interval", "1h"]).state_interval, secs(300));
+    assert!(fail(&["-state-interval", "soon"]).contains("-state-interval"));
+}

@@ -255,6 +255,11 @@ fn render_unit(
     match pf.fam.scope {
         Scope::Stream(stream) => {
             let table = svc.table(stream);
+            // A restored stream still catching up may hold less than was served before a
+            // crash: it stays out of the exposition until it is current.
+            if table.hidden() {
+                return true;
+            }
             let rows = table.rows();
             let first = match resume {
                 Resume::AfterRow(dc, entity) => rows.partition_point(|r| (&*r.dc, &*r.entity) <= (&**dc, &**entity)),
@@ -510,7 +515,7 @@ mod tests {
             b.push(def.field(key).unwrap(), 3.0);
             b.end_record();
         }
-        let ctx = MergeContext { def, entity_label: stream.entity_label(), names: reg.names(), now: 1 };
+        let ctx = MergeContext { def, entity_label: stream.entity_label(), names: reg.names(), now: 1, places: None };
         svc.table_mut(stream).merge(&ctx, &b, &mut Scratch::default());
     }
 

@@ -144,6 +144,18 @@ pub fn render(out: &mut Vec<u8>, f: &Figures<'_>) {
                     }
                 }
             }
+            ExporterFamily::LostSeconds => {
+                for (stream, label) in
+                    [(Stream::Domain, "domains"), (Stream::Origin, "origins"), (Stream::Realtime, "realtime")]
+                {
+                    lines.push((vec![("stream", label.to_string())], c.lost_seconds(stream) as f64));
+                }
+            }
+            ExporterFamily::StateWrites => {
+                let (ok, failed) = c.state_writes();
+                lines.push((vec![("result", "error".to_string())], failed as f64));
+                lines.push((vec![("result", "success".to_string())], ok as f64));
+            }
         }
         if lines.is_empty() {
             continue;
@@ -223,6 +235,10 @@ mod tests {
         c.count_request(Endpoint::Realtime, None);
         c.set_rate_limit_remaining(950);
         c.count_invalid(Stream::Origin, 3);
+        c.count_lost_seconds(Stream::Realtime, 40);
+        c.count_state_write(true);
+        c.count_state_write(false);
+        c.count_state_write(true);
         let mut out = Vec::new();
         render(&mut out, &Figures { counters: &c, http: HttpFigures { panics: 2, ..Default::default() }, names: 7 });
         let text = String::from_utf8(out).unwrap();
@@ -233,6 +249,10 @@ mod tests {
         assert!(text.contains("fastly_exporter_http_panics_total 2\n"));
         assert!(text.contains("fastly_exporter_invalid_fields_total{stream=\"origins\"} 3\n"));
         assert!(text.contains("fastly_exporter_interned_names 7\n"));
+        assert!(text.contains("fastly_exporter_lost_seconds_total{stream=\"realtime\"} 40\n"));
+        assert!(text.contains("fastly_exporter_lost_seconds_total{stream=\"origins\"} 0\n"));
+        assert!(text.contains("fastly_exporter_state_writes_total{result=\"success\"} 2\n"));
+        assert!(text.contains("fastly_exporter_state_writes_total{result=\"error\"} 1\n"));
         assert!(!text.contains("fastly_exporter_scrape_duration_seconds"), "no scrape yet: no series");
         assert!(!text.contains("fastly_exporter_series"), "no census yet: no series");
         c.set_census(crate::store::Census {

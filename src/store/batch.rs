@@ -76,6 +76,9 @@ pub struct Batch {
     pub timestamp: Option<u64>,
     /// The envelope's `Error` string (e.g. "No data available, please retry").
     pub error: Option<String>,
+    /// The earliest `recorded` second of the answer's records: when it is later than the
+    /// `ts` asked for, the API no longer held the seconds in between.
+    pub first_recorded: Option<u64>,
     /// Values skipped as invalid; everything else of the answer is merged.
     pub skipped: Vec<Skipped>,
 }
@@ -100,7 +103,13 @@ impl Batch {
         self.open = None;
         self.timestamp = None;
         self.error = None;
+        self.first_recorded = None;
         self.skipped.clear();
+    }
+
+    /// Notes a record's `recorded` second.
+    pub fn note_recorded(&mut self, second: u64) {
+        self.first_recorded = Some(self.first_recorded.map_or(second, |s| s.min(second)));
     }
 
     /// Stores a name once so several records (one per origin of a datacenter) can share it.

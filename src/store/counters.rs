@@ -95,6 +95,9 @@ pub struct Counters {
     scrape_bytes: AtomicU64,
     scrape_at: AtomicU64,
     invalid: [AtomicU64; 3],
+    lost_seconds: [AtomicU64; 3],
+    /// State file writes: [succeeded, failed].
+    state_writes: [AtomicU64; 2],
     start_time: f64,
     census: Mutex<Option<Census>>,
 }
@@ -110,6 +113,8 @@ impl Default for Counters {
             scrape_bytes: AtomicU64::new(0),
             scrape_at: AtomicU64::new(0),
             invalid: Default::default(),
+            lost_seconds: Default::default(),
+            state_writes: Default::default(),
             start_time: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
             census: Mutex::default(),
         }
@@ -196,6 +201,26 @@ impl Counters {
     /// Invalid values skipped so far in a stream's answers.
     pub fn invalid(&self, stream: Stream) -> u64 {
         self.invalid[stream.index()].load(Ordering::Relaxed)
+    }
+
+    /// Counts seconds of a stream the API no longer held when they were asked for.
+    pub fn count_lost_seconds(&self, stream: Stream, n: u64) {
+        self.lost_seconds[stream.index()].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Seconds of a stream skipped so far because the API no longer held them.
+    pub fn lost_seconds(&self, stream: Stream) -> u64 {
+        self.lost_seconds[stream.index()].load(Ordering::Relaxed)
+    }
+
+    /// Counts one state file write that succeeded (`ok`) or failed.
+    pub fn count_state_write(&self, ok: bool) {
+        self.state_writes[usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// State file writes so far: (succeeded, failed).
+    pub fn state_writes(&self) -> (u64, u64) {
+        (self.state_writes[0].load(Ordering::Relaxed), self.state_writes[1].load(Ordering::Relaxed))
     }
 
     /// Start of the process, unix seconds.

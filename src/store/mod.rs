@@ -5,6 +5,7 @@
 //! laid out by the catalog), the account snapshot (swapped whole), readiness and the
 //! exporter's own counters. Parsed answers arrive as a [`Batch`] and are merged whole. Each
 //! (service, stream) also has a [`StatusCell`]: what its poller last did, for the status page.
+//! [`snapshot`] turns the tables into the state file's bytes and back.
 
 mod account;
 mod batch;
@@ -14,8 +15,10 @@ mod intern;
 mod placement;
 mod registry;
 mod rows;
+pub mod snapshot;
 mod status;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 pub use account::{AccountSnapshot, BuildInfo, Certificate, Datacenter, Dictionary, TokenInfo};
@@ -23,11 +26,11 @@ pub use account::{AccountSnapshot, BuildInfo, Certificate, Datacenter, Dictionar
 pub use batch::Skipped;
 pub use batch::{Batch, Invalid};
 pub use counters::{Census, Counters, Endpoint};
-pub use health::{Health, ListRefresh};
+pub use health::{CatchingUp, Health, ListRefresh};
 pub use intern::Interner;
 pub use placement::{Grouping, Placement, Places, group_label};
 pub use registry::{PollResult, Registry, Service, ServiceMeta};
-pub use rows::{Footprint, Keyed, MergeContext, Scratch, StreamTable};
+pub use rows::{Footprint, Keyed, MergeContext, RestoreContext, Scratch, StreamTable};
 pub use status::{PollError, StreamState, StreamStatus};
 
 /// Everything the HTTP side reads, behind one handle.
@@ -43,6 +46,9 @@ pub struct Store {
     /// The datacenter filters and grouping mode (also held by the pollers): which row each
     /// POP's data goes to. `placement.grouping()` is how stream rows are keyed.
     pub placement: Arc<Placement>,
+    /// Set at shutdown: pollers merge nothing more, so the last state file written holds
+    /// everything any scrape could have seen.
+    frozen: Arc<AtomicBool>,
 }
 
 impl Store {
@@ -54,7 +60,19 @@ impl Store {
             health: Health::default(),
             counters,
             placement: Arc::new(placement),
+            frozen: Arc::default(),
         }
+    }
+
+    /// Stops ingest for good (shutdown): every poller checks this under its table's write
+    /// lock before merging, so once this returns no value changes any more.
+    pub fn freeze(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
+    }
+
+    /// The flag [`Store::freeze`] sets, for the pollers.
+    pub fn frozen_flag(&self) -> Arc<AtomicBool> {
+        self.frozen.clone()
     }
 
     /// The current account snapshot; a scrape keeps the one it started with.

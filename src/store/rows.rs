@@ -10,8 +10,10 @@ use crate::catalog::{FieldKind, RecordOp, StreamDef, Target, bucket_index};
 use crate::util::exposition::push_label;
 
 use super::batch::{Batch, RecordView};
+use super::health::CatchingUp;
 use super::intern::Interner;
 use super::placement::Places;
+use super::snapshot::RestoredRow;
 
 /// One (datacenter, entity) row.
 #[derive(Debug)]
@@ -92,13 +94,29 @@ impl Scratch {
     }
 }
 
-/// All rows of one stream of one service, sorted by (datacenter, entity).
+/// All rows of one stream of one service, sorted by (datacenter, entity), and the stream's
+/// position: the `ts` of its next poll.
+///
+/// The position lives here, not only in the poller, so that whoever holds this table's lock
+/// sees values and position that belong together: every second before `next_ts`, and no
+/// other, is in the rows (the state file is written from such a pair).
 #[derive(Debug, Default)]
 pub struct StreamTable {
     rows: Vec<Row>,
     /// Bumped whenever the set of rows (or a row's set of POPs) changes, so what is derived
     /// from the row set (the series census) is recomputed only then.
     version: u64,
+    next_ts: u64,
+    catch_up: Option<CatchUp>,
+}
+
+/// A stream restored from the state file that has not reached the present yet.
+#[derive(Debug)]
+struct CatchUp {
+    /// Caught up once `next_ts` reaches this unix second (the start of this process).
+    until: u64,
+    /// Holds `/readyz` at "catching up" until dropped.
+    _ready: CatchingUp,
 }
 
 impl StreamTable {
@@ -112,10 +130,74 @@ impl StreamTable {
         self.version
     }
 
-    /// Drops every row (the service left, or the product entitlement was lost).
+    /// Drops every row and the position (the service left, or the product entitlement was
+    /// lost): a later poller of this stream starts afresh.
     pub fn clear(&mut self) {
         self.rows = Vec::new();
         self.version += 1;
+        self.next_ts = 0;
+        self.catch_up = None;
+    }
+
+    /// Mutable rows, for unit tests that need odd values.
+    #[cfg(test)]
+    pub fn rows_mut_for_tests(&mut self) -> &mut [Row] {
+        &mut self.rows
+    }
+
+    /// The `ts` of the next poll: 0 before the first answer (the API's latest second), or the
+    /// `Timestamp` of the last merged answer, or a position restored from the state file.
+    pub fn next_ts(&self) -> u64 {
+        self.next_ts
+    }
+
+    /// Records the position reached by the answer just merged (same lock as the merge).
+    pub fn set_next_ts(&mut self, ts: u64) {
+        self.next_ts = ts;
+    }
+
+    /// True while a restored stream is catching up: its rows may hold less than a scraper saw
+    /// before a crash, so they are not rendered (see `ARCHITECTURE.md`, "Restarts").
+    pub fn hidden(&self) -> bool {
+        self.catch_up.is_some()
+    }
+
+    /// The unix second a restored stream must reach to count as caught up, while it has not.
+    pub fn catch_up_until(&self) -> Option<u64> {
+        self.catch_up.as_ref().map(|c| c.until)
+    }
+
+    /// Ends catching up: the rows are rendered again and readiness is released. Returns
+    /// whether the stream was catching up.
+    pub fn caught_up(&mut self) -> bool {
+        self.catch_up.take().is_some()
+    }
+
+    /// Replaces the rows and position with ones restored from the state file. With `until`,
+    /// the stream catches up first (hidden, holding `ready`) unless `next_ts` already reached
+    /// it. Rows come sorted or not; duplicates keep the last.
+    pub fn restore(
+        &mut self,
+        ctx: &RestoreContext<'_>,
+        rows: Vec<RestoredRow>,
+        next_ts: u64,
+        until: Option<(u64, CatchingUp)>,
+    ) {
+        let mut out: Vec<Row> = Vec::with_capacity(rows.len());
+        for r in rows {
+            if r.values.len() != ctx.slots {
+                continue;
+            }
+            out.push(new_row(ctx.names, ctx.entity_label, &r.dc, &r.entity, r.values, r.seen));
+        }
+        out.sort_by(|a, b| (&*a.dc, &*a.entity).cmp(&(&*b.dc, &*b.entity)));
+        out.reverse();
+        out.dedup_by(|a, b| a.dc == b.dc && a.entity == b.entity);
+        out.reverse();
+        self.rows = out;
+        self.version += 1;
+        self.next_ts = next_ts;
+        self.catch_up = until.filter(|(u, _)| next_ts < *u).map(|(until, ready)| CatchUp { until, _ready: ready });
     }
 
     /// Drops rows whose last record is older than `cutoff` (unix seconds); returns how many.
@@ -249,21 +331,8 @@ impl StreamTable {
         match found {
             Ok(i) => (i, false),
             Err(i) => {
-                let mut labels = String::with_capacity(32);
-                push_label(&mut labels, "datacenter", dc);
-                if let Some(name) = ctx.entity_label {
-                    labels.push(',');
-                    push_label(&mut labels, name, entity);
-                }
-                let row = Row {
-                    dc: ctx.names.intern(dc),
-                    entity: ctx.names.intern(entity),
-                    labels: labels.into_boxed_str(),
-                    values: vec![0.0; ctx.def.slots].into_boxed_slice(),
-                    seen: ctx.now,
-                    pops: Box::default(),
-                };
-                self.rows.insert(i, row);
+                let zeros = vec![0.0; ctx.def.slots].into_boxed_slice();
+                self.rows.insert(i, new_row(ctx.names, ctx.entity_label, dc, entity, zeros, ctx.now));
                 (i, true)
             }
         }
@@ -332,6 +401,35 @@ fn combine_gauges(def: &StreamDef, rows: &mut [Row], gauges: &mut [GaugeObs]) {
             run.iter().map(|g| g.value).sum::<f64>() / run.len() as f64
         };
         rows[run[0].row as usize].values[*slot] = value;
+    }
+}
+
+/// What [`StreamTable::restore`] needs besides the rows.
+#[derive(Clone, Copy, Debug)]
+pub struct RestoreContext<'a> {
+    /// Where row names are interned.
+    pub names: &'a Interner,
+    /// `origin` or `domain`, or none for the real-time stream.
+    pub entity_label: Option<&'a str>,
+    /// Length of a row of this stream.
+    pub slots: usize,
+}
+
+/// A row with its names interned and its labels escaped once.
+fn new_row(names: &Interner, entity_label: Option<&str>, dc: &str, entity: &str, values: Box<[f64]>, seen: u32) -> Row {
+    let mut labels = String::with_capacity(32);
+    push_label(&mut labels, "datacenter", dc);
+    if let Some(name) = entity_label {
+        labels.push(',');
+        push_label(&mut labels, name, entity);
+    }
+    Row {
+        dc: names.intern(dc),
+        entity: names.intern(entity),
+        labels: labels.into_boxed_str(),
+        values,
+        seen,
+        pops: Box::default(),
     }
 }
 

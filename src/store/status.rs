@@ -160,7 +160,6 @@ impl StatusCell {
     /// State restore (issue 19): `true` when a restored stream resumes from an old position,
     /// `false` once it has caught up with now. While set, a stream whose polls succeed shows
     /// `catching up` instead of `ok` (failures still show as failures).
-    #[allow(dead_code, reason = "the state-restore work calls it; tested here until it lands")]
     pub fn set_catching_up(&self, on: bool, now: f64) {
         let mut g = self.lock();
         g.catching_up = on;

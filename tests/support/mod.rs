@@ -5,6 +5,7 @@
 
 pub mod expo;
 pub mod pki;
+pub mod truth;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -126,11 +127,7 @@ impl Exporter {
     /// Like [`Exporter::start_limited`], running the binary at `bin` (e.g. the release build)
     /// instead of the one cargo built for the tests.
     pub fn start_bin(bin: &str, args: &[&str], env: &[(&str, &str)], nofile: Option<u32>) -> Exporter {
-        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        if !args.contains(&"-listen") {
-            all.extend(["-listen".to_string(), "127.0.0.1:0".to_string()]);
-        }
-        let mut cmd = match nofile {
+        let cmd = match nofile {
             None => Command::new(bin),
             Some(n) => {
                 let mut c = Command::new("sh");
@@ -138,6 +135,29 @@ impl Exporter {
                 c
             }
         };
+        Exporter::start_cmd(cmd, args, env)
+    }
+
+    /// Like [`Exporter::start_env`], run as an unprivileged user (see [`unprivileged`]), so
+    /// file permissions apply to it even when the tests run as root.
+    pub fn start_unprivileged(args: &[&str], env: &[(&str, &str)]) -> Exporter {
+        let cmd = match unprivileged() {
+            Some((uid, gid)) => {
+                let mut c = Command::new("setpriv");
+                c.args([format!("--reuid={uid}"), format!("--regid={gid}"), "--clear-groups".into(), "--".into()]);
+                c.arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        Exporter::start_cmd(cmd, args, env)
+    }
+
+    fn start_cmd(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Exporter {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        if !args.contains(&"-listen") {
+            all.extend(["-listen".to_string(), "127.0.0.1:0".to_string()]);
+        }
         cmd.args(&all).stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
         scrub_env(&mut cmd);
         cmd.envs(env.iter().copied());
@@ -237,6 +257,15 @@ impl Drop for Exporter {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// When the tests run as root (where file permissions do not apply), the user and group to
+/// run the exporter as instead: `nobody` (65534, as in the container image). `None` when not
+/// root: the tests' own user is subject to permissions already.
+pub fn unprivileged() -> Option<(u32, u32)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let euid: u32 = status.lines().find(|l| l.starts_with("Uid:"))?.split_whitespace().nth(2)?.parse().ok()?;
+    (euid == 0).then_some((65534, 65534))
 }
 
 fn scrub_env(cmd: &mut Command) {

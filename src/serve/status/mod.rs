@@ -122,7 +122,11 @@ impl Snapshot {
             .map(|svc| {
                 let streams = STREAMS.map(|(stream, _)| {
                     let status = svc.status(stream).get()?;
-                    let stream_series = svc.table(stream).rows().len() as u64 * plan.series_per_row(stream);
+                    // A stream catching up after a restore is not rendered (see `StreamTable::hidden`).
+                    let table = svc.table(stream);
+                    let rows = if table.hidden() { 0 } else { table.rows().len() as u64 };
+                    drop(table);
+                    let stream_series = rows * plan.series_per_row(stream);
                     Some(StreamRow { status, series: stream_series })
                 });
                 series += streams.iter().flatten().map(|s| s.series).sum::<u64>();

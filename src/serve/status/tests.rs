@@ -15,7 +15,11 @@ fn plan() -> Plan {
 /// A store with `ok` healthy services, one failing on realtime, one hostile name and one
 /// not yet answered.
 fn store(ok: usize) -> Store {
-    let store = Store::new(AccountSnapshot::default(), Arc::new(Counters::default()));
+    let store = Store::new(
+        AccountSnapshot::default(),
+        Arc::new(Counters::default()),
+        crate::store::Placement::new(crate::store::Grouping::Datacenter, crate::util::filter::Filter::default()),
+    );
     let running = AtomicBool::new(false);
     for i in 0..ok {
         let (s, _) = store.registry.upsert(&format!("ok{i:04}"), &format!("healthy {i}"), "3");
@@ -207,7 +211,7 @@ fn status_render_at_1000_services() {
             b.push(def.field("requests").unwrap(), 1.0);
             b.end_record();
         }
-        let ctx = MergeContext { def, entity_label: None, names: store.registry.names(), now: 1 };
+        let ctx = MergeContext { def, entity_label: None, names: store.registry.names(), now: 1, places: None };
         svc.table_mut(Stream::Realtime).merge(&ctx, &b, &mut Scratch::default());
         for stream in [Stream::Origin, Stream::Domain] {
             svc.status(stream).start(100.0);

@@ -303,6 +303,7 @@ struct RecordSeed<'a> {
 enum RecordKey {
     Datacenter,
     Aggregated,
+    Recorded,
     Other,
 }
 
@@ -311,6 +312,7 @@ struct RecordKeySeed;
 str_seed!(RecordKeySeed, RecordKey, "a record key", |self, s| match s {
     "datacenter" => RecordKey::Datacenter,
     "aggregated" => RecordKey::Aggregated,
+    "recorded" => RecordKey::Recorded,
     _ => RecordKey::Other,
 });
 
@@ -330,6 +332,7 @@ container_seed!(RecordSeed, "a record object", deserialize_map, fn visit_map<Map
                     map.next_value_seed(EntitiesSeed { ctx: self.ctx, batch, dc })?;
                 }
             }
+            (RecordKey::Recorded, _) => map.next_value_seed(RecordedSeed { batch: &mut *self.batch })?,
             _ => {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -337,6 +340,65 @@ container_seed!(RecordSeed, "a record object", deserialize_map, fn visit_map<Map
     }
     Ok(())
 });
+
+/// A record's `recorded` second; anything but a whole non-negative number is ignored (it
+/// only serves to notice seconds the API no longer held, never to count data).
+struct RecordedSeed<'a> {
+    batch: &'a mut Batch,
+}
+
+impl<'de> DeserializeSeed<'de> for RecordedSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordedSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a unix second")
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.batch.note_recorded(v);
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        if let Ok(v) = u64::try_from(v) {
+            self.batch.note_recorded(v);
+        }
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        if v >= 0.0 && v.fract() == 0.0 && v < 1e15 {
+            self.batch.note_recorded(v as u64);
+        }
+        Ok(())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+}
 
 /// Copies a map key (datacenter, origin or domain name) into the batch's name arena.
 struct NameSeed<'a> {

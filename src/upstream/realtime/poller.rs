@@ -1,9 +1,16 @@
 //! One blocking thread per (service, stream): long-poll, parse, merge, wait, repeat.
 //!
-//! The thread owns its stream position (`ts`), backoff and reusable buffers. It advances `ts`
-//! only after a complete, parsed HTTP 200 answer; every failure re-asks the same `ts`, so a
-//! second of data is counted exactly once. It stops when its flag is set: at once if waiting,
-//! after the current request if one is in flight (that request's answer is then discarded).
+//! The thread owns its backoff and reusable buffers, and works from its stream position
+//! (`ts`). It starts where the stream table says (0, the API's latest second, or a position
+//! restored from the state file) and advances `ts` only after a complete, parsed HTTP 200
+//! answer, recording it in the table under the same write lock as the merge; every failure
+//! re-asks the same `ts`, so a second of data is counted exactly once. It stops when its flag
+//! (or the store's freeze, at shutdown) is set: at once if waiting, after the current request
+//! if one is in flight (that request's answer is then discarded).
+//!
+//! A restored stream catches up here: the first merged answer that reaches the second the
+//! process started at (or a "No data" answer: the API holds nothing newer) ends it, under the
+//! lock, so the rows are rendered again from the very merge that made them current.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +25,7 @@ use crate::util::statelog::StateLog;
 
 use super::backoff::{Backoff, Outcome, parse_retry_after};
 use super::invalid::InvalidFields;
+use super::lost::LostSeconds;
 use super::parse::{Mode, parse_tolerant};
 use super::status::{Failure, report, with_api_message};
 use super::work::{Work, WorkPool};
@@ -51,10 +59,14 @@ pub struct PollerSpec {
     pub names: Arc<Interner>,
     /// The parse buffers shared by all pollers.
     pub work: Arc<WorkPool>,
-    /// Where restarts are counted.
+    /// Where restarts and lost seconds are counted.
     pub counters: Arc<Counters>,
     /// Which row each datacenter's records go to (filters, groups).
     pub placement: Arc<Placement>,
+    /// Where seconds the API no longer held are logged (shared by all pollers).
+    pub lost: Arc<LostSeconds>,
+    /// The store's freeze flag (shutdown): checked with `stop`, under the table lock too.
+    pub frozen: Arc<AtomicBool>,
 }
 
 /// Handle to a running poller.
@@ -70,7 +82,10 @@ impl Poller {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let name = format!("poll-{}-{}", spec.stream.name(), spec.service.id);
-        let handle = thread::Builder::new().name(name).stack_size(STACK_SIZE).spawn(move || run(spec, &flag))?;
+        let handle = thread::Builder::new().name(name).stack_size(STACK_SIZE).spawn(move || {
+            let frozen = spec.frozen.clone();
+            run(spec, Stopped { own: &flag, frozen: &frozen })
+        })?;
         Ok(Poller { stop, thread: handle.thread().clone() })
     }
 
@@ -82,6 +97,19 @@ impl Poller {
     }
 }
 
+/// Either reason to stop: this poller's flag, or the whole store frozen at shutdown.
+#[derive(Clone, Copy)]
+struct Stopped<'a> {
+    own: &'a AtomicBool,
+    frozen: &'a AtomicBool,
+}
+
+impl Stopped<'_> {
+    fn now(self) -> bool {
+        self.own.load(Ordering::SeqCst) || self.frozen.load(Ordering::SeqCst)
+    }
+}
+
 struct State {
     /// `service X: rt poll`, the prefix of this poller's log lines (built once).
     subject: String,
@@ -90,15 +118,15 @@ struct State {
     log: StateLog,
 }
 
-fn run(spec: PollerSpec, stop: &AtomicBool) {
+fn run(spec: PollerSpec, stop: Stopped<'_>) {
     let seed = spec.service.id.bytes().fold(spec.stream as u64 + 1, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
     let mut st = State {
         subject: format!("service {}: {} poll", spec.service.id, spec.stream.name()),
-        ts: 0,
+        ts: spec.service.table(spec.stream).next_ts(),
         backoff: Backoff::new(spec.stream, seed ^ now_unix()),
         log: StateLog::default(),
     };
-    while !stop.load(Ordering::SeqCst) {
+    while !stop.now() {
         let delay = match crate::util::panics::catch(|| poll_once(&spec, stop, &mut st)) {
             Ok(d) => d,
             Err(caught) => {
@@ -106,7 +134,7 @@ fn run(spec: PollerSpec, stop: &AtomicBool) {
                 spec.panic_log.report(&what, &caught, &format!("restarting it in {}s", PANIC_RESTART.as_secs()));
                 spec.counters.count_restart();
                 let failure = Failure { status: None, message: "internal error: the poller panicked".to_string() };
-                report(&spec.service, spec.stream, stop, Outcome::Transport, Some(failure), PANIC_RESTART);
+                report(&spec.service, spec.stream, stop.own, Outcome::Transport, Some(failure), PANIC_RESTART);
                 PANIC_RESTART
             }
         };
@@ -121,7 +149,7 @@ fn run(spec: PollerSpec, stop: &AtomicBool) {
 /// deepest stack pages resident for life, and one merged frame holding the locals of every
 /// step is deeper than the steps taken one at a time.
 #[inline(never)]
-fn poll_once(spec: &PollerSpec, stop: &AtomicBool, st: &mut State) -> Duration {
+fn poll_once(spec: &PollerSpec, stop: Stopped<'_>, st: &mut State) -> Duration {
     let svc = &spec.service;
     let subject = std::mem::take(&mut st.subject);
     let url = format!("/v1/{}/{}/ts/{}", spec.stream.path(), escape_path(&svc.id), st.ts);
@@ -135,11 +163,11 @@ fn poll_once(spec: &PollerSpec, stop: &AtomicBool, st: &mut State) -> Duration {
     let (outcome, result, failure) = judge(spec, stop, st, &mut work, reply, &subject, &url, started);
     st.subject = subject;
     drop(work);
-    if spec.stream == Stream::Realtime && !stop.load(Ordering::SeqCst) {
+    if spec.stream == Stream::Realtime && !stop.now() {
         svc.count_result(result);
     }
     let delay = st.backoff.next(outcome);
-    report(svc, spec.stream, stop, outcome, failure, delay);
+    report(svc, spec.stream, stop.own, outcome, failure, delay);
     delay
 }
 
@@ -153,7 +181,7 @@ type Judged = (Outcome, PollResult, Option<Failure>);
 #[inline(never)]
 fn judge(
     spec: &PollerSpec,
-    stop: &AtomicBool,
+    stop: Stopped<'_>,
     st: &mut State,
     work: &mut Work,
     reply: Result<Reply, ApiError>,
@@ -192,9 +220,10 @@ fn judge(
     }
 }
 
-/// A 200: parse the whole body, then merge it under the table lock unless stopped.
+/// A 200: parse the whole body, then merge it and record the new position under the table
+/// lock unless stopped.
 #[inline(never)]
-fn handle_ok(spec: &PollerSpec, stop: &AtomicBool, st: &mut State, work: &mut Work, subject: &str) -> Judged {
+fn handle_ok(spec: &PollerSpec, stop: Stopped<'_>, st: &mut State, work: &mut Work, subject: &str) -> Judged {
     let Work { body, batch, scratch, places } = work;
     if let Err(e) = parse_tolerant(body, spec.stream, spec.mode, batch) {
         let message = chain(&e);
@@ -206,35 +235,57 @@ fn handle_ok(spec: &PollerSpec, stop: &AtomicBool, st: &mut State, work: &mut Wo
         spec.invalid.report(spec.stream, &spec.service.id, batch, &spec.counters);
     }
     let no_data = batch.error.as_deref().is_some_and(|e| e.contains("No data available"));
-    if !batch.is_empty() {
-        // Which row each record goes to, decided before the table is locked.
-        let placed = spec.mode == Mode::PerDatacenter && spec.placement.is_active();
-        if placed {
-            spec.placement.place(batch, places);
-        }
+    let next = batch.timestamp.filter(|t| *t > 0);
+    // Records starting after the `ts` asked for: the API no longer held the seconds between.
+    let gap = batch.first_recorded.filter(|first| st.ts > 0 && *first > st.ts);
+    // Which row each record goes to, decided before the table is locked.
+    let placed = !batch.is_empty() && spec.mode == Mode::PerDatacenter && spec.placement.is_active();
+    if placed {
+        spec.placement.place(batch, places);
+    }
+    let mut caught_up = false;
+    {
         let mut table = spec.service.table_mut(spec.stream);
-        if stop.load(Ordering::SeqCst) {
+        if stop.now() {
             return (Outcome::Data, PollResult::Success, None);
         }
-        let ctx = MergeContext {
-            def: catalog().stream(spec.stream),
-            entity_label: spec.stream.entity_label(),
-            names: &spec.names,
-            now: now_unix() as u32,
-            places: placed.then_some(&*places),
-        };
-        table.merge(&ctx, batch, scratch);
+        if !batch.is_empty() {
+            let ctx = MergeContext {
+                def: catalog().stream(spec.stream),
+                entity_label: spec.stream.entity_label(),
+                names: &spec.names,
+                now: now_unix() as u32,
+                places: placed.then_some(&*places),
+            };
+            table.merge(&ctx, batch, scratch);
+        }
+        if let Some(ts) = next {
+            table.set_next_ts(ts);
+        }
+        if let Some(until) = table.catch_up_until()
+            && (next.unwrap_or(st.ts) >= until || no_data)
+        {
+            caught_up = table.caught_up();
+            log::debug!("{subject}: caught up at ts {}", next.unwrap_or(st.ts));
+        }
+    }
+    if caught_up {
+        // After the table lock: the status cell is a leaf lock.
+        spec.service.status(spec.stream).set_catching_up(false, now_unix() as f64);
+    }
+    if let Some(first) = gap {
+        spec.lost.report(spec.stream, &spec.service.id, st.ts, first, &spec.counters);
     }
     spec.service.mark_success(now_unix());
-    if let Some(ts) = batch.timestamp.filter(|t| *t > 0) {
+    if let Some(ts) = next {
         st.ts = ts;
     }
     if no_data { (Outcome::NoData, PollResult::NoData, None) } else { (Outcome::Data, PollResult::Success, None) }
 }
 
-fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
+fn sleep_unless_stopped(d: Duration, stop: Stopped<'_>) {
     let deadline = Instant::now() + d;
-    while !stop.load(Ordering::SeqCst) {
+    while !stop.now() {
         let now = Instant::now();
         if now >= deadline {
             return;

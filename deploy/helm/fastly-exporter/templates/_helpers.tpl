@@ -86,7 +86,7 @@ The ordinal source: the env var (a list item) a pod reads its ordinal from, via 
 {{- end }}
 
 {{/*
-Container args: -listen, the shard, then `options` (a list repeats the flag, true is a bare
+Container args: -listen, the web config, -state-file (persistence), the shard, then `options` (a list repeats the flag, true is a bare
 flag, false is -name=false, null is skipped). Flags the chart owns are refused in options.
 */}}
 {{/*
@@ -127,6 +127,12 @@ A probe from values, switched to HTTPS when the web config turns TLS on, and (re
 {{- fail "options.web-config-file: use webConfig.existingSecret" }}
 {{- end }}
 - {{ printf "-web-config-file=/etc/fastly-exporter/web/%s" .Values.webConfig.key | quote }}
+{{- end }}
+{{- if .Values.persistence.enabled }}
+{{- if hasKey .Values.options "state-file" }}
+{{- fail "options.state-file: persistence.enabled sets -state-file on the pod's volume" }}
+{{- end }}
+- {{ printf "-state-file=%s/state" (trimSuffix "/" .Values.persistence.mountPath) | quote }}
 {{- end }}
 {{- if gt $shards 1 }}
 {{- $var := ternary "POD_NAME" "POD_INDEX" (eq .Values.shardOrdinalFrom "podName") }}
