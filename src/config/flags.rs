@@ -73,6 +73,9 @@ pub(crate) type Apply = fn(&Value<'_>, &mut Config) -> Result<(), ConfigError>;
 pub(crate) struct Flag {
     /// Name without dashes, as typed after `-`.
     pub name: &'static str,
+    /// `--name`: the key pico-args matches on the command line (see `args.rs`). Written by
+    /// [`registry!`] from `name`, never by hand.
+    pub key: &'static str,
     pub kind: Kind,
     /// Default as the user would type it (so the help text shows exactly what is parsed);
     /// empty means "no default".
@@ -119,6 +122,7 @@ impl Flag {
 /// Row template so each entry only spells out what differs.
 const BASE: Flag = Flag {
     name: "",
+    key: "",
     kind: Kind::Str,
     default: "",
     group: Group::Other,
@@ -135,10 +139,11 @@ const BASE: Flag = Flag {
 };
 
 /// Defines each flag as a `static` and lists them all, in order, in [`FLAGS`], so a flag
-/// cannot be defined without being registered.
+/// cannot be defined without being registered. Each entry starts with its `name`, from which
+/// the macro also writes its command-line `key` (`--name`).
 macro_rules! registry {
-    ($($(#[$doc:meta])* $id:ident = $def:expr;)*) => {
-        $($(#[$doc])* pub(crate) static $id: Flag = $def;)*
+    ($($(#[$doc:meta])* $id:ident = Flag { name: $name:literal, $($rest:tt)* };)*) => {
+        $($(#[$doc])* pub(crate) static $id: Flag = Flag { name: $name, key: concat!("--", $name), $($rest)* };)*
 
         /// Every flag, in help-text order within each group.
         pub(crate) static FLAGS: &[&Flag] = &[$(&$id),*];
@@ -698,6 +703,7 @@ mod tests {
             assert!(!f.help.is_empty(), "{} has no help", f.name);
             assert!(FLAGS[..i].iter().all(|g| !g.is(f)), "{} duplicated", f.name);
             assert!(lookup(f.name).is_some_and(|g| std::ptr::eq(g, *f)), "{}", f.name);
+            assert_eq!(f.key, format!("--{}", f.name));
             // Exactly the flags that hold a value of their own apply it.
             assert_eq!(f.apply.is_some(), f.alias_of.is_none() && !f.is_action(), "{}", f.name);
             if let Some(target) = f.alias_of {
