@@ -57,12 +57,14 @@ fn main() -> ExitCode {
     for w in &cfg.warnings {
         log::warn!("{w}");
     }
-    let reload = || match config::load(&args, &|k| std::env::var(k).ok()) {
+    let reload = move || match config::load(&args, &|k| std::env::var(k).ok()) {
         Ok(Command::Run(cfg)) => Ok(*cfg),
         Ok(_) => Err(config::ConfigError::new("the command line no longer runs the exporter")),
         Err(e) => Err(e),
     };
-    match app::run(*cfg, &trust, &reload) {
+    // Returns after SIGTERM/SIGINT and a clean shutdown: the exit code is ours, not the
+    // library's.
+    match app::run(*cfg, &trust, Box::new(reload)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{}", app::error_chain(&e));

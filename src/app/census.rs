@@ -35,9 +35,9 @@ pub struct Tally {
 
 impl Tally {
     /// A census for rows keyed as `keyed`, of the families `selection` exports.
-    pub fn new(keyed: Keyed, selection: &Selection) -> Tally {
+    pub fn new(keyed: Keyed, selection: &Selection, now: Instant) -> Tally {
         let per_row = Stream::ALL.map(|s| selection.series_per_row(s) as u64);
-        Tally { keyed, per_row, cache: HashMap::new(), next: Instant::now() }
+        Tally { keyed, per_row, cache: HashMap::new(), next: now }
     }
 
     /// How the configuration keys stream rows.
@@ -49,9 +49,8 @@ impl Tally {
         }
     }
 
-    /// Takes the census when due and publishes it in the store's counters.
-    pub fn tick(&mut self, store: &Store) {
-        let now = Instant::now();
+    /// Takes the census when due at `now` (the main loop's clock) and publishes it in the store's counters.
+    pub fn tick(&mut self, store: &Store, now: Instant) {
         if now < self.next {
             return;
         }

@@ -56,9 +56,8 @@ struct Logs {
 }
 
 impl Metadata {
-    /// Starts with every source due now.
-    pub fn new(initial: AccountSnapshot) -> Metadata {
-        let now = Instant::now();
+    /// Starts with every source due `now` (on the main loop's clock).
+    pub fn new(initial: AccountSnapshot, now: Instant) -> Metadata {
         Metadata {
             snapshot: initial,
             products: [None, None],
@@ -76,8 +75,7 @@ impl Metadata {
     }
 
     /// Makes every source due at once (SIGHUP: "refresh everything now").
-    pub fn due_now(&mut self) {
-        let now = Instant::now();
+    pub fn due_now(&mut self, now: Instant) {
         self.next_products = now;
         self.next_datacenters = now;
         self.next_token = now;
@@ -103,10 +101,9 @@ impl Metadata {
         }
     }
 
-    /// Refreshes whatever is due. Returns true when an entitlement changed (pollers must be
-    /// reconciled).
-    pub fn tick(&mut self, api: &Client, cfg: &Config, selection: &Selection, store: &Store) -> bool {
-        let now = Instant::now();
+    /// Refreshes whatever is due at `now` (the main loop's clock). Returns true when an
+    /// entitlement changed (pollers must be reconciled).
+    pub fn tick(&mut self, api: &Client, cfg: &Config, selection: &Selection, store: &Store, now: Instant) -> bool {
         let mut changed_entitlement = false;
         let mut changed = false;
         if now >= self.next_products {

@@ -1,10 +1,15 @@
-//! The main thread: schedules refreshes, reconciles pollers with the service list, and owns
-//! shutdown. Nothing here blocks on rt.fastly.com; api.fastly.com calls are bounded by
-//! `-api-timeout`.
+//! The exporter as a whole: [`start`] builds it and starts its threads, [`Running`] is the
+//! handle that reloads it and shuts it down (joining every thread it started), and [`run`]
+//! is what the binary does with them: start, then follow the process's signals.
+//!
+//! The main loop (its own thread) schedules refreshes and reconciles pollers with the service
+//! list. Nothing here blocks on rt.fastly.com; api.fastly.com calls are bounded by
+//! `-api-timeout` and interrupted at shutdown.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::catalog::{Selection, Stream};
@@ -21,6 +26,7 @@ use crate::upstream::realtime::work::{self, WorkPool};
 use crate::upstream::transport::client::{Client, Net};
 use crate::upstream::transport::gate::Gate;
 pub use crate::upstream::transport::tls::{Trust, TrustError};
+pub use crate::util::clock::{Clock, SharedClock, SystemClock};
 use crate::util::errors::chain;
 use crate::util::filter::Filter;
 use crate::util::panics::PanicLog;
@@ -33,7 +39,7 @@ mod state;
 
 use census::Tally;
 use metadata::Metadata;
-use signals::Signals;
+pub use signals::SHUTDOWN_GRACE;
 use state::StateFile;
 
 /// Worker threads serving HTTP. Scrapes are streamed, so a few suffice; eight keep a couple
@@ -46,6 +52,16 @@ const UNREADY_AFTER_FAILURES: u32 = 3;
 /// How long SIGTERM waits for the last state file write beyond the scrapes' grace (which it
 /// runs alongside). A Scale A write takes a fraction of a second.
 pub(crate) const LAST_WRITE_LIMIT: Duration = Duration::from_secs(5);
+
+/// How long shutdown waits, after the scrapes' grace, for the threads it stopped to end (each
+/// was interrupted: this is their way out, not a wait for work). One that has not ended by
+/// then (a DNS lookup cannot be interrupted) is named in the log and left to end alone, so
+/// SIGTERM still exits within `SHUTDOWN_GRACE` and a moment.
+pub const JOIN_LIMIT: Duration = Duration::from_millis(300);
+
+/// The main loop's longest sleep: how late it notices a finished dictionary cycle or a
+/// schedule on a stepped clock. A reload or a stop wakes it at once.
+const MAIN_TICK: Duration = Duration::from_millis(100);
 
 /// The build as `-version` and `build_info` report it.
 pub fn build_info() -> BuildInfo {
@@ -69,8 +85,10 @@ pub use crate::util::errors::chain as error_chain;
 pub enum StartError {
     /// The HTTP listener (see [`ServeError`]).
     Serve(ServeError),
-    /// Signal handlers or their thread.
+    /// Signal handlers.
     Signals(std::io::Error),
+    /// The main loop's thread.
+    MainLoop(std::io::Error),
     /// The web config's certificates could not be loaded (they were readable a moment ago).
     Web(crate::web::WebConfigError),
     /// The state file's writer thread.
@@ -82,6 +100,7 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Serve(e) => write!(f, "{e}"),
             StartError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
+            StartError::MainLoop(e) => write!(f, "cannot start the main loop: {e}"),
             StartError::Web(e) => write!(f, "-web-config-file: {e}"),
             StartError::StateWriter(e) => write!(f, "cannot start the -state-file writer: {e}"),
         }
@@ -93,7 +112,7 @@ impl std::error::Error for StartError {
         match self {
             // Displayed as itself: its cause is the next one down.
             StartError::Serve(e) => e.source(),
-            StartError::Signals(e) => Some(e),
+            StartError::Signals(e) | StartError::MainLoop(e) => Some(e),
             StartError::Web(e) => Some(e),
             StartError::StateWriter(e) => Some(e),
         }
@@ -107,7 +126,8 @@ struct App {
     selector: Selector,
     selection: Arc<Selection>,
     store: Arc<Store>,
-    api: Client,
+    api: Arc<Client>,
+    clock: SharedClock,
     pollers: HashMap<(Arc<str>, Stream), Poller>,
     metadata: Metadata,
     listed: Option<Vec<ServiceInfo>>,
@@ -128,8 +148,8 @@ struct App {
 }
 
 impl App {
-    /// Builds the exporter from a validated config and the trusted TLS roots.
-    fn new(cfg: Config, trust: &Trust) -> App {
+    /// Builds the exporter from a validated config, the trusted TLS roots and its clock.
+    fn new(cfg: Config, trust: &Trust, clock: SharedClock) -> App {
         let metrics = Filter::new(cfg.metric_allowlist.clone(), cfg.metric_blocklist.clone());
         let selection = Arc::new(Selection::new(&cfg.namespace, &cfg.subsystem, &metrics));
         let account = AccountSnapshot { build: build_info(), ..Default::default() };
@@ -137,12 +157,12 @@ impl App {
         let grouping = if cfg.datacenter_group { Grouping::Group } else { Grouping::Datacenter };
         let pops = Filter::new(cfg.datacenter_allowlist.clone(), cfg.datacenter_blocklist.clone());
         let store = Arc::new(Store::new(account.clone(), counters.clone(), Placement::new(grouping, pops)));
-        let census = Tally::new(Tally::keyed(cfg.aggregate_only, grouping), &selection);
+        let census = Tally::new(Tally::keyed(cfg.aggregate_only, grouping), &selection, clock.now());
         store.health.set(false, "the service list has not been fetched yet");
         let net = Net::new(trust.config.clone(), counters);
-        let api = Client::new(&net, &cfg.api_endpoint, &cfg.token, cfg.api_timeout, 4, None).with_rate_gate();
+        let api = Arc::new(Client::new(&net, &cfg.api_endpoint, &cfg.token, cfg.api_timeout, 4, None).with_rate_gate());
         let state = cfg.state_file.as_ref().map(|path| {
-            let state = StateFile::open(path, state::identity(&cfg), store.clone());
+            let state = StateFile::open(path, state::identity(&cfg), store.clone(), clock.clone());
             // Streams this configuration never polls would hold readiness forever.
             state.retain(|_, stream| selection.exports_stream(stream));
             Arc::new(state)
@@ -154,7 +174,7 @@ impl App {
             store,
             api,
             pollers: HashMap::new(),
-            metadata: Metadata::new(account),
+            metadata: Metadata::new(account, clock.now()),
             listed: None,
             list_log: StateLog::default(),
             list_failures: 0,
@@ -167,6 +187,7 @@ impl App {
             census,
             state,
             catching_up,
+            clock,
             cfg,
         }
     }
@@ -176,7 +197,7 @@ impl App {
         match fetch_services(&self.api) {
             Ok(list) => {
                 self.list_log.ok("service list refresh");
-                self.store.health.list_refreshed(unix_now());
+                self.store.health.list_refreshed(self.clock.unix_f64());
                 log::debug!("service list: {} services", list.len());
                 self.listed = Some(list);
                 self.list_failures = 0;
@@ -190,7 +211,7 @@ impl App {
                 };
                 let why = chain(&e);
                 self.list_log.fail_as("service list refresh", &format!("{why}; {keeping}"), e.is_untrusted());
-                self.store.health.list_failed(&why, unix_now());
+                self.store.health.list_failed(&why, self.clock.unix_f64());
                 if self.listed.is_none() || self.list_failures >= UNREADY_AFTER_FAILURES {
                     let reason =
                         format!("{} consecutive service list refreshes failed, last: {why}", self.list_failures);
@@ -245,6 +266,8 @@ impl App {
                     svc.table_mut(key.1).clear();
                     svc.status(key.1).stop();
                 }
+                // Interrupted: it ends at once, merging nothing; not waited for here.
+                drop(p.into_thread());
             }
         }
         for svc in &removed {
@@ -268,7 +291,7 @@ impl App {
             let Some(service) = registry.get(&key.0) else {
                 continue;
             };
-            service.status(key.1).start(unix_now());
+            service.status(key.1).start(self.clock.unix_f64());
             if let Some(state) = &self.state {
                 state.apply(&service, key.1);
             }
@@ -293,6 +316,7 @@ impl App {
                 placement: self.store.placement.clone(),
                 lost: self.lost.clone(),
                 frozen: self.store.frozen_flag(),
+                clock: self.clock.clone(),
             };
             match Poller::spawn(spec) {
                 Ok(p) => {
@@ -328,61 +352,69 @@ impl App {
 
     /// Drops origin and domain rows without data for `-entity-expiry`, and their names.
     fn expire_entities(&self, expiry: Duration) {
-        let cutoff = crate::upstream::realtime::poller::now_unix().saturating_sub(expiry.as_secs()) as u32;
+        let cutoff = self.clock.unix_secs().saturating_sub(expiry.as_secs()) as u32;
         let dropped = self.store.registry.expire_entities(cutoff);
         if dropped > 0 {
             log::debug!("dropped {dropped} origin/domain rows without data for {expiry:?}");
         }
     }
 
-    /// Runs the scheduler until the process exits (the signal thread ends it). SIGHUP
-    /// re-reads the configuration through `reload` and refreshes everything at once.
-    fn run(mut self, signals: &Signals, reload: &dyn Fn() -> Result<Config, ConfigError>, server: &Server) -> ! {
-        let mut next_services = Instant::now();
-        let mut next_expiry = Instant::now();
+    /// Runs the scheduler until `control` says stop, then stops every poller and joins them
+    /// (by `JOIN_LIMIT` after the stop); returns the names of pollers still running then. A
+    /// reload (SIGHUP) re-reads the configuration through `reload` and refreshes everything at
+    /// once.
+    fn run(mut self, control: &Control, reload: &Reload, server: &Server) -> Vec<String> {
+        let mut next_services = self.clock.now();
+        let mut next_expiry = self.clock.now();
         if self.store.placement.grouping() == Grouping::Group {
             // Before the first poll: data of a POP whose group is not known yet stays under
             // "unknown" for good, so one request now saves a stray row on every start.
             self.metadata.refresh_datacenters(&self.api, &self.selection, &self.store);
         }
-        loop {
-            let mut now = Instant::now();
-            if signals.reload.swap(false, Ordering::SeqCst) {
+        while !control.stop.load(Ordering::SeqCst) {
+            let now = self.clock.now();
+            if control.reload.swap(false, Ordering::SeqCst) {
                 match reload() {
                     Ok(cfg) => self.reload(cfg),
                     Err(e) => log::error!("SIGHUP: configuration not reloaded: {}", chain(&e)),
                 }
                 server.reload_web();
                 next_services = now;
-                self.metadata.due_now();
+                self.metadata.due_now(now);
             }
             if now >= next_services {
                 self.refresh_services();
                 self.reconcile();
-                next_services = Instant::now() + self.cfg.service_refresh;
+                next_services = self.clock.now() + self.cfg.service_refresh;
             }
-            if self.metadata.tick(&self.api, &self.cfg, &self.selection, &self.store) {
+            if self.metadata.tick(&self.api, &self.cfg, &self.selection, &self.store, self.clock.now()) {
                 self.reconcile();
             }
             if let Some(expiry) = self.cfg.entity_expiry
-                && Instant::now() >= next_expiry
+                && self.clock.now() >= next_expiry
             {
                 self.expire_entities(expiry);
-                next_expiry = Instant::now() + (expiry / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+                next_expiry = self.clock.now() + (expiry / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
             }
-            self.census.tick(&self.store);
+            self.census.tick(&self.store, self.clock.now());
             self.note_caught_up();
-            now = Instant::now();
-            if now < next_services && !self.metadata.busy() {
-                std::thread::sleep((next_services - now).min(Duration::from_millis(100)));
+            if self.clock.now() < next_services && !self.metadata.busy() && !control.stop.load(Ordering::SeqCst) {
+                // `Running::reload` and `Running::shutdown` unpark this thread.
+                thread::park_timeout(self.clock.wait_for(next_services).min(MAIN_TICK));
             }
         }
+        // Every poller is asked first (each stop interrupts its request), then all are joined.
+        let deadline = Instant::now() + JOIN_LIMIT;
+        let pollers: Vec<Poller> = self.pollers.drain().map(|(_, p)| p).collect();
+        pollers.iter().for_each(Poller::stop);
+        let mut running = Vec::new();
+        for p in pollers {
+            if let Err(t) = crate::util::threads::join_by(p.into_thread(), deadline) {
+                running.push(crate::util::threads::name(&t));
+            }
+        }
+        running
     }
-}
-
-/// Unix time in seconds, for the status records.
-fn unix_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 impl App {
@@ -393,7 +425,7 @@ impl App {
             let started = self.store.counters.start_time() as u64;
             log::info!(
                 "state file: every restored stream has caught up, {} s after start",
-                crate::upstream::realtime::poller::now_unix().saturating_sub(started)
+                self.clock.unix_secs().saturating_sub(started)
             );
         }
         self.catching_up = now;
@@ -415,9 +447,61 @@ pub fn load_trust(env: &dyn Fn(&str) -> Option<String>) -> Result<Trust, TrustEr
     crate::upstream::transport::tls::load(env)
 }
 
-/// Starts everything and runs until a signal ends the process; returns only when the start
-/// fails (the port is taken). `reload` re-reads the configuration on SIGHUP.
-pub fn run(cfg: Config, trust: &Trust, reload: &dyn Fn() -> Result<Config, ConfigError>) -> Result<(), StartError> {
+/// Where a reload (SIGHUP, [`Running::reload`]) reads the configuration from.
+pub type Reload = dyn Fn() -> Result<Config, ConfigError> + Send + Sync;
+
+/// How an exporter runs beyond its configuration.
+pub struct Options {
+    /// The clock its schedules follow (the main loop's refreshes and expiry, the pollers'
+    /// backoff and stamps, the state file's interval): [`SystemClock`] in production; a test
+    /// passes one it steps.
+    pub clock: SharedClock,
+    /// Re-reads the configuration on a reload; its service filters apply to the running
+    /// exporter (the rest needs a restart).
+    pub reload: Box<Reload>,
+}
+
+impl Options {
+    /// The system clock, and `reload` as the source of reloaded configurations.
+    pub fn new(reload: Box<Reload>) -> Options {
+        Options { clock: SystemClock::shared(), reload }
+    }
+}
+
+/// What the handle tells the main loop.
+#[derive(Default)]
+struct Control {
+    stop: AtomicBool,
+    reload: AtomicBool,
+}
+
+/// A started exporter: serving, polling, refreshing on its schedules until
+/// [`Running::shutdown`].
+pub struct Running {
+    addr: String,
+    scheme: &'static str,
+    server: Server,
+    store: Arc<Store>,
+    api: Arc<Client>,
+    state: Option<Arc<StateFile>>,
+    writer: Option<JoinHandle<()>>,
+    control: Arc<Control>,
+    main: JoinHandle<Vec<String>>,
+}
+
+/// What a shutdown did.
+#[derive(Debug, Default)]
+pub struct Stopped {
+    /// Whether the last state file write finished in time (`None` without `-state-file`).
+    pub last_write: Option<bool>,
+    /// Threads still running `JOIN_LIMIT` after the grace (named in the log; empty normally).
+    pub still_running: Vec<String>,
+}
+
+/// Starts the exporter: binds the listener (a taken port fails the start), reads the state
+/// file, starts the HTTP workers, the state writer and the main loop (which starts the
+/// pollers). Returns once it listens; [`Running::shutdown`] stops it.
+pub fn start(cfg: Config, trust: &Trust, options: Options) -> Result<Running, StartError> {
     match crate::util::rlimit::raise_nofile() {
         Ok((old, new)) if new > old => log::debug!("open-file limit raised from {old} to {new}"),
         Ok(_) => {}
@@ -431,28 +515,109 @@ pub fn run(cfg: Config, trust: &Trust, reload: &dyn Fn() -> Result<Config, Confi
     let opts = ServeOptions { workers: HTTP_WORKERS, max_connections: cfg.web_max_connections, web };
     crate::util::panics::install_hook();
     let state_interval = cfg.state_interval;
-    let app = App::new(cfg, trust);
+    let app = App::new(cfg, trust, options.clock);
     let server = crate::serve::start(&listen, app.store.clone(), &app.selection, opts).map_err(StartError::Serve)?;
-    if let Some(state) = &app.state {
-        state.spawn_writer(state_interval).map_err(StartError::StateWriter)?;
-    }
-    let stopper = server.clone();
-    let (store, state) = (app.store.clone(), app.state.clone());
-    let signals = Signals::install(move |grace| {
-        // Nothing is merged from here on, so the last state file holds at least what any
-        // scrape saw; it is written while in-flight scrapes finish.
-        store.freeze();
-        let last = state.clone();
-        let writer = last.map(|s| std::thread::spawn(move || s.write_last(grace + LAST_WRITE_LIMIT)));
-        stopper.shutdown(grace);
-        if let Some(w) = writer {
-            let _ = w.join();
+    let writer = match &app.state {
+        Some(state) => match state.spawn_writer(state_interval) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                server.shutdown(Duration::ZERO, JOIN_LIMIT);
+                return Err(StartError::StateWriter(e));
+            }
+        },
+        None => None,
+    };
+    let control = Arc::new(Control::default());
+    let (store, api, state) = (app.store.clone(), app.api.clone(), app.state.clone());
+    let main = {
+        let (control, server, reload) = (control.clone(), server.clone(), options.reload);
+        thread::Builder::new().name("main-loop".into()).spawn(move || app.run(&control, &*reload, &server))
+    };
+    let main = match main {
+        Ok(m) => m,
+        Err(e) => {
+            server.shutdown(Duration::ZERO, JOIN_LIMIT);
+            if let (Some(s), Some(w)) = (&state, writer) {
+                s.write_last(LAST_WRITE_LIMIT);
+                let _ = w.join();
+            }
+            return Err(StartError::MainLoop(e));
         }
-    })
-    .map_err(StartError::Signals)?;
-    log::info!("listening on {}://{}", server.scheme(), server.addr());
-    if let Some((n, m)) = app.selector.shard {
+    };
+    let running =
+        Running { addr: server.addr(), scheme: server.scheme(), server, store, api, state, writer, control, main };
+    log::info!("listening on {}://{}", running.scheme, running.addr);
+    Ok(running)
+}
+
+impl Running {
+    /// The address it listens on (`host:port`; useful with port 0).
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// `https` when the listener serves TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        self.scheme
+    }
+
+    /// What SIGHUP does: re-read the configuration (its service filters apply) and the web
+    /// config file, and refresh the service list and every metadata source now.
+    pub fn reload(&self) {
+        self.control.reload.store(true, Ordering::SeqCst);
+        self.main.thread().unpark();
+    }
+
+    /// What SIGTERM does: freeze ingest (nothing is merged from here on, so the last state
+    /// file holds at least what any scrape saw), ask for the last state file write, stop
+    /// serving and give in-flight scrapes `grace` (the write runs alongside, for up to
+    /// `grace` + `LAST_WRITE_LIMIT`), then stop and join every thread: the main loop (its API
+    /// call interrupted), the pollers (their long polls interrupted), the state writer, the
+    /// HTTP workers and tiny_http's threads. Threads still running `JOIN_LIMIT` after the
+    /// grace are named in the log and left to end alone.
+    pub fn shutdown(self, grace: Duration) -> Stopped {
+        self.store.freeze();
+        self.control.stop.store(true, Ordering::SeqCst);
+        self.main.thread().unpark();
+        self.api.shutdown();
+        let (server, state) = (&self.server, self.state.as_deref());
+        let (last_write, mut still_running) = thread::scope(|s| {
+            let last = state.map(|st| s.spawn(move || st.write_last(grace + LAST_WRITE_LIMIT)));
+            let running = server.shutdown(grace, JOIN_LIMIT);
+            (last.map(|w| w.join().unwrap_or(false)), running)
+        });
+        let deadline = Instant::now() + JOIN_LIMIT;
+        match crate::util::threads::join_by(self.main, deadline) {
+            Ok(Ok(pollers)) => still_running.extend(pollers),
+            Ok(Err(_)) => log::error!("the main loop panicked"),
+            Err(t) => still_running.push(crate::util::threads::name(&t)),
+        }
+        if let Some(w) = self.writer
+            && let Err(t) = crate::util::threads::join_by(w, deadline)
+        {
+            still_running.push(crate::util::threads::name(&t));
+        }
+        if !still_running.is_empty() {
+            log::warn!("shutdown: not waiting any longer for {}", still_running.join(", "));
+        }
+        Stopped { last_write, still_running }
+    }
+}
+
+/// What the binary does: starts the exporter, then follows the process's signals on the
+/// calling thread until SIGTERM or SIGINT, and shuts down. Returns after a clean shutdown
+/// (exit 0) or when the start fails (the port is taken). `reload` re-reads the configuration
+/// on SIGHUP.
+pub fn run(cfg: Config, trust: &Trust, reload: Box<Reload>) -> Result<(), StartError> {
+    // Installed before the start: a SIGTERM right after "listening on" is queued, never the
+    // default action.
+    let mut signals = signals::Signals::install().map_err(StartError::Signals)?;
+    let shard = selector(&cfg).shard;
+    let running = start(cfg, trust, Options::new(reload))?;
+    if let Some((n, m)) = shard {
         log::info!("exporting shard {n} of {m}: only services with xxh64(id) % {m} == {}", n - 1);
     }
-    app.run(&signals, reload, &server)
+    signals.until_stop(|| running.reload());
+    running.shutdown(SHUTDOWN_GRACE);
+    Ok(())
 }

@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::store::snapshot::{self, Identity, RestoredStream, SnapshotWriter};
 use crate::store::{CatchingUp, Grouping, RestoreContext, Service, Store};
 use crate::upstream::realtime::parse::AGGREGATE_DC;
-use crate::upstream::realtime::poller::now_unix;
+use crate::util::clock::SharedClock;
 use crate::util::statelog::StateLog;
 
 /// Whose state the file holds: a file written with another namespace, subsystem or row
@@ -74,6 +74,8 @@ pub struct StateFile {
     started: u64,
     last: Mutex<Final>,
     wake: Condvar,
+    /// The clock of the write interval and of the file's stamps.
+    clock: SharedClock,
 }
 
 impl fmt::Debug for StateFile {
@@ -84,8 +86,8 @@ impl fmt::Debug for StateFile {
 
 impl StateFile {
     /// Reads `path` (logging what happened, in one line) and keeps what it restored pending.
-    pub fn open(path: &Path, identity: Identity, store: Arc<Store>) -> StateFile {
-        let started = now_unix();
+    pub fn open(path: &Path, identity: Identity, store: Arc<Store>, clock: SharedClock) -> StateFile {
+        let started = clock.unix_secs();
         let state = StateFile {
             path: path.to_path_buf(),
             identity,
@@ -94,6 +96,7 @@ impl StateFile {
             started,
             last: Mutex::new(Final::default()),
             wake: Condvar::new(),
+            clock,
         };
         state.load();
         state
@@ -120,7 +123,7 @@ impl StateFile {
         };
         let services: std::collections::HashSet<&str> = restored.streams.keys().map(|(id, _)| id.as_str()).collect();
         let n_services = services.len();
-        let age = now_unix().saturating_sub(restored.written_at);
+        let age = self.clock.unix_secs().saturating_sub(restored.written_at);
         let n = restored.streams.len();
         let mut pending = self.pending();
         for (key, stream) in restored.streams {
@@ -192,26 +195,25 @@ impl StateFile {
         // The status page shows the stream as `catching up` until the poller reports it caught
         // up (the status cell is a leaf lock: taken after the table's is released).
         let hidden = svc.table(stream).hidden();
-        svc.status(stream).set_catching_up(hidden, super::unix_now());
+        svc.status(stream).set_catching_up(hidden, self.clock.unix_f64());
     }
 
-    /// Starts the writer thread: a write every `interval`, and the last one when asked by
-    /// [`StateFile::write_last`].
-    pub fn spawn_writer(self: &Arc<Self>, interval: Duration) -> io::Result<()> {
+    /// Starts the writer thread: a write every `interval` (on the state file's clock), and
+    /// the last one when asked by [`StateFile::write_last`], after which the thread ends.
+    pub fn spawn_writer(self: &Arc<Self>, interval: Duration) -> io::Result<std::thread::JoinHandle<()>> {
         let me = self.clone();
-        std::thread::Builder::new().name("state-writer".into()).spawn(move || me.writer(interval))?;
-        Ok(())
+        std::thread::Builder::new().name("state-writer".into()).spawn(move || me.writer(interval))
     }
 
     fn writer(&self, interval: Duration) {
         let mut log = StateLog::default();
         let subject = format!("state file {}: write", self.path.display());
-        let mut next = Instant::now() + interval;
+        let mut next = self.clock.now() + interval;
         loop {
             let last = {
                 let mut g = self.last.lock().unwrap_or_else(|p| p.into_inner());
-                while !g.asked && Instant::now() < next {
-                    let wait = next.saturating_duration_since(Instant::now());
+                while !g.asked && self.clock.now() < next {
+                    let wait = self.clock.wait_for(next);
                     g = self.wake.wait_timeout(g, wait).unwrap_or_else(|p| p.into_inner()).0;
                 }
                 g.asked
@@ -243,7 +245,7 @@ impl StateFile {
                 self.wake.notify_all();
                 return;
             }
-            next = Instant::now() + interval;
+            next = self.clock.now() + interval;
         }
     }
 
@@ -301,7 +303,8 @@ impl StateFile {
             .open(tmp)
             .map_err(step("cannot create", tmp))?;
         let out = BufWriter::with_capacity(256 << 10, file);
-        let mut w = SnapshotWriter::new(out, &self.identity, now_unix()).map_err(step("cannot write", tmp))?;
+        let mut w =
+            SnapshotWriter::new(out, &self.identity, self.clock.unix_secs()).map_err(step("cannot write", tmp))?;
         {
             let pending = self.pending();
             for ((id, stream), p) in pending.iter() {

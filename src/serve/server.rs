@@ -10,9 +10,9 @@
 //! panics is caught here, so no worker is ever lost.
 
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::thread;
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::catalog::Selection;
@@ -109,12 +109,14 @@ pub struct ServeOptions {
     pub web: Option<Arc<WebSecurity>>,
 }
 
-/// A running server; cheap to clone so the signal thread can shut it down.
+/// A running server; cheap to clone (the main loop reloads its web config, shutdown stops it).
 #[derive(Clone)]
 pub struct Server {
     server: Arc<tiny_http::Server>,
     stop: Arc<AtomicBool>,
     state: Arc<HttpState>,
+    /// The workers and the web-config watcher, joined at shutdown.
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 /// Binds `listen` and starts the workers serving `store` as `selection` says. Binding happens
@@ -152,22 +154,26 @@ pub fn start(listen: &str, store: Arc<Store>, selection: &Selection, opts: Serve
     });
     let server = Arc::new(server);
     let stop = Arc::new(AtomicBool::new(false));
+    let started = Server { server: server.clone(), stop: stop.clone(), state: state.clone(), threads: Arc::default() };
+    // A thread that cannot be started stops those started before it.
+    let fail = |e| {
+        started.shutdown(Duration::ZERO, Duration::from_secs(1));
+        ServeError::Thread(e)
+    };
     for i in 0..opts.workers.max(1) {
         let (server, stop, state) = (server.clone(), stop.clone(), state.clone());
-        thread::Builder::new()
-            .name(format!("http-{i}"))
-            .spawn(move || worker(&server, &stop, &state))
-            .map_err(ServeError::Thread)?;
+        let t = thread::Builder::new().name(format!("http-{i}")).spawn(move || worker(&server, &stop, &state));
+        let t = t.map_err(fail)?;
+        started.threads.lock().unwrap_or_else(|p| p.into_inner()).push(t);
     }
     if let Some(web) = &opts.web {
         let (web, stop) = (web.clone(), stop.clone());
-        thread::Builder::new()
-            .name("web-watch".into())
-            .stack_size(128 * 1024)
-            .spawn(move || watch(&web, &stop))
-            .map_err(ServeError::Thread)?;
+        let t =
+            thread::Builder::new().name("web-watch".into()).stack_size(128 * 1024).spawn(move || watch(&web, &stop));
+        let t = t.map_err(fail)?;
+        started.threads.lock().unwrap_or_else(|p| p.into_inner()).push(t);
     }
-    Ok(Server { server, stop, state })
+    Ok(started)
 }
 
 /// The tiny_http stream hook for TLS: every accepted socket is wrapped with the certificate
@@ -185,8 +191,15 @@ fn tls_wrapper(web: Arc<WebSecurity>) -> Arc<tiny_http::WrapFn> {
 /// certbot rotate them in place); a broken file is logged once and the previous settings
 /// stay in force.
 fn watch(web: &WebSecurity, stop: &AtomicBool) {
-    while !stop.load(Ordering::SeqCst) {
-        thread::sleep(crate::web::WATCH_INTERVAL);
+    loop {
+        // Shutdown unparks this thread.
+        let deadline = Instant::now() + crate::web::WATCH_INTERVAL;
+        while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+            thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
+        }
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
         match web.reload_if_changed() {
             None => {}
             Some(Ok(())) => log::info!("web config: {} or its certificates changed; reloaded", web.path().display()),
@@ -229,14 +242,35 @@ impl Server {
         }
     }
 
-    /// Stops taking requests and waits up to `grace` for in-flight responses to finish.
-    pub fn shutdown(&self, grace: Duration) {
+    /// Stops taking requests, waits up to `grace` for in-flight responses to finish, then
+    /// closes every connection (a response still being written, to a client that stopped
+    /// reading, fails) and joins every thread of the server: workers, the web-config watcher,
+    /// tiny_http's accept and connection threads, waiting at most `join_limit` for them.
+    /// Returns the names of threads still running then (left to end alone).
+    pub fn shutdown(&self, grace: Duration, join_limit: Duration) -> Vec<String> {
         self.stop.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + grace;
         while self.state.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(10));
         }
-        self.server.unblock();
+        let deadline = Instant::now() + join_limit;
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in &threads {
+            // Each worker waiting for a request gets an unblock mark; the watcher is parked.
+            self.server.unblock();
+            t.thread().unpark();
+        }
+        let mut running = Vec::new();
+        let tiny = self.server.close_and_join(join_limit);
+        if tiny > 0 {
+            running.push(format!("{tiny} tiny_http threads"));
+        }
+        for t in threads {
+            if let Err(t) = crate::util::threads::join_by(t, deadline) {
+                running.push(crate::util::threads::name(&t));
+            }
+        }
+        running
     }
 }
 

@@ -1,6 +1,7 @@
 //! Layer 0: small, self-contained helpers with no knowledge of Fastly or of the metric
 //! table. Nothing here imports another module of the crate.
 
+pub mod clock;
 pub mod duration;
 pub mod errors;
 pub mod exposition;
@@ -12,4 +13,5 @@ pub mod panics;
 pub mod rlimit;
 pub mod slots;
 pub mod statelog;
+pub mod threads;
 pub mod url;

@@ -25,8 +25,14 @@ pub struct Caught {
     pub message: String,
 }
 
-/// Installs the hook that lets [`catch`] record panics quietly. Call once, at start.
+/// Installs the hook that lets [`catch`] record panics quietly (once per process: an
+/// exporter started again in the same process keeps the one hook).
 pub fn install_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(install);
+}
+
+fn install() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if CATCHING.with(Cell::get) {

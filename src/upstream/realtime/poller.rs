@@ -14,12 +14,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::{self, Thread};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use crate::catalog::{Stream, catalog};
 use crate::store::{Counters, Interner, MergeContext, Placement, PollResult, Service};
 use crate::upstream::transport::client::{ApiError, Client, Reply};
+use crate::util::clock::SharedClock;
 use crate::util::errors::chain;
 use crate::util::statelog::StateLog;
 
@@ -67,13 +68,17 @@ pub struct PollerSpec {
     pub lost: Arc<LostSeconds>,
     /// The store's freeze flag (shutdown): checked with `stop`, under the table lock too.
     pub frozen: Arc<AtomicBool>,
+    /// The clock of its waits (backoff) and stamps (a row's last data, last success).
+    pub clock: SharedClock,
 }
 
 /// Handle to a running poller.
 #[derive(Debug)]
 pub struct Poller {
     stop: Arc<AtomicBool>,
-    thread: Thread,
+    thread: JoinHandle<()>,
+    /// The poller's own client, shut down to interrupt a request in flight.
+    client: Arc<Client>,
 }
 
 impl Poller {
@@ -81,19 +86,28 @@ impl Poller {
     pub fn spawn(spec: PollerSpec) -> std::io::Result<Poller> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let client = spec.client.clone();
         let name = format!("poll-{}-{}", spec.stream.name(), spec.service.id);
-        let handle = thread::Builder::new().name(name).stack_size(STACK_SIZE).spawn(move || {
+        let thread = thread::Builder::new().name(name).stack_size(STACK_SIZE).spawn(move || {
             let frozen = spec.frozen.clone();
             run(spec, Stopped { own: &flag, frozen: &frozen })
         })?;
-        Ok(Poller { stop, thread: handle.thread().clone() })
+        Ok(Poller { stop, thread, client })
     }
 
-    /// Asks the poller to stop; returns at once. The caller may clear the poller's table right
-    /// after: the poller checks the flag under the table lock before merging.
+    /// Asks the poller to stop and interrupts a request it has in flight (its connection is
+    /// shut down, so a long poll ends now, not after `-rt-timeout`); returns at once. The
+    /// caller may clear the poller's table right after: the poller checks the flag under the
+    /// table lock before merging, and an interrupted request merges nothing.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
-        self.thread.unpark();
+        self.client.shutdown();
+        self.thread.thread().unpark();
+    }
+
+    /// The poller's thread, to join after [`Poller::stop`].
+    pub fn into_thread(self) -> JoinHandle<()> {
+        self.thread
     }
 }
 
@@ -123,7 +137,7 @@ fn run(spec: PollerSpec, stop: Stopped<'_>) {
     let mut st = State {
         subject: format!("service {}: {} poll", spec.service.id, spec.stream.name()),
         ts: spec.service.table(spec.stream).next_ts(),
-        backoff: Backoff::new(spec.stream, seed ^ now_unix()),
+        backoff: Backoff::new(spec.stream, seed ^ spec.clock.unix_secs()),
         log: StateLog::default(),
     };
     while !stop.now() {
@@ -138,7 +152,7 @@ fn run(spec: PollerSpec, stop: Stopped<'_>) {
                 PANIC_RESTART
             }
         };
-        sleep_unless_stopped(delay, stop);
+        sleep_unless_stopped(&spec.clock, delay, stop);
     }
     log::debug!("service {}: {} poller stopped", spec.service.id, spec.stream.name());
 }
@@ -190,6 +204,8 @@ fn judge(
     started: Instant,
 ) -> Judged {
     match reply {
+        // Stopped while waiting: the request was interrupted on purpose.
+        Err(_) if stop.now() => (Outcome::Transport, PollResult::Error, None),
         Err(e) => {
             let message = chain(&e);
             log::debug!("{subject}: GET {url}: {message}");
@@ -254,7 +270,7 @@ fn handle_ok(spec: &PollerSpec, stop: Stopped<'_>, st: &mut State, work: &mut Wo
                 def: catalog().stream(spec.stream),
                 entity_label: spec.stream.entity_label(),
                 names: &spec.names,
-                now: now_unix() as u32,
+                now: spec.clock.unix_secs() as u32,
                 places: placed.then_some(&*places),
             };
             table.merge(&ctx, batch, scratch);
@@ -271,26 +287,26 @@ fn handle_ok(spec: &PollerSpec, stop: Stopped<'_>, st: &mut State, work: &mut Wo
     }
     if caught_up {
         // After the table lock: the status cell is a leaf lock.
-        spec.service.status(spec.stream).set_catching_up(false, now_unix() as f64);
+        spec.service.status(spec.stream).set_catching_up(false, spec.clock.unix_f64());
     }
     if let Some(first) = gap {
         spec.lost.report(spec.stream, &spec.service.id, st.ts, first, &spec.counters);
     }
-    spec.service.mark_success(now_unix());
+    spec.service.mark_success(spec.clock.unix_secs());
     if let Some(ts) = next {
         st.ts = ts;
     }
     if no_data { (Outcome::NoData, PollResult::NoData, None) } else { (Outcome::Data, PollResult::Success, None) }
 }
 
-fn sleep_unless_stopped(d: Duration, stop: Stopped<'_>) {
-    let deadline = Instant::now() + d;
+fn sleep_unless_stopped(clock: &SharedClock, d: Duration, stop: Stopped<'_>) {
+    let deadline = clock.now() + d;
     while !stop.now() {
-        let now = Instant::now();
-        if now >= deadline {
+        let wait = clock.wait_for(deadline);
+        if clock.now() >= deadline {
             return;
         }
-        thread::park_timeout(deadline - now);
+        thread::park_timeout(wait);
     }
 }
 
@@ -302,11 +318,6 @@ fn debug_fault(svc: &Service) {
     if std::env::var("FASTLY_EXPORTER_DEBUG_PANIC_SERVICE").is_ok_and(|id| id == *svc.id) {
         panic!("injected test panic for service {}", svc.id);
     }
-}
-
-/// Unix time in seconds.
-pub fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Escapes a service ID for use as a path segment (IDs are alphanumeric in practice).

@@ -437,6 +437,15 @@ impl Client {
         Ok(Pending { reply, resp, turns: self.turns.clone() })
     }
 
+    /// Closes this client's connections, idle or in use: a request blocked on its socket (a
+    /// long poll, a body being read, a TLS handshake) fails at once instead of waiting for
+    /// its timeout, and later requests fail too. For a poller being stopped and for the API
+    /// client at shutdown. (A DNS lookup or TCP connect in progress is not interrupted; both
+    /// are bounded by the request's timeout.)
+    pub fn shutdown(&self) {
+        self.agent.clone().shutdown();
+    }
+
     /// GETs `url` and reads at most `max_body` bytes of body into `body` (cleared first).
     pub fn get_into(&self, url: &str, max_body: u64, body: &mut Vec<u8>) -> Result<Reply, ApiError> {
         let pending = self.call(url)?;

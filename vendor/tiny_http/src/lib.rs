@@ -147,6 +147,10 @@ pub struct Server {
 
     // (patch) whether requests whose client has gone are dropped in `recv`
     drop_gone: bool,
+
+    // (patch) the accept thread and the connection threads' pool, for `close_and_join`
+    accept_thread: std::sync::Mutex<Option<thread::JoinHandle<()>>>,
+    tasks_pool: Arc<util::TaskPool>,
 }
 
 /// (patch) Limits on what one client may make the server hold. `None` means unlimited, as
@@ -400,9 +404,11 @@ impl Server {
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
         let table = connections.clone();
-        thread::Builder::new().name("tiny-http-accept".into()).spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::with_stack_size(options.thread_stack_size);
+        // a tasks pool is used to dispatch the connections into threads
+        // (patch) owned by the server too, so `close_and_join` can join its threads
+        let pool = Arc::new(util::TaskPool::with_stack_size(options.thread_stack_size));
+        let tasks_pool = pool.clone();
+        let accept_thread = thread::Builder::new().name("tiny-http-accept".into()).spawn(move || {
             // (patch) consecutive accept() failures, for the retry delay and the log
             let mut failures: u32 = 0;
 
@@ -535,7 +541,60 @@ impl Server {
             listening_addr: local_addr,
             connections,
             drop_gone,
+            accept_thread: std::sync::Mutex::new(Some(accept_thread)),
+            tasks_pool: pool,
         })
+    }
+
+    /// (patch) Shuts the server down and waits for its threads, at most `timeout`: stops
+    /// accepting, closes every open connection (a response still being written fails), drops
+    /// the requests nobody took from the queue, and joins the accept thread and every
+    /// connection thread. Call it once the application's own workers no longer take requests.
+    /// Returns how many threads were still running at the deadline (left to end alone).
+    pub fn close_and_join(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        self.close.store(true, Relaxed);
+        self.wake_accept();
+        let accept = self.accept_thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut running = 0;
+        if let Some(accept) = accept {
+            while !accept.is_finished() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(1));
+            }
+            if accept.is_finished() {
+                let _ = accept.join();
+            } else {
+                running += 1;
+            }
+        }
+        // Connection threads end when their connection does; one that was reading a request
+        // as the queue was drained pushes it afterwards, so both are repeated until the pool
+        // has ended (a queued request holds its connection's thread).
+        self.tasks_pool.close();
+        loop {
+            self.connections.close_all();
+            self.messages.drain();
+            let step = (Instant::now() + Duration::from_millis(20)).min(deadline);
+            let left = self.tasks_pool.join(step);
+            if left == 0 || Instant::now() >= deadline {
+                return running + left;
+            }
+        }
+    }
+
+    /// Connects briefly to ourselves so a blocked `accept()` returns and sees `close`.
+    fn wake_accept(&self) {
+        let maybe_stream = match &self.listening_addr {
+            ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),
+            #[cfg(unix)]
+            ListenAddr::Unix(addr) => match addr.as_pathname() {
+                Some(path) => std::os::unix::net::UnixStream::connect(path).map(Connection::from),
+                None => return,
+            },
+        };
+        if let Ok(stream) = maybe_stream {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
     }
 
     /// Returns an iterator for all the incoming requests.

@@ -123,6 +123,14 @@ impl ConnTable {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// (patch) Closes every open connection (server shutdown): threads reading them see the
+    /// end of the stream, and a response being written fails.
+    pub(crate) fn close_all(&self) {
+        for entry in self.lock().values() {
+            entry.close();
+        }
+    }
+
     /// Open connections the server has not decided to close.
     pub(crate) fn open(&self) -> usize {
         self.lock().values().filter(|e| !e.closing.load(Ordering::SeqCst)).count()

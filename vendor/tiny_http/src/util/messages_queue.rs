@@ -40,6 +40,19 @@ where
         self.condvar.notify_one();
     }
 
+    /// (patch) Drops every queued element (server shutdown), keeping unblock marks.
+    pub fn drain(&self) {
+        let taken: VecDeque<Control<T>> = {
+            let mut queue = self.queue.lock().unwrap();
+            let (keep, taken): (VecDeque<_>, VecDeque<_>) =
+                queue.drain(..).partition(|c| matches!(c, Control::Unblock));
+            *queue = keep;
+            taken
+        };
+        // Dropped outside the lock: dropping a request may write its answer.
+        drop(taken);
+    }
+
     /// Pops an element. Blocks until one is available.
     /// Returns None in case unblock() was issued.
     pub fn pop(&self) -> Option<T> {

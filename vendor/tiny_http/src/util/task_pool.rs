@@ -1,8 +1,8 @@
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread;
-use std::time::Duration;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 /// Manages a collection of threads.
 ///
@@ -26,6 +26,12 @@ struct Sharing {
 
     // number of idle worker threads
     waiting_tasks: AtomicUsize,
+
+    // (patch) set when the pool is closed: idle threads end at once instead of after 5 s
+    closed: AtomicBool,
+
+    // (patch) the pool's threads, so they can be joined; finished ones are pruned on spawn
+    handles: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// Minimum number of active threads.
@@ -58,6 +64,8 @@ impl TaskPool {
                 condvar: Condvar::new(),
                 active_tasks: AtomicUsize::new(0),
                 waiting_tasks: AtomicUsize::new(0),
+                closed: AtomicBool::new(false),
+                handles: Mutex::new(Vec::new()),
             }),
         };
 
@@ -111,6 +119,10 @@ impl TaskPool {
                             task = poped_task;
                             break;
                         }
+                        // (patch) a closed pool's idle threads end
+                        if sharing.closed.load(Ordering::Acquire) {
+                            return;
+                        }
                         let _waiting_guard = Registration::new(&sharing.waiting_tasks);
 
                         let received =
@@ -137,17 +149,47 @@ impl TaskPool {
                 task();
             }
         });
-        if let Err(e) = spawned {
-            log::error!("cannot start a connection thread: {}", e);
+        match spawned {
+            Ok(handle) => {
+                let mut handles = self.sharing.handles.lock().unwrap_or_else(|p| p.into_inner());
+                handles.retain(|h| !h.is_finished());
+                handles.push(handle);
+            }
+            Err(e) => log::error!("cannot start a connection thread: {}", e),
         }
+    }
+
+    /// (patch) Closes the pool: idle threads end now, busy ones when their task returns.
+    pub fn close(&self) {
+        // Under the queue's lock, so no thread is between its check and its wait.
+        let _todo = self.sharing.todo.lock().unwrap_or_else(|p| p.into_inner());
+        self.sharing.closed.store(true, Ordering::Release);
+        self.sharing.condvar.notify_all();
+    }
+
+    /// (patch) Waits until every thread of the closed pool has ended, at most until
+    /// `deadline`, and joins those that have; returns how many are still running (kept, so a
+    /// later call can join them).
+    pub fn join(&self, deadline: Instant) -> usize {
+        let mut handles = self.sharing.handles.lock().unwrap_or_else(|p| p.into_inner());
+        while handles.iter().any(|h| !h.is_finished()) && Instant::now() < deadline {
+            drop(handles);
+            thread::sleep(Duration::from_millis(1));
+            handles = self.sharing.handles.lock().unwrap_or_else(|p| p.into_inner());
+        }
+        let (done, running): (Vec<_>, Vec<_>) = handles.drain(..).partition(|h| h.is_finished());
+        *handles = running;
+        drop(handles);
+        for handle in done {
+            let _ = handle.join();
+        }
+        self.sharing.handles.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 
 impl Drop for TaskPool {
     fn drop(&mut self) {
-        self.sharing
-            .active_tasks
-            .store(999_999_999, Ordering::Release);
-        self.sharing.condvar.notify_all();
+        // (patch) upstream made idle threads wait 5 s more; a closed pool's end at once
+        self.close();
     }
 }
