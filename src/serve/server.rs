@@ -135,6 +135,7 @@ pub fn start(listen: &str, store: Arc<Store>, selection: &Selection, opts: Serve
         max_connections: opts.max_connections,
         write_timeout: Some(IO_TIMEOUT),
         thread_stack_size: Some(CONNECTION_STACK),
+        thread_names: Some("http"),
         // A connection holds at most one request (read, queued or being answered), so what
         // requests hold is bounded by the connection cap; a client that left is not rendered.
         one_request_at_a_time: true,

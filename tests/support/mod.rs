@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod expo;
+pub mod inproc;
 pub mod pki;
 pub mod truth;
 

@@ -191,6 +191,9 @@ pub struct ServerOptions {
     pub write_timeout: Option<Duration>,
     /// Stack size of connection threads (they parse request heads only).
     pub thread_stack_size: Option<usize>,
+    /// How the server's threads are named: `<this>-accept`, `<this>-conn` (`tiny-http` when
+    /// `None`), so an application running several servers can tell their threads apart.
+    pub thread_names: Option<&'static str>,
     /// Read plain connections the way TLS ones are read: the next request head only once the
     /// response to the current one is complete. A connection then has at most one request
     /// read, queued or being answered, and a client that pipelines requests without reading
@@ -215,6 +218,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("max_connections", &self.max_connections)
             .field("write_timeout", &self.write_timeout)
             .field("thread_stack_size", &self.thread_stack_size)
+            .field("thread_names", &self.thread_names)
             .field("one_request_at_a_time", &self.one_request_at_a_time)
             .field("wrap", &self.wrap.is_some())
             .finish()
@@ -406,9 +410,10 @@ impl Server {
         let table = connections.clone();
         // a tasks pool is used to dispatch the connections into threads
         // (patch) owned by the server too, so `close_and_join` can join its threads
-        let pool = Arc::new(util::TaskPool::with_stack_size(options.thread_stack_size));
+        let prefix = options.thread_names.unwrap_or("tiny-http");
+        let pool = Arc::new(util::TaskPool::with_stack_size(options.thread_stack_size, format!("{prefix}-conn")));
         let tasks_pool = pool.clone();
-        let accept_thread = thread::Builder::new().name("tiny-http-accept".into()).spawn(move || {
+        let accept_thread = thread::Builder::new().name(format!("{prefix}-accept")).spawn(move || {
             // (patch) consecutive accept() failures, for the retry delay and the log
             let mut failures: u32 = 0;
 

@@ -12,6 +12,8 @@ pub struct TaskPool {
     sharing: Arc<Sharing>,
     // (patch) stack size of worker threads; `None` for the platform default
     stack_size: Option<usize>,
+    // (patch) name of the pool's threads
+    name: String,
 }
 
 struct Sharing {
@@ -55,10 +57,11 @@ impl<'a> Drop for Registration<'a> {
 }
 
 impl TaskPool {
-    /// (patch) A pool whose threads get `stack_size` bytes of stack.
-    pub fn with_stack_size(stack_size: Option<usize>) -> TaskPool {
+    /// (patch) A pool whose threads get `stack_size` bytes of stack and are called `name`.
+    pub fn with_stack_size(stack_size: Option<usize>, name: String) -> TaskPool {
         let pool = TaskPool {
             stack_size,
+            name,
             sharing: Arc::new(Sharing {
                 todo: Mutex::new(VecDeque::new()),
                 condvar: Condvar::new(),
@@ -94,7 +97,7 @@ impl TaskPool {
 
     fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
         let sharing = self.sharing.clone();
-        let mut builder = thread::Builder::new().name("tiny-http-conn".into());
+        let mut builder = thread::Builder::new().name(self.name.clone());
         if let Some(size) = self.stack_size {
             builder = builder.stack_size(size);
         }
