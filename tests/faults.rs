@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use fake_fastly::{Fault, FaultSpec, Reply, Stream};
 use support::expo::Scrape;
+use support::inproc::{self, InProcess, ManualClock};
 use support::truth::{self, Family, check_monotonic, monotonic_series, rt_families};
 use support::{
     Exporter, FakeConfig, FakeFastly, FakeService, StreamMode, rt_polls, start_against, start_against_env, ts_of,
@@ -323,21 +324,32 @@ fn an_rt_429_waits_for_retry_after() {
     assert!(api_requests(&m, "realtime", "429") >= 1.0);
 }
 
+/// On the exporter's own clock, stepped: nearly the whole 120 s backoff passes and every
+/// poller is seen to look at the time and keep waiting (instead of sleeping 8 s to see no
+/// second poll); then each polls again once it has passed.
 #[test]
 fn unauthorized_polls_back_off_and_count_nothing() {
     let ids = ["unauth1", "unauth2", "unauth3"];
     let fake = faulty_fake(&ids, FaultSpec::new(1.0, vec![Fault::Status(401), Fault::Status(403)]));
-    let exp = start(&fake);
+    let clock = ManualClock::new();
+    let exp = InProcess::against_token(&fake, TOKEN, &["-rt-max-body", MAX_BODY], clock.clone());
     wait_until(
         "a poll of each service",
         Duration::from_secs(10),
         || ids.iter().all(|id| !rt_polls(&fake, id).is_empty()),
-        || exp.output(),
+        inproc::log_text,
     );
-    std::thread::sleep(Duration::from_secs(8));
+    exp.wait_for("each failure counted", Duration::from_secs(10), |m| {
+        ids.iter().all(|id| result_count(m, id, "error") == 1.0)
+    });
+    let step = clock.advance(Duration::from_secs(119));
+    for id in ids {
+        let next = clock.waited_since(&format!("poll-rt-{id}"), step, Duration::from_secs(10));
+        assert_eq!(clock.until(next), Duration::from_secs(1), "{id}: a 401/403 backs off 120 s");
+    }
     let m = exp.metrics();
     for id in ids {
-        assert_eq!(rt_polls(&fake, id).len(), 1, "{id} polled again within 8 s of a 401/403");
+        assert_eq!(rt_polls(&fake, id).len(), 1, "{id} polled again within 119 s of a 401/403");
         assert_eq!(result_count(&m, id, "error"), 1.0, "{id}");
     }
     assert!(m.with_prefix("fastly_rt_requests_total").is_empty(), "data counted from a 401/403");
@@ -346,7 +358,15 @@ fn unauthorized_polls_back_off_and_count_nothing() {
         let n = injected.get(&format!("status_{code}")).copied().unwrap_or(0) as f64;
         assert_eq!(api_requests(&m, "realtime", code), n, "{injected:?}");
     }
-    assert!(!exp.output().contains(TOKEN));
+    clock.advance(Duration::from_secs(1));
+    wait_until(
+        "a second poll of each service",
+        Duration::from_secs(10),
+        || ids.iter().all(|id| rt_polls(&fake, id).len() == 2),
+        inproc::log_text,
+    );
+    let log = inproc::log_text();
+    assert!(log.contains("unauth1") && !log.contains(TOKEN), "{log}");
 }
 
 #[test]

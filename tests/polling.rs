@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use fake_fastly::{GenSpec, Reply};
 use support::expo::Scrape;
+use support::inproc::{InProcess, ManualClock};
 use support::{
     Exporter, FakeConfig, FakeFastly, FakeService, RecordedRequest, StreamMode, fake_with, rt_data, rt_no_data,
     rt_polls, start_against, ts_of, wait_until,
@@ -15,6 +16,9 @@ use support::{
 const T1: u64 = 1_700_000_001;
 const T2: u64 = 1_700_000_002;
 const T3: u64 = 1_700_000_003;
+
+/// The wait after a 401 or 403 (the Go exporter's).
+const BACKOFF_401: Duration = Duration::from_secs(120);
 
 /// One service `S`, its real-time stream scripted with `replies` (then held forever).
 fn scripted(replies: Vec<Reply>) -> (FakeFastly, Exporter) {
@@ -89,21 +93,31 @@ fn a_503_waits_about_5s_counts_unknown_and_reasks_the_same_ts() {
     assert_eq!(requests(&m, "AMS"), Some(11.0));
 }
 
+/// On the exporter's own clock, stepped: the 401's backoff is crossed at once, and the
+/// poller is seen to look at the time after each step (instead of sleeping 5.5 s to see no
+/// second poll).
 #[test]
 fn a_401_backs_off_long_and_counts_error() {
-    let (fake, exp) = scripted(vec![Reply::new(401, Vec::new())]);
-    wait_polls(&fake, &exp, 1, Duration::from_secs(10));
+    let fake = fake_with(vec![FakeService::new("S", "scripted", 1)], StreamMode::Script(vec![Reply::new(401, Vec::new())]));
+    let clock = ManualClock::new();
+    let exp = InProcess::against(&fake, &[], clock.clone());
+    wait_until("the first poll", Duration::from_secs(10), || rt_polls(&fake, "S").len() == 1, String::new);
     exp.wait_for("the 401 counted", Duration::from_secs(5), |m| result_count(m, "error") == 1.0);
-    std::thread::sleep(Duration::from_millis(5500));
-    let polls = rt_polls(&fake, "S");
-    assert_eq!(polls.len(), 1, "polled again within 5 s of a 401");
+    // Nearly the whole backoff later the poller still waits, one second more.
+    let step = clock.advance(BACKOFF_401 - Duration::from_secs(1));
+    let next = clock.waited_since("poll-rt-S", step, Duration::from_secs(10));
+    assert_eq!(clock.until(next), Duration::from_secs(1), "a 401 backs off {BACKOFF_401:?}");
+    assert_eq!(rt_polls(&fake, "S").len(), 1, "polled again within {:?} of a 401", clock.elapsed());
     let m = exp.metrics();
     assert_eq!(result_count(&m, "error"), 1.0);
     assert_eq!(result_count(&m, "unknown"), 0.0);
     assert_eq!(result_count(&m, "success"), 0.0);
     assert!(m.with_prefix("fastly_rt_requests_total").is_empty());
     // The service itself stays exported.
-    assert_eq!(exp.sd(), ["S"]);
+    assert_eq!(support::sd_at(&exp.addr), ["S"]);
+    // Once the backoff has passed, it polls again.
+    clock.advance(Duration::from_secs(1));
+    wait_until("the poll after the backoff", Duration::from_secs(10), || rt_polls(&fake, "S").len() == 2, String::new);
 }
 
 #[test]

@@ -98,6 +98,41 @@ impl Clock for ManualClock {
     }
 }
 
+/// Everything exporters in this process logged (at the binary's default level, info), in
+/// order: the log crate has one logger per process, so every in-process exporter of a test
+/// binary writes here.
+pub fn log_text() -> String {
+    CAPTURED.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+static CAPTURED: Mutex<String> = Mutex::new(String::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::Level::Info
+    }
+
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            let line = format!("{:<5} [{}] {}\n", r.level(), r.target(), r.args());
+            CAPTURED.lock().unwrap_or_else(|p| p.into_inner()).push_str(&line);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if log::set_logger(&Capture).is_ok() {
+            log::set_max_level(log::LevelFilter::Info);
+        }
+    });
+}
+
 /// An exporter running in this process.
 pub struct InProcess {
     running: Option<Running>,
@@ -108,6 +143,7 @@ impl InProcess {
     /// Starts the exporter with `args` (plus `-listen 127.0.0.1:0`), no environment, the
     /// system's CA roots, and `clock`.
     pub fn start(args: &[&str], clock: Arc<dyn Clock>) -> InProcess {
+        capture_logs();
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         all.extend(["-listen".to_string(), "127.0.0.1:0".to_string()]);
         let cfg = match config::load(&all, &|_| None) {
@@ -126,8 +162,13 @@ impl InProcess {
 
     /// Starts it against `fake` (both endpoints), token `T`, plus `extra`.
     pub fn against(fake: &FakeFastly, extra: &[&str], clock: Arc<dyn Clock>) -> InProcess {
+        InProcess::against_token(fake, "T", extra, clock)
+    }
+
+    /// Like [`InProcess::against`] with another token.
+    pub fn against_token(fake: &FakeFastly, token: &str, extra: &[&str], clock: Arc<dyn Clock>) -> InProcess {
         let url = fake.url();
-        let mut args = vec!["-token", "T", "-api-endpoint", &url, "-rt-endpoint", &url];
+        let mut args = vec!["-token", token, "-api-endpoint", &url, "-rt-endpoint", &url];
         args.extend_from_slice(extra);
         InProcess::start(&args, clock)
     }

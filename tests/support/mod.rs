@@ -442,18 +442,7 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool,
 impl Exporter {
     /// The IDs `/sd` lists, in the order given (asserting the documented JSON shape).
     pub fn sd(&self) -> Vec<String> {
-        let (status, body) = self.get("/sd");
-        assert_eq!(status, 200, "{body}");
-        let v: serde_json::Value =
-            serde_json::from_str(&body).unwrap_or_else(|e| panic!("/sd is not JSON ({e}): {body}"));
-        let groups = v.as_array().unwrap_or_else(|| panic!("/sd: {body}"));
-        assert_eq!(groups.len(), 1, "/sd: {body}");
-        groups[0]["targets"]
-            .as_array()
-            .unwrap_or_else(|| panic!("/sd: {body}"))
-            .iter()
-            .map(|t| t.as_str().expect("target is a string").to_string())
-            .collect()
+        sd_at(&self.addr)
     }
 
     /// Waits until `/sd` lists exactly `want` (in this order).
@@ -740,4 +729,21 @@ impl Drop for RssSampler {
             let _ = t.join();
         }
     }
+}
+
+/// The IDs `/sd` of the exporter at `addr` lists, in the order given (asserting the
+/// documented JSON shape).
+pub fn sd_at(addr: &str) -> Vec<String> {
+    let (status, body) = get(&format!("http://{addr}/sd"), &[]);
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("/sd is not JSON ({e}): {body}"));
+    let groups = v.as_array().unwrap_or_else(|| panic!("/sd: {body}"));
+    assert_eq!(groups.len(), 1, "/sd: {body}");
+    groups[0]["targets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("/sd: {body}"))
+        .iter()
+        .map(|t| t.as_str().expect("target is a string").to_string())
+        .collect()
 }
