@@ -88,7 +88,8 @@ fn token_without_expiry_and_empty_lists_export_no_series() {
     st.set_route(&format!("/service/{SERVICE}/version/575/dictionary"), 200, fixture("api/dictionary-list-empty.json"));
     let exp = start(&fake, &[]);
     exp.wait_for("datacenters", Duration::from_secs(15), |m| !m.find("fastly_rt_datacenter_info", &[]).is_empty());
-    std::thread::sleep(Duration::from_millis(500));
+    // Every source has been fetched and the snapshot published (instead of sleeping 0.5 s).
+    exp.hup_and_settle(&fake);
     let (_, body) = exp.get("/metrics");
     assert!(fake.state().count("/tokens/self") >= 1);
     assert!(fake.state().count("/tls/certificates") >= 1);
@@ -106,8 +107,7 @@ fn blocked_families_are_never_fetched_and_403_disables_certificates() {
     let exp =
         start(&fake, &["-metric-blocklist", "datacenter_info|dictionary_", "-metric-blocklist", "token_expiration"]);
     exp.wait_for("the service", Duration::from_secs(15), |m| !m.find("fastly_rt_service_info", &[]).is_empty());
-    exp.signal("HUP");
-    std::thread::sleep(Duration::from_secs(2));
+    exp.hup_and_settle(&fake);
     let st = fake.state();
     assert_eq!(st.count("/datacenters"), 0);
     assert_eq!(st.count("/tokens/self"), 0);
@@ -129,10 +129,9 @@ fn failures_keep_the_previous_values() {
     st.set_route("/datacenters", 500, Vec::new());
     st.set_route("/tokens/self", 401, Vec::new());
     st.set_route(&format!("/service/{SERVICE}/version/575/dictionary"), 503, Vec::new());
-    exp.signal("HUP");
-    std::thread::sleep(Duration::from_secs(2));
-    exp.signal("HUP");
-    std::thread::sleep(Duration::from_secs(2));
+    // Two refreshes of everything, each run to its end (instead of two 2 s sleeps).
+    exp.hup_and_settle(&fake);
+    exp.hup_and_settle(&fake);
     let m = exp.metrics();
     assert_eq!(m.find("fastly_rt_datacenter_info", &[]).len(), 2);
     assert_eq!(m.find("fastly_rt_token_expiration", &[]).len(), 1);

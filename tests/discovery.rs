@@ -54,7 +54,7 @@ fn series_of(m: &Scrape, id: &str) -> Vec<String> {
 
 /// Number of `GET /service…` requests the fake has seen.
 fn list_requests(fake: &FakeFastly) -> usize {
-    fake.state().count("/service?")
+    support::list_requests(fake)
 }
 
 /// Whether a recorded request is a page of the service list (not `/service/<id>/…`).
@@ -65,11 +65,7 @@ fn is_list(r: &support::RecordedRequest) -> bool {
 /// Sends SIGHUP and waits until the exporter has fetched the service list again and finished
 /// the reconcile that follows it (proved by a second refresh starting afterwards).
 fn hup_and_settle(exp: &Exporter, fake: &FakeFastly) {
-    for _ in 0..2 {
-        let before = list_requests(fake);
-        exp.signal("HUP");
-        wait_until("a service list refresh after SIGHUP", T, || list_requests(fake) > before, || exp.output());
-    }
+    exp.hup_and_settle(fake);
 }
 
 #[test]

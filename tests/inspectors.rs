@@ -105,8 +105,7 @@ fn losing_the_entitlement_stops_the_stream_and_removes_its_series() {
     exp.wait_for("origin data", Duration::from_secs(15), |m| !m.with_prefix("testspace_origin_").is_empty());
     // An API error keeps the last known state.
     fake.state().set_route("/entitled-products/origin_inspector", 500, Vec::new());
-    exp.signal("HUP");
-    std::thread::sleep(Duration::from_secs(2));
+    exp.hup_and_settle(&fake);
     assert!(!exp.metrics().with_prefix("testspace_origin_").is_empty(), "an entitlement error must not drop series");
     fake.state().set_route("/entitled-products/origin_inspector", 200, entitlement("origin_inspector", false));
     exp.signal("HUP");

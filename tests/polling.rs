@@ -98,7 +98,8 @@ fn a_503_waits_about_5s_counts_unknown_and_reasks_the_same_ts() {
 /// second poll).
 #[test]
 fn a_401_backs_off_long_and_counts_error() {
-    let fake = fake_with(vec![FakeService::new("S", "scripted", 1)], StreamMode::Script(vec![Reply::new(401, Vec::new())]));
+    let fake =
+        fake_with(vec![FakeService::new("S", "scripted", 1)], StreamMode::Script(vec![Reply::new(401, Vec::new())]));
     let clock = ManualClock::new();
     let exp = InProcess::against(&fake, &[], clock.clone());
     wait_until("the first poll", Duration::from_secs(10), || rt_polls(&fake, "S").len() == 1, String::new);

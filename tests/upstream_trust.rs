@@ -51,8 +51,13 @@ fn a_private_ca_is_refused_with_one_line_naming_the_host() {
     let exp = start_tls(&fake, &[]);
     let host = fake.url().trim_start_matches("https://").to_string();
     support::wait_until("the refusal", T, || exp.output().contains("is not trusted"), || exp.output());
-    // Give every other API refresh (products, datacenters, token, certificates) time to fail too.
-    std::thread::sleep(Duration::from_secs(2));
+    // Every other API refresh (products, datacenters, token, certificates) has failed too
+    // (instead of sleeping 2 s).
+    exp.wait_for("every API source refused", T, |m| {
+        ["services", "products", "datacenters", "tokens", "certificates"]
+            .iter()
+            .all(|e| !m.find("fastly_exporter_api_requests_total", &[("endpoint", e), ("code", "error")]).is_empty())
+    });
     let log = exp.output();
     let lines: Vec<&str> = log.lines().filter(|l| l.contains("not trusted")).collect();
     assert_eq!(lines.len(), 1, "one line for the untrusted host:\n{log}");
@@ -124,8 +129,9 @@ fn a_pagination_link_to_another_origin_is_not_followed_and_the_list_is_kept() {
             || exp.output().lines().filter(|l| l.contains("not following a link")).count() > before,
             || exp.output(),
         );
-        // The refresh failed: the previous list of two services is kept, not the one-service page.
-        std::thread::sleep(Duration::from_millis(500));
+        // The refresh failed: the previous list of two services is kept, not the one-service page
+        // (once that refresh has run to its end, instead of after 0.5 s).
+        exp.hup_and_settle(&fake);
         assert_eq!(exp.sd(), ["svcA", "svcB"]);
     }
     let log = exp.output();
@@ -145,7 +151,7 @@ fn redirects_are_never_followed() {
     fake.state().set_route_reply("/datacenters", Reply::new(301, Vec::new()).with_header("Location", &to));
     exp.signal("HUP");
     support::wait_until("the refused redirect", T, || exp.output().contains("redirect to"), || exp.output());
-    std::thread::sleep(Duration::from_millis(500));
+    exp.hup_and_settle(&fake);
     assert_eq!(exp.sd(), ["svcA", "svcB"], "the previous list is kept");
     let log = exp.output();
     let line = log.lines().find(|l| l.contains("redirect to")).unwrap_or_default();
@@ -210,14 +216,31 @@ fn a_hanging_api_host_lookup_does_not_delay_realtime_polls() {
         || ["svcA", "svcB"].iter().all(|id| !rt_polls(&fake, id).is_empty()),
         || exp.output(),
     );
+    // Three service-list refreshes, each started by SIGHUP and each hanging 4 s in its lookup,
+    // so the window holds 12 s of hanging lookups; the pollers must go on throughout (instead
+    // of watching a fixed 25 s). Between refreshes, two more polls of svcA show that the 1 s
+    // failure cache has expired, so the next lookup hangs again rather than failing at once.
+    let failed = |m: &support::expo::Scrape| -> f64 {
+        m.find("fastly_exporter_api_requests_total", &[("endpoint", "services"), ("code", "error")]).iter().sum()
+    };
     let started = Instant::now();
-    std::thread::sleep(Duration::from_secs(25));
+    for _ in 0..3 {
+        let before = failed(&exp.metrics());
+        let polled = rt_polls(&fake, "svcA").len();
+        support::wait_until("two more polls", T, || rt_polls(&fake, "svcA").len() >= polled + 2, || exp.output());
+        exp.signal("HUP");
+        exp.wait_for("the refresh's lookup to fail", T, |m| failed(m) > before);
+    }
+    let window = started.elapsed();
+    assert!(window >= Duration::from_secs(12), "three 4 s lookups took only {window:?}:\n{}", exp.output());
     for id in ["svcA", "svcB"] {
         let at: Vec<Instant> = rt_polls(&fake, id).iter().map(|r| r.at).filter(|t| *t >= started).collect();
         let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
         let worst = gaps.iter().max().copied().unwrap_or_default();
-        eprintln!("{id}: {} polls in 25 s while API lookups hang, longest gap {worst:?}", at.len());
-        assert!(at.len() >= 20, "{id}: only {} polls in 25 s:\n{}", at.len(), exp.output());
+        eprintln!("{id}: {} polls in {window:?} while API lookups hang, longest gap {worst:?}", at.len());
+        // At least 4 polls every 5 s, as before (20 in 25 s).
+        let want = (window.as_secs_f64() * 0.8) as usize;
+        assert!(at.len() >= want, "{id}: only {} polls in {window:?}:\n{}", at.len(), exp.output());
         assert!(worst < Duration::from_millis(2500), "{id}: a poll waited {worst:?}:\n{}", exp.output());
     }
     let log = exp.output();

@@ -461,6 +461,24 @@ impl Exporter {
         panic!("/sd never became {want:?}; last {last:?}; log:\n{}", self.output());
     }
 
+    /// SIGHUP, then waits until the refresh it causes has run to its end: a HUP starts a
+    /// main-loop iteration with a service-list request, and the iteration runs every due
+    /// refresh (metadata included) before the next one starts; so once a second HUP's list
+    /// request has reached `fake`, everything the first one caused has been done. (Instead of
+    /// sleeping after a HUP.)
+    pub fn hup_and_settle(&self, fake: &FakeFastly) {
+        for _ in 0..2 {
+            let before = list_requests(fake);
+            self.signal("HUP");
+            wait_until(
+                "a service list refresh after SIGHUP",
+                Duration::from_secs(30),
+                || list_requests(fake) > before,
+                || self.output(),
+            );
+        }
+    }
+
     /// Status of `/readyz`.
     pub fn readyz(&self) -> u16 {
         self.get("/readyz").0
@@ -736,8 +754,7 @@ impl Drop for RssSampler {
 pub fn sd_at(addr: &str) -> Vec<String> {
     let (status, body) = get(&format!("http://{addr}/sd"), &[]);
     assert_eq!(status, 200, "{body}");
-    let v: serde_json::Value =
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("/sd is not JSON ({e}): {body}"));
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("/sd is not JSON ({e}): {body}"));
     let groups = v.as_array().unwrap_or_else(|| panic!("/sd: {body}"));
     assert_eq!(groups.len(), 1, "/sd: {body}");
     groups[0]["targets"]
@@ -746,4 +763,9 @@ pub fn sd_at(addr: &str) -> Vec<String> {
         .iter()
         .map(|t| t.as_str().expect("target is a string").to_string())
         .collect()
+}
+
+/// Service-list requests `fake` received (first pages and later ones).
+pub fn list_requests(fake: &FakeFastly) -> usize {
+    fake.state().count("/service?")
 }
