@@ -17,14 +17,15 @@ build:
 release:
 	$(CARGO) build --release --bins
 
-## Everything CI runs: formatting, lints, unit and end-to-end tests, the static binaries
-## (x86_64 run as the container image lays it out, aarch64 under qemu), the Helm chart.
+## Everything CI runs: formatting, lints, unit and end-to-end tests (several at once under
+## cargo-nextest when installed; see scripts/run-tests.sh), the static binaries (x86_64 run
+## as the container image lays it out, aarch64 under qemu), the Helm chart.
 ## Steps whose tools are missing print SKIPPED (CI installs them and makes that fatal).
 test:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) build --release --bins
-	$(CARGO) test --no-fail-fast
+	scripts/run-tests.sh
 	TARGET=x86_64-unknown-linux-musl scripts/static-check.sh
 	TARGET=aarch64-unknown-linux-musl scripts/static-check.sh
 	scripts/helm-check.sh

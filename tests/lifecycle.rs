@@ -25,8 +25,8 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 /// truncated to 15 bytes).
 fn exporter_threads() -> BTreeSet<String> {
     // tiny_http's threads are `http-accept` and `http-conn` in the exporter (the fake's keep
-    // tiny_http's own names); connection openers are `connect-…`.
-    let prefixes = ["poll-", "http-", "main-loop", "state-writer", "web-watch", "connect"];
+    // tiny_http's own names); connection openers are `tls-handshake`.
+    let prefixes = ["poll-", "http-", "main-loop", "state-writer", "web-watch", "tls-handshake"];
     let mut names = BTreeSet::new();
     for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task").flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
@@ -56,7 +56,7 @@ fn shutdown_ends_every_thread_even_with_long_polls_held_and_clients_connected() 
         "every poller held in a long poll",
         T,
         || ids.iter().all(|id| rt_polls(&fake, id).len() >= 2),
-        || String::new(),
+        String::new,
     );
     // An idle keep-alive connection and one that sent half a request head: each holds a
     // tiny_http connection thread reading.
