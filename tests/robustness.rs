@@ -122,7 +122,13 @@ fn idle_sockets_a_slow_reader_and_a_huge_header_do_not_stop_concurrent_scrapes()
     }
     let stop = Arc::new(AtomicBool::new(false));
     let slow = slow_reader(&addr, stop.clone());
-    thread::sleep(Duration::from_millis(1500));
+    // Its scrape is in flight: a worker is blocked sending to it (instead of waiting 1.5 s).
+    wait_until(
+        "an HTTP worker blocked on the slow reader",
+        T,
+        || http_worker_blocked(exp.pid()).unwrap_or(true),
+        || format!("{:?}", http_worker_blocked(exp.pid())),
+    );
 
     // 50 concurrent scrapes.
     let sets: Vec<(u16, BTreeSet<String>)> = thread::scope(|scope| {
@@ -179,15 +185,17 @@ fn idle_sockets_a_slow_reader_and_a_huge_header_do_not_stop_concurrent_scrapes()
     assert_eq!(exp.readyz(), 200);
 }
 
-/// Whether a thread of `pid` named `http-*` is blocked sending (`None` when the kernel does not
-/// show wait channels).
+/// Whether an HTTP worker of `pid` (a thread named `http-<n>`; tiny_http's own are
+/// `http-accept` and `http-conn`) is blocked sending (`None` when the kernel does not show wait
+/// channels).
 fn http_worker_blocked(pid: u32) -> Option<bool> {
     let mut visible = false;
     for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
         let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
         let wchan = std::fs::read_to_string(t.path().join("wchan")).unwrap_or_default();
         visible |= !wchan.is_empty() && wchan != "0";
-        if comm.starts_with("http") && ["wait_woken", "sk_stream_wait_memory"].contains(&wchan.trim()) {
+        let worker = comm.trim().strip_prefix("http-").is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+        if worker && ["wait_woken", "sk_stream_wait_memory"].contains(&wchan.trim()) {
             return Some(true);
         }
     }
