@@ -145,6 +145,8 @@ struct App {
     state: Option<Arc<StateFile>>,
     /// Restored streams catching up at the last look (to log when the last one is done).
     catching_up: usize,
+    /// Set by `Running::shutdown` (and `reload`).
+    control: Arc<Control>,
 }
 
 impl App {
@@ -188,8 +190,15 @@ impl App {
             state,
             catching_up,
             clock,
+            control: Arc::default(),
             cfg,
         }
+    }
+
+    /// Whether shutdown has begun: the API client is shut down then, so a failure is expected
+    /// and not worth a log line.
+    fn stopping(&self) -> bool {
+        self.control.stop.load(Ordering::SeqCst)
     }
 
     /// Fetches the service list; on failure keeps the previous one (or none yet).
@@ -203,6 +212,7 @@ impl App {
                 self.list_failures = 0;
                 self.store.health.set(true, "");
             }
+            Err(_) if self.stopping() => {}
             Err(e) => {
                 self.list_failures += 1;
                 let keeping = match &self.listed {
@@ -363,7 +373,8 @@ impl App {
     /// (by `JOIN_LIMIT` after the stop); returns the names of pollers still running then. A
     /// reload (SIGHUP) re-reads the configuration through `reload` and refreshes everything at
     /// once.
-    fn run(mut self, control: &Control, reload: &Reload, server: &Server) -> Vec<String> {
+    fn run(mut self, reload: &Reload, server: &Server) -> Vec<String> {
+        let control = self.control.clone();
         let mut next_services = self.clock.now();
         let mut next_expiry = self.clock.now();
         if self.store.placement.grouping() == Grouping::Group {
@@ -384,8 +395,14 @@ impl App {
             }
             if now >= next_services {
                 self.refresh_services();
+                if self.stopping() {
+                    break;
+                }
                 self.reconcile();
                 next_services = self.clock.now() + self.cfg.service_refresh;
+            }
+            if self.stopping() {
+                break;
             }
             if self.metadata.tick(&self.api, &self.cfg, &self.selection, &self.store, self.clock.now()) {
                 self.reconcile();
@@ -527,11 +544,10 @@ pub fn start(cfg: Config, trust: &Trust, options: Options) -> Result<Running, St
         },
         None => None,
     };
-    let control = Arc::new(Control::default());
-    let (store, api, state) = (app.store.clone(), app.api.clone(), app.state.clone());
+    let (store, api, state, control) = (app.store.clone(), app.api.clone(), app.state.clone(), app.control.clone());
     let main = {
-        let (control, server, reload) = (control.clone(), server.clone(), options.reload);
-        thread::Builder::new().name("main-loop".into()).spawn(move || app.run(&control, &*reload, &server))
+        let (server, reload) = (server.clone(), options.reload);
+        thread::Builder::new().name("main-loop".into()).spawn(move || app.run(&*reload, &server))
     };
     let main = match main {
         Ok(m) => m,
@@ -576,6 +592,7 @@ impl Running {
     /// HTTP workers and tiny_http's threads. Threads still running `JOIN_LIMIT` after the
     /// grace are named in the log and left to end alone.
     pub fn shutdown(self, grace: Duration) -> Stopped {
+        let asked = Instant::now();
         self.store.freeze();
         self.control.stop.store(true, Ordering::SeqCst);
         self.main.thread().unpark();
@@ -586,7 +603,10 @@ impl Running {
             let running = server.shutdown(grace, JOIN_LIMIT);
             (last.map(|w| w.join().unwrap_or(false)), running)
         });
-        let deadline = Instant::now() + JOIN_LIMIT;
+        // The main loop and the pollers were stopped first and have had the grace too: what
+        // is left of `JOIN_LIMIT` since then, if anything (the whole stays within the grace
+        // and one `JOIN_LIMIT`).
+        let deadline = asked + JOIN_LIMIT;
         match crate::util::threads::join_by(self.main, deadline) {
             Ok(Ok(pollers)) => still_running.extend(pollers),
             Ok(Err(_)) => log::error!("the main loop panicked"),
