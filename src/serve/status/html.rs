@@ -14,7 +14,8 @@ use base64::Engine as _;
 
 use crate::serve::routes::{query_param, url_escape};
 
-use super::{STREAMS, ServiceRow, Snapshot, StreamRow, Verdict, rfc3339};
+use super::{STREAMS, ServiceRow, Snapshot, StreamRow, Verdict};
+use crate::util::civil::rfc3339;
 
 /// Rows per page: failing services sort first, so page 1 always holds them; 500 rows stay far
 /// under 1 MB (about 400 bytes each) and render in a few milliseconds.

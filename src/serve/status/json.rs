@@ -8,7 +8,8 @@
 
 use serde::Serialize;
 
-use super::{STREAMS, ServiceRow, Snapshot, StreamRow, rfc3339};
+use super::{STREAMS, ServiceRow, Snapshot, StreamRow};
+use crate::util::civil::rfc3339;
 
 #[derive(Serialize)]
 struct Status<'a> {

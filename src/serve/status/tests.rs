@@ -4,6 +4,7 @@ use super::html::{PAGE_ROWS, bytes, esc, seconds, span, thousands};
 use super::*;
 use crate::catalog::Selection;
 use crate::store::{AccountSnapshot, Counters, PollError};
+use crate::util::civil::rfc3339;
 use crate::util::filter::Filter;
 
 const HOSTILE: &str = "<img src=x onerror=alert(1)> \"quoted\" 'single'\nsecond line & ünïcødé ✓ 日本 \u{202e}rtl\u{1}";
