@@ -94,7 +94,13 @@ fn token_sources_and_syntax_forms() {
                 },
                 || exp.output(),
             );
-            std::thread::sleep(Duration::from_millis(300));
+            // The refresh has failed (instead of waiting 0.3 s).
+            wait_until(
+                "the refused refresh",
+                T,
+                || exp.output().contains("service list refresh failing"),
+                || exp.output(),
+            );
             assert!(exp.sd().is_empty(), "{what}: the config file's token won over the environment");
         } else {
             exp.wait_sd(&["A"], T);
@@ -278,10 +284,10 @@ fn the_token_is_never_written_even_when_the_api_rejects_it() {
     );
     // Two polls per exporter of Y: the 500 and, 5 s later, the 403.
     wait_until("failed polls", T, || rt_polls(&failing, "Y").len() >= 3, || format!("{}\n{}", b.output(), c.output()));
-    for exp in [&a, &b, &c] {
-        exp.signal("HUP");
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    // A reload each, run to its end (instead of waiting 0.5 s).
+    a.hup_and_settle(&refusing);
+    b.hup_and_settle(&failing);
+    c.hup_and_settle(&failing);
     for (name, exp, ids) in [("401", &a, &["X"]), ("403/500", &b, &["Y"]), ("file", &c, &["Y"])] {
         let log = exp.output();
         assert!(log.contains("DEBUG"), "{name}: -debug had no effect:\n{log}");
