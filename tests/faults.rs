@@ -342,6 +342,10 @@ fn unauthorized_polls_back_off_and_count_nothing() {
     exp.wait_for("each failure counted", Duration::from_secs(10), |m| {
         ids.iter().all(|id| result_count(m, id, "error") == 1.0)
     });
+    for id in ids {
+        // Each poller waits on the clock: its deadline is set.
+        clock.waited_since(&format!("poll-rt-{id}"), 0, Duration::from_secs(10));
+    }
     let step = clock.advance(Duration::from_secs(119));
     for id in ids {
         let next = clock.waited_since(&format!("poll-rt-{id}"), step, Duration::from_secs(10));

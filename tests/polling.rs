@@ -104,7 +104,9 @@ fn a_401_backs_off_long_and_counts_error() {
     let exp = InProcess::against(&fake, &[], clock.clone());
     wait_until("the first poll", Duration::from_secs(10), || rt_polls(&fake, "S").len() == 1, String::new);
     exp.wait_for("the 401 counted", Duration::from_secs(5), |m| result_count(m, "error") == 1.0);
-    // Nearly the whole backoff later the poller still waits, one second more.
+    // The poller waits on the clock (its deadline is set); nearly the whole backoff later it
+    // still waits, one second more.
+    clock.waited_since("poll-rt-S", 0, Duration::from_secs(10));
     let step = clock.advance(BACKOFF_401 - Duration::from_secs(1));
     let next = clock.waited_since("poll-rt-S", step, Duration::from_secs(10));
     assert_eq!(clock.until(next), Duration::from_secs(1), "a 401 backs off {BACKOFF_401:?}");
