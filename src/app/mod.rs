@@ -129,6 +129,9 @@ struct App {
     api: Arc<Client>,
     clock: SharedClock,
     pollers: HashMap<(Arc<str>, Stream), Poller>,
+    /// Threads of pollers stopped by a reconcile (interrupted, ending at once): joined at
+    /// shutdown if still running, dropped from here once finished.
+    retired: Vec<JoinHandle<()>>,
     metadata: Metadata,
     listed: Option<Vec<ServiceInfo>>,
     list_log: StateLog,
@@ -176,6 +179,7 @@ impl App {
             store,
             api,
             pollers: HashMap::new(),
+            retired: Vec::new(),
             metadata: Metadata::new(account, clock.now()),
             listed: None,
             list_log: StateLog::default(),
@@ -267,6 +271,7 @@ impl App {
                 }
             }
         }
+        self.retired.retain(|t| !t.is_finished());
         let stale: Vec<(Arc<str>, Stream)> = self.pollers.keys().filter(|k| !wanted.contains(k)).cloned().collect();
         let released = !stale.is_empty() || !removed.is_empty();
         for key in stale {
@@ -277,7 +282,7 @@ impl App {
                     svc.status(key.1).stop();
                 }
                 // Interrupted: it ends at once, merging nothing; not waited for here.
-                drop(p.into_thread());
+                self.retired.push(p.into_thread());
             }
         }
         for svc in &removed {
@@ -425,8 +430,8 @@ impl App {
         let pollers: Vec<Poller> = self.pollers.drain().map(|(_, p)| p).collect();
         pollers.iter().for_each(Poller::stop);
         let mut running = Vec::new();
-        for p in pollers {
-            if let Err(t) = crate::util::threads::join_by(p.into_thread(), deadline) {
+        for t in pollers.into_iter().map(Poller::into_thread).chain(self.retired.drain(..)) {
+            if let Err(t) = crate::util::threads::join_by(t, deadline) {
                 running.push(crate::util::threads::name(&t));
             }
         }
