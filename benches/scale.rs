@@ -37,7 +37,8 @@ use std::time::{Duration, Instant};
 use fake_fastly::{GenSpec, Stream as FakeStream, sample_bodies};
 use fastly_exporter::bench::{
     AccountSnapshot, Batch, Filter, Identity, Interner, MergeContext, Mode, Plan, Registry, RestoreContext, Scrape,
-    Scratch, Selection, SnapshotWriter, Stream, StreamTable, catalog, parse_response, read_snapshot, slot_keys,
+    Scratch, Selection, SnapshotWriter, Stream, StreamTable, catalog, parse_response, parse_serde, read_snapshot,
+    slot_keys,
 };
 
 /// `/proc/PID/stat` counts CPU time in USER_HZ, which Linux fixes at 100 for user space.
@@ -349,6 +350,17 @@ fn micro(datacenters: usize) -> String {
             parse_response(&bodies[i % bodies.len()], Stream::Realtime, mode, &mut b).expect("sample body parses");
         });
         let _ = writeln!(out, "  parse {label:<10} {:>8.1} µs/body  {:>7.0} MB/s", s * 1e6, avg / s / 1e6);
+        // The serde parser alone: what every body took before the fast reader (and what it
+        // falls back to).
+        let s = per_call(Duration::from_millis(500), |i| {
+            parse_serde(&bodies[i % bodies.len()], Stream::Realtime, mode, &mut b).expect("sample body parses");
+        });
+        let _ = writeln!(
+            out,
+            "  parse {label:<10} {:>8.1} µs/body  {:>7.0} MB/s  (serde parser alone)",
+            s * 1e6,
+            avg / s / 1e6
+        );
         let parsed = bodies
             .iter()
             .map(|body| {

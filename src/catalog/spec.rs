@@ -216,6 +216,7 @@ impl StreamDef {
 
     /// Like [`StreamDef::field`] for a raw key: the parser skips UTF-8 validation of keys,
     /// which only ever match ASCII catalog names.
+    #[inline]
     pub fn field_bytes(&self, key: &[u8]) -> Option<u16> {
         self.index.get(key)
     }
@@ -296,6 +297,7 @@ impl FieldIndex {
     }
 
     /// The field number of `key`, if the catalog reads it.
+    #[inline]
     pub fn get(&self, key: &[u8]) -> Option<u16> {
         if self.slots.is_empty() {
             return None;
