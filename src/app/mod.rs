@@ -423,6 +423,7 @@ pub fn run(cfg: Config, trust: &Trust, reload: &dyn Fn() -> Result<Config, Confi
         Ok(_) => {}
         Err(e) => log::warn!("cannot raise the open-file limit: {}", chain(&e)),
     }
+    crate::util::alloc::start_trimmer();
     let listen = cfg.listen.clone();
     let web = match &cfg.web_config {
         Some(w) => Some(Arc::new(crate::web::WebSecurity::new(w).map_err(StartError::Web)?)),

@@ -1,6 +1,7 @@
 //! Layer 0: small, self-contained helpers with no knowledge of Fastly or of the metric
 //! table. Nothing here imports another module of the crate.
 
+pub mod alloc;
 pub mod duration;
 pub mod errors;
 pub mod exposition;
