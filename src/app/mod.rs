@@ -408,6 +408,12 @@ fn selector(cfg: &Config) -> Selector {
     }
 }
 
+/// Makes the glibc build keep as little freed memory as the static one: see
+/// `util::alloc` (may replace the process with itself once; call first, before any thread).
+pub fn tune_allocator() {
+    crate::util::alloc::restart_without_tcache();
+}
+
 /// The CA roots the Fastly API clients trust, as Go reads them on Linux (`SSL_CERT_FILE`,
 /// `SSL_CERT_DIR`, the system bundle); `env` reads environment variables. An operator
 /// setting that points at nothing usable is an error.

@@ -12,5 +12,6 @@ mod number;
 pub mod panics;
 pub mod rlimit;
 pub mod slots;
+pub mod stack;
 pub mod statelog;
 pub mod url;
