@@ -41,6 +41,34 @@ fn fold(v: u64, digits: &[u8]) -> u64 {
     digits.iter().fold(v, |v, d| v * 10 + u64::from(d - b'0'))
 }
 
+/// No field (in `Batch::key_order`).
+const NONE: u16 = u16::MAX;
+
+/// How many fields of the learned order are tried before a key is scanned and looked up.
+const GUESSES: usize = 3;
+
+/// `a == b` in eight-byte words, inline (the slice comparison is a call to the C library's
+/// `bcmp`, a byte loop in musl).
+#[inline(always)]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| s.get(at..at + 8).and_then(|w| w.try_into().ok()).map_or(0, u64::from_le_bytes);
+    if n < 8 {
+        return a == b;
+    }
+    let mut i = 0;
+    while i + 8 <= n {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    word(a, n - 8) == word(b, n - 8)
+}
+
 /// Deepest nesting of a skipped value (the schema's own is 7; serde_json allows 128).
 const MAX_SKIP_DEPTH: u32 = 32;
 
@@ -49,6 +77,10 @@ const MAX_SKIP_DEPTH: u32 = 32;
 #[inline(never)]
 pub fn parse_fast(body: &[u8], stream: Stream, mode: Mode, batch: &mut Batch) -> R<()> {
     batch.clear();
+    let def = catalog().stream(stream);
+    if batch.key_order.len() != def.fields.len() + 1 {
+        batch.key_order = vec![NONE; def.fields.len() + 1];
+    }
     let mut s = Scan { b: body, i: 0, def: catalog().stream(stream), stream, mode, batch, fraction: false };
     s.envelope()?;
     s.ws();
@@ -499,10 +531,24 @@ impl<'a> Scan<'a, '_> {
         }
         self.batch.begin_record(dc, entity);
         let def = self.def;
+        // The last known field of this object (`fields.len()`: none yet, its first key).
+        let mut last = def.fields.len();
         if !self.open(b'{', b'}')? {
             loop {
-                let key = self.key()?;
-                let field = def.field_bytes(key);
+                let field = match self.guess(last) {
+                    Some(f) => Some(f),
+                    None => {
+                        let key = self.key()?;
+                        let f = def.field_bytes(key);
+                        if let Some(f) = f {
+                            self.batch.key_order[last] = f;
+                        }
+                        f
+                    }
+                };
+                if let Some(f) = field {
+                    last = usize::from(f);
+                }
                 match field {
                     None => self.skip(6)?,
                     Some(f) => match def.field_kinds[f as usize] {
@@ -521,6 +567,32 @@ impl<'a> Scan<'a, '_> {
         }
         self.batch.end_record();
         Ok(())
+    }
+
+    /// The key that comes next when it is one of the [`GUESSES`] fields that followed `last`
+    /// before (in the order learned in `Batch::key_order`), written plainly (`"name":` right
+    /// here): consumed, and its field returned. A catalog name is printable ASCII without
+    /// escapes, so bytes equal to it are the key the scan and lookup would have found.
+    #[inline(always)]
+    fn guess(&mut self, last: usize) -> Option<u16> {
+        let b = self.b;
+        if b.get(self.i) != Some(&b'"') {
+            return None;
+        }
+        let order = &self.batch.key_order;
+        let mut next = *order.get(last)?;
+        for _ in 0..GUESSES {
+            let name = self.def.fields.get(usize::from(next))?.as_bytes();
+            let at = self.i + 1;
+            if b.get(at..at + name.len()).is_some_and(|k| same(k, name))
+                && b.get(at + name.len()..at + name.len() + 2) == Some(b"\":")
+            {
+                self.i = at + name.len() + 2;
+                return Some(next);
+            }
+            next = *order.get(usize::from(next))?;
+        }
+        None
     }
 
     /// `{"<integer>": count, ...}` of a map field.
