@@ -20,10 +20,9 @@
 //!
 //! Other C libraries: nothing to do, no thread, no restart.
 
-use std::time::Duration;
-
 /// How often freed memory is returned (glibc only).
-pub const TRIM_INTERVAL: Duration = Duration::from_secs(10);
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub const TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Starts the trimming thread where the C library needs one (glibc).
 pub fn start_trimmer() {
