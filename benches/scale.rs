@@ -853,7 +853,7 @@ struct ScrapeStats {
     rt_services: HashSet<Vec<u8>>,
     /// `service_id` + `datacenter` of every `requests_total` line.
     pairs: HashSet<Vec<u8>>,
-    /// Series lines per service.
+    /// Series lines with a `datacenter` label (row series), per service.
     per_service: std::collections::HashMap<Vec<u8>, u64>,
     origin_services: HashSet<Vec<u8>>,
     domain_services: HashSet<Vec<u8>>,
@@ -900,7 +900,9 @@ impl ScrapeStats {
             Some(&l[at..at + len])
         }
         let service = |l: &[u8]| label(l, b"service_id=\"").map(<[u8]>::to_vec);
-        if let Some(id) = label(l, b"service_id=\"") {
+        // Row series only: a service's own families (API results, poll outcomes) vary with
+        // what happened to it.
+        if let (Some(id), Some(_)) = (label(l, b"service_id=\""), label(l, b"datacenter=\"")) {
             match self.per_service.get_mut(id) {
                 Some(n) => *n += 1,
                 None => {
@@ -1124,8 +1126,8 @@ struct Outcome {
     /// how many the configuration has.
     pairs: usize,
     wanted_pairs: usize,
-    /// Services with any series, and the fewest and most series of one service: rows are
-    /// dense, so equal counts and every row present mean every series is present.
+    /// Services with row series, and the fewest and most row series of one service: rows
+    /// are dense, so equal counts and every row present mean every series is present.
     services_seen: usize,
     series_per_service: (u64, u64),
 }
@@ -1362,7 +1364,7 @@ fn table(results: &[(&Config, Res<Outcome>)], s: &Settings) -> String {
     row(&mut out, results, "ingest µs / answer, all streams", &|_, o| format!("{:.0}", o.ingest_us_all()));
     row(&mut out, results, "poller connections", &|_, o| o.pollers.to_string());
     row(&mut out, results, "(service, DC) rows with data", &|_, o| format!("{}/{}", o.pairs, o.wanted_pairs));
-    row(&mut out, results, "series per service min..max", &|_, o| {
+    row(&mut out, results, "row series per service min..max", &|_, o| {
         format!("{}..{}", o.series_per_service.0, o.series_per_service.1)
     });
     let _ = writeln!(out, "\ntargets (value, then ok = met / NO = not met)");
