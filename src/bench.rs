@@ -8,5 +8,6 @@ pub use crate::store::snapshot::{Identity, RestoredRow, SnapshotWriter, read as 
 pub use crate::store::{
     AccountSnapshot, Batch, Interner, MergeContext, Registry, RestoreContext, Scratch, StreamTable,
 };
-pub use crate::upstream::realtime::parse::{Mode, parse_response};
+pub use crate::upstream::realtime::parse::{Mode, parse_response, parse_serde};
+pub use crate::upstream::realtime::scan::parse_fast;
 pub use crate::util::filter::Filter;

@@ -9,7 +9,11 @@ use fastly_exporter::config::{self, Command};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cfg = match config::load(&args, &|k| std::env::var(k).ok()) {
-        Ok(Command::Run(cfg)) => cfg,
+        Ok(Command::Run(cfg)) => {
+            // Before any thread: may start this process again (glibc, once).
+            app::tune_allocator();
+            cfg
+        }
         Ok(Command::Help) => {
             print!("{}", config::usage());
             return ExitCode::SUCCESS;

@@ -462,6 +462,16 @@ fn selector(cfg: &Config) -> Selector {
     }
 }
 
+/// Makes the glibc build keep as little freed memory as the static one: see
+/// `util::alloc` (may replace the process with itself once; call first, before any thread).
+/// Then starts the process's malloc-trim thread (glibc only). Both belong to the process, not
+/// to an app: `main` calls this once, and an app started in a test process owns no such
+/// thread, so [`Running::shutdown`] still joins every thread the app started.
+pub fn tune_allocator() {
+    crate::util::alloc::restart_without_tcache();
+    crate::util::alloc::start_trimmer();
+}
+
 /// The CA roots the Fastly API clients trust, as Go reads them on Linux (`SSL_CERT_FILE`,
 /// `SSL_CERT_DIR`, the system bundle); `env` reads environment variables. An operator
 /// setting that points at nothing usable is an error.

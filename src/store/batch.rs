@@ -81,6 +81,10 @@ pub struct Batch {
     pub first_recorded: Option<u64>,
     /// Values skipped as invalid; everything else of the answer is merged.
     pub skipped: Vec<Skipped>,
+    /// Scratch of the fast reader (`upstream::realtime::scan`), kept with the batch so it
+    /// outlives one answer: for each field, the field that followed it last time (the API
+    /// writes keys in a fixed order, omitting zeros). Not part of the parsed answer.
+    pub key_order: Vec<u16>,
 }
 
 /// A borrowed view of one record.

@@ -1,6 +1,7 @@
 //! Layer 0: small, self-contained helpers with no knowledge of Fastly or of the metric
 //! table. Nothing here imports another module of the crate.
 
+pub mod alloc;
 pub mod civil;
 pub mod clock;
 pub mod duration;
@@ -13,6 +14,7 @@ mod number;
 pub mod panics;
 pub mod rlimit;
 pub mod slots;
+pub mod stack;
 pub mod statelog;
 pub mod threads;
 pub mod url;

@@ -7,6 +7,7 @@ pub mod invalid;
 pub mod lost;
 pub mod parse;
 pub mod poller;
+pub mod scan;
 pub mod status;
 pub mod work;
 

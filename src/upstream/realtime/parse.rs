@@ -1,4 +1,5 @@
-//! One-pass parser of rt.fastly.com responses straight into a [`Batch`].
+//! One-pass parser of rt.fastly.com responses straight into a [`Batch`]; the fast reader in
+//! `scan.rs` takes the plain form of an answer first and leaves everything else to this one.
 //!
 //! Serde visitors walk `Data[].datacenter` (or `aggregated`) and look every key up in the
 //! catalog's field index; values land in the batch as `(field, value)` pairs. There is no
@@ -20,6 +21,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 
 use crate::catalog::{FieldKind, Stream, StreamDef, catalog};
 use crate::store::{Batch, Invalid};
+
+use super::scan::parse_fast;
 
 /// Which block of each record feeds the rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,9 +56,19 @@ impl std::error::Error for ParseError {
     }
 }
 
-/// Parses `body` into `batch` (which is cleared first).
-#[inline(never)]
+/// Parses `body` into `batch` (which is cleared first): the fast reader (`scan.rs`) for the
+/// plain form of an answer, the serde parser for everything else.
 pub fn parse_response(body: &[u8], stream: Stream, mode: Mode, batch: &mut Batch) -> Result<(), ParseError> {
+    if parse_fast(body, stream, mode, batch).is_ok() {
+        return Ok(());
+    }
+    parse_serde(body, stream, mode, batch)
+}
+
+/// The serde parser alone: the reference the fast reader is held to, and what decides every
+/// body that reader does not take.
+#[inline(never)]
+pub fn parse_serde(body: &[u8], stream: Stream, mode: Mode, batch: &mut Batch) -> Result<(), ParseError> {
     batch.clear();
     let ctx = Ctx { def: catalog().stream(stream), stream, mode };
     let mut de = serde_json::Deserializer::from_slice(body);
@@ -74,9 +87,12 @@ const MAX_REPAIRS: usize = 64;
 /// a same-length string of `!` (which the field parser reports as out of range) and the body
 /// parsed again. Returns how many numbers were neutralised.
 pub fn parse_tolerant(body: &mut [u8], stream: Stream, mode: Mode, batch: &mut Batch) -> Result<usize, ParseError> {
+    if parse_fast(body, stream, mode, batch).is_ok() {
+        return Ok(0);
+    }
     let mut repaired = 0;
     loop {
-        match parse_response(body, stream, mode, batch) {
+        match parse_serde(body, stream, mode, batch) {
             Ok(()) => return Ok(repaired),
             Err(e) if repaired < MAX_REPAIRS && neutralise_number(body, e.error.line(), e.error.column()) => {
                 repaired += 1

@@ -140,6 +140,7 @@ fn run(spec: PollerSpec, stop: Stopped<'_>) {
         backoff: Backoff::new(spec.stream, seed ^ spec.clock.unix_secs()),
         log: StateLog::default(),
     };
+    let trim = crate::util::stack::StackTrim::here();
     while !stop.now() {
         let delay = match crate::util::panics::catch(|| poll_once(&spec, stop, &mut st)) {
             Ok(d) => d,
@@ -152,6 +153,11 @@ fn run(spec: PollerSpec, stop: Stopped<'_>) {
                 PANIC_RESTART
             }
         };
+        // Between polls the stack is at its shallowest: the pages the answer's reading,
+        // parsing and merging touched go back until the next answer.
+        if let Some(t) = &trim {
+            t.release();
+        }
         sleep_unless_stopped(&spec.clock, delay, stop);
     }
     log::debug!("service {}: {} poller stopped", spec.service.id, spec.stream.name());
