@@ -7,7 +7,7 @@ DEMO_SERVICES ?= 5
 # Rust target of `make static`: x86_64-unknown-linux-musl or aarch64-unknown-linux-musl.
 TARGET ?= x86_64-unknown-linux-musl
 
-.PHONY: all build release test test-suite static-builds static-builds-after-tests lint demo static static-check helm-check fetch-tools docs clean
+.PHONY: all build release test test-chain build-chain static-builds lint demo static static-check helm-check fetch-tools docs clean
 
 all: build
 
@@ -21,30 +21,31 @@ release:
 ## cargo-nextest when installed; see scripts/run-tests.sh), the static binaries (x86_64 run
 ## as the container image lays it out, aarch64 under qemu), the Helm chart.
 ## Steps whose tools are missing print SKIPPED (CI installs them and makes that fatal).
-## The static builds run while the tests run, once the test binaries are built (the suite
-## mostly waits on sockets, so they fill the idle core; output is shown per step when done).
+## Two chains run side by side (cargo locks each profile's directory apart, and each chain
+## has single-threaded stretches the other fills): lints then tests (target/debug), and the
+## release binaries then the static ones. The tests start once the release binaries they
+## run exist. Output is shown per chain when it ends.
 test:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) build --release --bins
-	rm -f target/.tests-built
-	TESTS_BUILT=target/.tests-built $(MAKE) --no-print-directory -j2 --output-sync=target test-suite static-builds-after-tests
+	rm -f target/.release-built
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-chain build-chain
 	TARGET=x86_64-unknown-linux-musl scripts/static-check.sh
 	TARGET=aarch64-unknown-linux-musl scripts/static-check.sh
 	scripts/helm-check.sh
 
-## The test suite alone (scripts/run-tests.sh).
-test-suite:
-	scripts/run-tests.sh
+test-chain:
+	$(CARGO) clippy --all-targets -- -D warnings
+	RELEASE_BUILT=target/.release-built scripts/run-tests.sh
+
+## The marker is written whatever the build's outcome, so the tests never wait forever.
+build-chain:
+	$(CARGO) build --release --bins; rc=$$?; touch target/.release-built; exit $$rc
+	$(MAKE) --no-print-directory static-builds
 
 ## Both static binaries, built only (static-check proves them).
 static-builds:
 	TARGET=x86_64-unknown-linux-musl scripts/static-check.sh --build-only
 	TARGET=aarch64-unknown-linux-musl scripts/static-check.sh --build-only
-
-static-builds-after-tests:
-	@until [ -e target/.tests-built ]; do sleep 1; done
-	$(MAKE) --no-print-directory static-builds
 
 ## A fully static musl binary: target/$(TARGET)/release/fastly-exporter
 ## (make static TARGET=aarch64-unknown-linux-musl for arm64; needs gcc-aarch64-linux-gnu).

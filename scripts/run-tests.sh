@@ -5,29 +5,33 @@
 # does not run them. FASTLY_EXPORTER_REQUIRE_NEXTEST=1 (set by .ci/run) makes a missing
 # nextest a failure instead of the slow path.
 #
-# Under nextest the test binaries are built first, then run from that build without cargo
-# (--binaries-metadata): while they run, cargo's build lock is free, so `make test` builds
-# the static binaries meanwhile. TESTS_BUILT (a path) is created once the build step ended,
-# whatever its outcome, so whoever waits for it never waits forever.
+# RELEASE_BUILT (a path, set by `make test`): the release binaries the end-to-end tests run
+# are being built beside this script; the tests start once that file exists (the test
+# binaries are built meanwhile). Without it, missing release binaries are built here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-built() { if [ -n "${TESTS_BUILT:-}" ]; then touch "$TESTS_BUILT"; fi; }
+source scripts/lib.sh
+wait_for_release() {
+  if [ -n "${RELEASE_BUILT:-}" ]; then
+    until [ -e "$RELEASE_BUILT" ]; do sleep 1; done
+  fi
+  ensure_release_bins
+}
 if cargo nextest --version >/dev/null 2>&1; then
+  # Built first, then run from that build (no cargo call while the release build may run).
   reuse=target/nextest-reuse
   mkdir -p "$reuse"
-  trap built EXIT
   cargo nextest list --workspace --list-type binaries-only --message-format json >"$reuse/binaries.json"
   cargo metadata --format-version 1 >"$reuse/cargo.json"
-  built
-  trap - EXIT
+  wait_for_release
   cargo nextest run --no-fail-fast --binaries-metadata "$reuse/binaries.json" --cargo-metadata "$reuse/cargo.json"
   cargo test --workspace --doc
 elif [ -n "${FASTLY_EXPORTER_REQUIRE_NEXTEST:-}" ]; then
-  built
   echo "run-tests: FAILED: cargo-nextest not found (FASTLY_EXPORTER_REQUIRE_NEXTEST is set)" >&2
   exit 1
 else
-  built
   echo "run-tests: cargo-nextest not found; running cargo test (slower: one test binary at a time)"
+  cargo test --workspace --no-run
+  wait_for_release
   cargo test --workspace --no-fail-fast
 fi
