@@ -254,6 +254,28 @@ pub struct FieldIndex {
     mask: usize,
 }
 
+/// `a == b` in eight-byte words, inline: the slice comparison is a call to the C library's
+/// `bcmp`, a byte loop in musl (the static binary). Shared by the field index and the fast
+/// reader of real-time answers (`upstream::realtime::scan`).
+#[inline(always)]
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return short_word(a) == short_word(b);
+    }
+    let mut i = 0;
+    while i + 8 <= n {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    word(a, n - 8) == word(b, n - 8)
+}
+
 impl FieldIndex {
     /// Mixes the length with the first and last eight bytes: two loads, no loop. Keys that
     /// agree on all three share a hash and are told apart by the byte comparison.
@@ -264,27 +286,6 @@ impl FieldIndex {
         let h = (head ^ tail.rotate_left(23) ^ (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
             .wrapping_mul(0xff51_afd7_ed55_8ccd);
         h ^ (h >> 31)
-    }
-
-    /// `a == b` in eight-byte words, inline: the slice comparison is a call to the C
-    /// library's `bcmp`, a byte loop in musl (the static binary).
-    #[inline]
-    fn same(a: &[u8], b: &[u8]) -> bool {
-        let n = a.len();
-        if n != b.len() {
-            return false;
-        }
-        if n < 8 {
-            return short_word(a) == short_word(b);
-        }
-        let mut i = 0;
-        while i + 8 <= n {
-            if word(a, i) != word(b, i) {
-                return false;
-            }
-            i += 8;
-        }
-        word(a, n - 8) == word(b, n - 8)
     }
 
     fn rebuild(&mut self, keys: &[&'static str]) {
@@ -315,7 +316,7 @@ impl FieldIndex {
             if i == u16::MAX {
                 return None;
             }
-            if sh == high && Self::same(self.keys[usize::from(i)], key) {
+            if sh == high && same_bytes(self.keys[usize::from(i)], key) {
                 return Some(i);
             }
             pos = (pos + 1) & self.mask;

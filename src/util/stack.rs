@@ -73,7 +73,7 @@ mod tests {
             if n == 0 { u64::from(buf[0]) } else { deep(n - 1) + u64::from(buf[7]) }
         }
         let t = std::thread::Builder::new()
-            .stack_size(256 * 1024)
+            .stack_size(2 * 1024 * 1024)
             .spawn(|| {
                 let trim = StackTrim::here().expect("stack bounds of a spawned thread");
                 let mut sums = Vec::new();

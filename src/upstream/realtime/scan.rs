@@ -15,7 +15,7 @@
 //! ten up to 10^22, both exact in `f64`, so the quotient is the one serde_json's division
 //! gives). The tests compare both parsers on the fixtures and on mutated bodies.
 
-use crate::catalog::{FieldKind, Stream, StreamDef, catalog};
+use crate::catalog::{FieldKind, Stream, StreamDef, catalog, same_bytes};
 use crate::store::Batch;
 
 use super::parse::{AGGREGATE_DC, Mode};
@@ -46,28 +46,6 @@ const NONE: u16 = u16::MAX;
 
 /// How many fields of the learned order are tried before a key is scanned and looked up.
 const GUESSES: usize = 3;
-
-/// `a == b` in eight-byte words, inline (the slice comparison is a call to the C library's
-/// `bcmp`, a byte loop in musl).
-#[inline(always)]
-fn same(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    let word = |s: &[u8], at: usize| s.get(at..at + 8).and_then(|w| w.try_into().ok()).map_or(0, u64::from_le_bytes);
-    if n < 8 {
-        return a == b;
-    }
-    let mut i = 0;
-    while i + 8 <= n {
-        if word(a, i) != word(b, i) {
-            return false;
-        }
-        i += 8;
-    }
-    word(a, n - 8) == word(b, n - 8)
-}
 
 /// Deepest nesting of a skipped value (the schema's own is 7; serde_json allows 128).
 const MAX_SKIP_DEPTH: u32 = 32;
@@ -584,7 +562,7 @@ impl<'a> Scan<'a, '_> {
         for _ in 0..GUESSES {
             let name = self.def.fields.get(usize::from(next))?.as_bytes();
             let at = self.i + 1;
-            if b.get(at..at + name.len()).is_some_and(|k| same(k, name))
+            if b.get(at..at + name.len()).is_some_and(|k| same_bytes(k, name))
                 && b.get(at + name.len()..at + name.len() + 2) == Some(b"\":")
             {
                 self.i = at + name.len() + 2;
