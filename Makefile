@@ -22,10 +22,9 @@ release:
 ## as the container image lays it out, aarch64 under qemu), the Helm chart.
 ## Steps whose tools are missing print SKIPPED (CI installs them and makes that fatal).
 ## Two chains run side by side (cargo locks each profile's directory apart, and each chain
-## has single-threaded stretches the other fills): the tests (target/debug), and the release
-## binaries, the static ones and clippy (in target/clippy, so it does not hold the tests'
-## lock). The tests start once the release binaries they run exist. Output is shown per chain
-## when it ends.
+## has single-threaded stretches the other fills): lints then tests (target/debug), and the
+## release binaries then the static ones. The tests start once the release binaries they
+## run exist. Output is shown per chain when it ends.
 test:
 	$(CARGO) fmt --all -- --check
 	rm -f target/.release-built
@@ -35,13 +34,13 @@ test:
 	scripts/helm-check.sh
 
 test-chain:
+	$(CARGO) clippy --all-targets -- -D warnings
 	RELEASE_BUILT=target/.release-built scripts/run-tests.sh
 
 ## The marker is written whatever the build's outcome, so the tests never wait forever.
 build-chain:
 	$(CARGO) build --release --bins; rc=$$?; touch target/.release-built; exit $$rc
 	$(MAKE) --no-print-directory static-builds
-	CARGO_TARGET_DIR=target/clippy $(CARGO) clippy --all-targets -- -D warnings
 
 ## Both static binaries, built only (static-check proves them).
 static-builds:
