@@ -187,15 +187,14 @@ impl InProcess {
 
     /// Scrapes until `pred` holds, or panics after `timeout`.
     pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&expo::Scrape) -> bool) -> expo::Scrape {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let m = self.metrics();
-            if pred(&m) {
-                return m;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::scrape_until(
+            what,
+            timeout,
+            Duration::from_millis(20),
+            || self.metrics(),
+            pred,
+            || "in-process exporter".to_string(),
+        )
     }
 
     /// Shuts it down as SIGTERM does (with `grace` for scrapes); what the shutdown reported.

@@ -201,19 +201,16 @@ impl Exporter {
         expo::parse(&body)
     }
 
-    /// Scrapes until `pred` holds, or panics after `timeout` showing the last scrape.
+    /// Scrapes until `pred` holds, or panics after `timeout` showing the exporter's log.
     pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&expo::Scrape) -> bool) -> expo::Scrape {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let m = self.metrics();
-            if pred(&m) {
-                return m;
-            }
-            if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; log:\n{}", self.output());
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
+        scrape_until(
+            what,
+            timeout,
+            Duration::from_millis(100),
+            || self.metrics(),
+            pred,
+            || format!("log:\n{}", self.output()),
+        )
     }
 
     /// Waits like [`Exporter::wait_for`], then scrapes once more: a poll merged while a scrape
@@ -768,4 +765,28 @@ pub fn sd_at(addr: &str) -> Vec<String> {
 /// Service-list requests `fake` received (first pages and later ones).
 pub fn list_requests(fake: &FakeFastly) -> usize {
     fake.state().count("/service?")
+}
+
+/// Takes `scrape` every `every` until `pred` holds and returns that scrape; after `timeout`, panics naming
+/// `what` and what `context` says (an exporter's log). Shared by the exporter in its own
+/// process and the one run in the test process.
+pub fn scrape_until(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    scrape: impl Fn() -> expo::Scrape,
+    pred: impl Fn(&expo::Scrape) -> bool,
+    context: impl Fn() -> String,
+) -> expo::Scrape {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let m = scrape();
+        if pred(&m) {
+            return m;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}; {}", context());
+        }
+        thread::sleep(every);
+    }
 }
