@@ -141,6 +141,21 @@ impl<'a> Scan<'a, '_> {
         Ok(false)
     }
 
+    /// Reads the container `open … close` here, calling `element` for each element (after the
+    /// comma before it): the one loop every object and array of the answer is read with.
+    #[inline(always)]
+    fn each(&mut self, open: u8, close: u8, mut element: impl FnMut(&mut Self) -> R<()>) -> R<()> {
+        if self.open(open, close)? {
+            return Ok(());
+        }
+        loop {
+            element(self)?;
+            if !self.more(close)? {
+                return Ok(());
+            }
+        }
+    }
+
     /// A string of printable ASCII without escapes, and the `:` after it when it is a key.
     #[inline(always)]
     fn string(&mut self) -> R<&'a [u8]> {
@@ -398,87 +413,63 @@ impl<'a> Scan<'a, '_> {
 
     /// `{"Data": [...], "Timestamp": n, "Error": "...", ...}`.
     fn envelope(&mut self) -> R<()> {
-        if self.open(b'{', b'}')? {
-            return Ok(());
-        }
-        loop {
-            match self.key()? {
+        self.each(b'{', b'}', |s| {
+            match s.key()? {
                 b"Data" => {
-                    if !self.null()? {
-                        self.records()?;
+                    if !s.null()? {
+                        s.records()?;
                     }
                 }
-                b"Timestamp" => self.batch.timestamp = if self.null()? { None } else { Some(self.integer()?) },
+                b"Timestamp" => s.batch.timestamp = if s.null()? { None } else { Some(s.integer()?) },
                 b"Error" | b"error" => {
-                    self.batch.error = if self.null()? {
+                    s.batch.error = if s.null()? {
                         None
                     } else {
                         // Printable ASCII only (see `string`): valid UTF-8.
-                        Some(String::from_utf8_lossy(self.string()?).into_owned())
+                        Some(String::from_utf8_lossy(s.string()?).into_owned())
                     }
                 }
-                _ => self.skip(1)?,
+                _ => s.skip(1)?,
             }
-            if !self.more(b'}')? {
-                return Ok(());
-            }
-        }
+            Ok(())
+        })
     }
 
     /// `[{"datacenter": {...}, "aggregated": {...}, "recorded": n}, ...]`.
     fn records(&mut self) -> R<()> {
-        if self.open(b'[', b']')? {
-            return Ok(());
-        }
-        loop {
-            self.record()?;
-            if !self.more(b']')? {
-                return Ok(());
-            }
-        }
+        self.each(b'[', b']', Self::record)
     }
 
     fn record(&mut self) -> R<()> {
-        if self.open(b'{', b'}')? {
-            return Ok(());
-        }
-        loop {
-            match (self.key()?, self.mode) {
+        self.each(b'{', b'}', |s| {
+            match (s.key()?, s.mode) {
                 (b"datacenter", Mode::PerDatacenter) => {
-                    if !self.null()? {
-                        self.datacenters()?;
+                    if !s.null()? {
+                        s.datacenters()?;
                     }
                 }
                 (b"aggregated", Mode::Aggregate) => {
-                    let dc = self.batch.add_name(AGGREGATE_DC);
-                    self.block(dc)?;
+                    let dc = s.batch.add_name(AGGREGATE_DC);
+                    s.block(dc)?;
                 }
                 (b"recorded", _) => {
-                    let second = self.integer()?;
-                    self.batch.note_recorded(second);
+                    let second = s.integer()?;
+                    s.batch.note_recorded(second);
                 }
-                _ => self.skip(3)?,
+                _ => s.skip(3)?,
             }
-            if !self.more(b'}')? {
-                return Ok(());
-            }
-        }
+            Ok(())
+        })
     }
 
     /// Datacenter code → its block.
     fn datacenters(&mut self) -> R<()> {
-        if self.open(b'{', b'}')? {
-            return Ok(());
-        }
-        loop {
-            let name = self.key()?;
+        self.each(b'{', b'}', |s| {
+            let name = s.key()?;
             // Printable ASCII (see `string`).
-            let dc = self.batch.add_name(std::str::from_utf8(name).map_err(|_| Unsupported)?);
-            self.block(dc)?;
-            if !self.more(b'}')? {
-                return Ok(());
-            }
-        }
+            let dc = s.batch.add_name(std::str::from_utf8(name).map_err(|_| Unsupported)?);
+            s.block(dc)
+        })
     }
 
     /// One datacenter's (or the aggregate's) block: its fields (real-time), or its origins or
@@ -487,17 +478,11 @@ impl<'a> Scan<'a, '_> {
         if self.stream == Stream::Realtime {
             return self.fields(dc, 0..0);
         }
-        if self.open(b'{', b'}')? {
-            return Ok(());
-        }
-        loop {
-            let name = self.key()?;
-            let entity = self.batch.add_name(std::str::from_utf8(name).map_err(|_| Unsupported)?);
-            self.fields(dc.clone(), entity)?;
-            if !self.more(b'}')? {
-                return Ok(());
-            }
-        }
+        self.each(b'{', b'}', |s| {
+            let name = s.key()?;
+            let entity = s.batch.add_name(std::str::from_utf8(name).map_err(|_| Unsupported)?);
+            s.fields(dc.clone(), entity)
+        })
     }
 
     /// One stats object: each key looked up in the catalog, its value added to the record.
@@ -579,22 +564,17 @@ impl<'a> Scan<'a, '_> {
         if self.peek()? != b'{' {
             return Err(Unsupported);
         }
-        if self.open(b'{', b'}')? {
-            return Ok(());
-        }
-        loop {
-            let key = self.key()?;
+        self.each(b'{', b'}', |s| {
+            let key = s.key()?;
             // What `str::parse::<i64>` reads exactly: up to 18 digits, leading zeros allowed.
             if key.is_empty() || key.len() > 18 || !key.iter().all(u8::is_ascii_digit) {
                 return Err(Unsupported);
             }
             let k = key.iter().fold(0i64, |v, d| v * 10 + i64::from(d - b'0'));
-            let c = self.value(true)?;
-            self.batch.push_keyed(field, k as f64, c);
-            if !self.more(b'}')? {
-                return Ok(());
-            }
-        }
+            let c = s.value(true)?;
+            s.batch.push_keyed(field, k as f64, c);
+            Ok(())
+        })
     }
 }
 
