@@ -1,17 +1,26 @@
 # Shared by the check scripts (source it): where the release binaries and the cached tools
-# live, and how a missing tool is reported. `cargo build --release --bins` builds both the
-# exporter and fake-fastly (both are default workspace members).
+# live, and how a missing tool is reported.
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-EXPORTER_BIN=$REPO/target/release/fastly-exporter
-FAKE_BIN=$REPO/target/release/fake-fastly
 # Downloaded tools (helm, kubectl, a Python venv with kubernetes-validate): scripts/fetch-tools.sh.
 TOOLS=$REPO/target/tools
+STATIC_DIR=$REPO/target/x86_64-unknown-linux-musl/release
+
+# release_bin NAME: the newer of the static x86_64 build (what ships; `make test` builds only
+# that one, with the fake beside it) and `cargo build --release`'s.
+release_bin() {
+  local musl=$STATIC_DIR/$1 gnu=$REPO/target/release/$1
+  if [ -x "$musl" ] && { [ ! -x "$gnu" ] || [ "$musl" -nt "$gnu" ]; }; then echo "$musl"; else echo "$gnu"; fi
+}
+EXPORTER_BIN=$(release_bin fastly-exporter)
+FAKE_BIN=$(release_bin fake-fastly)
 
 # Builds the release exporter and fake when either is missing (`make test` builds them first).
 ensure_release_bins() {
   if [ ! -x "$EXPORTER_BIN" ] || [ ! -x "$FAKE_BIN" ]; then
     (cd "$REPO" && cargo build --release --bins)
+    EXPORTER_BIN=$REPO/target/release/fastly-exporter
+    FAKE_BIN=$REPO/target/release/fake-fastly
   fi
 }
 

@@ -27,20 +27,6 @@ const RENAMED: &str = "svcRENAMEDxxxxxxxxxxxx";
 /// Markup, both quotes, a newline, and characters from several scripts, an emoji included.
 const HOSTILE: &str = "<img src=x onerror=alert(1)> \"double\" 'single'\nline two: ünïcødé ✓ 日本語 🚀 &amp;";
 
-/// The release binary, built first if it is missing or stale (`make test` has just built it,
-/// so this is a no-op there): the page is checked on what ships, not on the debug build.
-fn release_binary() -> String {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--bins", "-q"])
-        .current_dir(root)
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "cargo build --release failed");
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").to_path_buf();
-    target.join("release/fastly-exporter").to_string_lossy().into_owned()
-}
-
 fn chromium() -> Option<String> {
     for name in ["chromium", "chromium-browser"] {
         let found = Command::new(name).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
@@ -142,7 +128,7 @@ fn start() -> (FakeFastly, Exporter) {
     st.set_service_reply(Stream::Realtime, FAILING, Some(boom));
     let url = fake.url();
     let exp = Exporter::start_bin(
-        &release_binary(),
+        &support::release_bin(),
         &["-token", "T", "-api-endpoint", &url, "-rt-endpoint", &url],
         &[],
         None,

@@ -20,22 +20,29 @@ pub use fake_fastly::{FakeConfig, FakeFastly, FakeService, StreamMode};
 /// Path of the binary under test, built by cargo for integration tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_fastly-exporter");
 
-/// `target/release/fastly-exporter`, which `make test` builds before `cargo test`, when it is
-/// newer than every source it is built from; otherwise (a plain `cargo test` after an edit)
-/// the debug binary [`BIN`], with a note on stderr, so a stale release binary is never what
-/// a test measures.
+/// The release exporter, when one is newer than every source it is built from: the static
+/// x86_64 build (`target/x86_64-unknown-linux-musl/release/`, what `make test` builds and
+/// what ships) or `target/release/` (`cargo build --release`), whichever is newer. Otherwise
+/// (a plain `cargo test` after an edit) the debug binary [`BIN`], with a note on stderr, so a
+/// stale release binary is never what a test measures.
 pub fn release_bin() -> String {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let release = std::path::Path::new(BIN).parent().and_then(|debug| debug.parent()).map(|t| t.join("release"));
-    let release = release.map(|d| d.join("fastly-exporter")).filter(|p| p.exists());
-    let built = release.as_ref().and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    let target = std::path::Path::new(BIN).parent().and_then(|debug| debug.parent());
     let mut newest = std::time::UNIX_EPOCH;
     for source in ["src", "vendor/tiny_http/src", "Cargo.toml", "Cargo.lock", "build.rs"] {
         newest_mtime(&root.join(source), &mut newest);
     }
-    match (release, built) {
-        (Some(p), Some(t)) if t >= newest => p.display().to_string(),
-        _ => {
+    let built = ["x86_64-unknown-linux-musl/release", "release"]
+        .iter()
+        .filter_map(|dir| {
+            let p = target?.join(dir).join("fastly-exporter");
+            let t = std::fs::metadata(&p).and_then(|m| m.modified()).ok()?;
+            (t >= newest).then_some((t, p))
+        })
+        .max();
+    match built {
+        Some((_, p)) => p.display().to_string(),
+        None => {
             eprintln!("note: no up-to-date release binary (make test builds one); running the debug binary");
             BIN.to_string()
         }
