@@ -16,7 +16,10 @@ EXPORTER_BIN=$(release_bin fastly-exporter)
 FAKE_BIN=$(release_bin fake-fastly)
 
 # Builds the release exporter and fake when either is missing (`make test` builds them first).
+# Picks them again first: the static ones may have been built since this file was sourced.
 ensure_release_bins() {
+  EXPORTER_BIN=$(release_bin fastly-exporter)
+  FAKE_BIN=$(release_bin fake-fastly)
   if [ ! -x "$EXPORTER_BIN" ] || [ ! -x "$FAKE_BIN" ]; then
     (cd "$REPO" && cargo build --release --bins)
     EXPORTER_BIN=$REPO/target/release/fastly-exporter
