@@ -22,8 +22,8 @@ release:
 ## as the container image lays it out, aarch64 under qemu), the Helm chart.
 ## Steps whose tools are missing print SKIPPED (CI installs them and makes that fatal).
 ## Two chains run side by side (cargo locks each profile's directory apart, and each chain
-## has single-threaded stretches the other fills): lints then tests (target/debug), and the
-## static binaries. The static x86_64 exporter and fake are the release binaries the tests
+## has single-threaded stretches the other fills): the test build then the tests with the
+## lints beside them (target/debug; see scripts/run-tests.sh), and the static binaries. The static x86_64 exporter and fake are the release binaries the tests
 ## and checks run (scripts/lib.sh): what ships is what is tested, and no third release build
 ## is made. The tests start once they exist. Output is shown per chain when it ends.
 test:
@@ -35,8 +35,7 @@ test:
 	scripts/helm-check.sh
 
 test-chain:
-	$(CARGO) clippy --all-targets -- -D warnings
-	RELEASE_BUILT=target/.release-built scripts/run-tests.sh
+	RELEASE_BUILT=target/.release-built scripts/run-tests.sh --with-clippy
 
 ## The marker is written whatever the build's outcome, so the tests never wait forever.
 build-chain:
