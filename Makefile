@@ -23,9 +23,10 @@ release:
 ## Steps whose tools are missing print SKIPPED (CI installs them and makes that fatal).
 ## Two chains run side by side (cargo locks each profile's directory apart, and each chain
 ## has single-threaded stretches the other fills): the test build then the tests with the
-## lints beside them (target/debug; see scripts/run-tests.sh), and the static binaries. The static x86_64 exporter and fake are the release binaries the tests
-## and checks run (scripts/lib.sh): what ships is what is tested, and no third release build
-## is made. The tests start once they exist. Output is shown per chain when it ends.
+## lints beside them (target/debug; see scripts/run-tests.sh), and the static binaries. The
+## static x86_64 exporter is the release exporter the tests and checks run, and the test
+## build's fake is their fake (scripts/lib.sh): what ships is what is tested, and no other
+## release build is made. The tests start once it exists. Output is shown per chain.
 test:
 	$(CARGO) fmt --all -- --check
 	rm -f target/.release-built

@@ -6,21 +6,28 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TOOLS=$REPO/target/tools
 STATIC_DIR=$REPO/target/x86_64-unknown-linux-musl/release
 
-# release_bin NAME: the newer of the static x86_64 build (what ships; `make test` builds only
-# that one, with the fake beside it) and `cargo build --release`'s.
-release_bin() {
-  local musl=$STATIC_DIR/$1 gnu=$REPO/target/release/$1
-  if [ -x "$musl" ] && { [ ! -x "$gnu" ] || [ "$musl" -nt "$gnu" ]; }; then echo "$musl"; else echo "$gnu"; fi
+# newest PATH...: the newest of the executables given (nothing when none exists).
+newest() {
+  local best= p
+  for p in "$@"; do
+    if [ -x "$p" ] && { [ -z "$best" ] || [ "$p" -nt "$best" ]; }; then best=$p; fi
+  done
+  echo "$best"
 }
-EXPORTER_BIN=$(release_bin fastly-exporter)
-FAKE_BIN=$(release_bin fake-fastly)
+# The exporter: the newer of the static x86_64 build (what ships; `make test` builds no other)
+# and `cargo build --release`'s. The fake: the newer of `cargo build --release`'s and the test
+# build's (fake-fastly/tests/cli.rs makes cargo build it; fast enough for the checks).
+pick_release_bins() {
+  EXPORTER_BIN=$(newest "$STATIC_DIR/fastly-exporter" "$REPO/target/release/fastly-exporter")
+  FAKE_BIN=$(newest "$REPO/target/release/fake-fastly" "$REPO/target/debug/fake-fastly")
+}
+pick_release_bins
 
 # Builds the release exporter and fake when either is missing (`make test` builds them first).
 # Picks them again first: the static ones may have been built since this file was sourced.
 ensure_release_bins() {
-  EXPORTER_BIN=$(release_bin fastly-exporter)
-  FAKE_BIN=$(release_bin fake-fastly)
-  if [ ! -x "$EXPORTER_BIN" ] || [ ! -x "$FAKE_BIN" ]; then
+  pick_release_bins
+  if [ -z "$EXPORTER_BIN" ] || [ -z "$FAKE_BIN" ]; then
     (cd "$REPO" && cargo build --release --bins)
     EXPORTER_BIN=$REPO/target/release/fastly-exporter
     FAKE_BIN=$REPO/target/release/fake-fastly

@@ -39,12 +39,6 @@ case "$target" in
   *) echo "$name: unsupported TARGET (x86_64-unknown-linux-musl or aarch64-unknown-linux-musl)" >&2; exit 2 ;;
 esac
 cargo build --release --target "$target" --bin fastly-exporter
-if [ "$target" = x86_64-unknown-linux-musl ]; then
-  # The fake beside it, for the container check, the end-to-end tests' release runs and the
-  # Helm check (scripts/lib.sh): `make test` builds no other release binaries. A build of its
-  # own, so its dependencies' features never change the exporter's binary.
-  cargo build --release --target "$target" -p fake-fastly --bin fake-fastly
-fi
 [ "${1:-}" = "--build-only" ] && exit 0
 
 echo "== static binary ($target)"
