@@ -1,6 +1,6 @@
 //! Issue 4: account metadata families from the api.fastly.com fixtures.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! request is answered 429 at once instead of parking an HTTP worker, so a scraper whose
 //! credentials are cached keeps being answered.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

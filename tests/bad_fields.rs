@@ -3,7 +3,7 @@
 //! that value, its `Timestamp` is followed, the skip is counted and logged once per stream
 //! and field, and no counter goes down.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

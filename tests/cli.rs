@@ -1,7 +1,7 @@
 //! The command line end to end: flag / environment / config-file precedence, the token's
 //! syntax forms and secrecy, and how bad input is reported.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! allowed POPs while the aggregate stays Fastly's total; a POP missing from the list counts
 //! under `unknown` and nothing is counted twice when the list learns it.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

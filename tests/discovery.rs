@@ -1,7 +1,7 @@
 //! Service discovery end to end: pagination, the service filters, sharding, metric filters,
 //! removal of stale series on refresh, the scheduled refresh and an API that is down at start.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! what it delivered in full. Whatever happens on the wire, every `fastly_rt_*` counter must
 //! equal that ground truth exactly: nothing lost, nothing counted twice.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -8,7 +8,7 @@
 //! (`panics_before_the_head_answer_500_and_no_worker_is_lost`: shutdown does not wait for
 //! requests that panicked).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The exporter's own HTTP endpoints: `/metrics[?target=]`, `/sd`, `/`, `/healthz`,
 //! `/readyz`, unknown paths and methods.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! handlers that panic. Whatever they do, memory stays bounded, scrapes are answered and no
 //! worker is lost.
 
-mod support;
+use crate::support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;

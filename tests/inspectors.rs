@@ -1,7 +1,7 @@
 //! Issue 4: Origin Inspector and Domain Inspector streams, gated by product entitlement,
 //! compared series for series with the Go exporter's output (plus our documented fix).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! memory for the life of the process. Rows without data for `-entity-expiry` are dropped,
 //! and the names no row uses any more are freed.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

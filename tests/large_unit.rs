@@ -3,7 +3,7 @@
 //! unit. Every scrape, plain or gzip, of `/metrics` and of `?target=`, must be complete, no
 //! worker may panic, and memory must not grow with the size of one unit.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! clients connected, and keeps SIGTERM's order (the last state file write included).
 //! (`robustness.rs` and `state_file.rs` check the same through the binary and real signals.)
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::io::Write;

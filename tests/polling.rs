@@ -1,7 +1,7 @@
 //! The real-time poll loop end to end: which wait follows which answer, which `ts` is asked
 //! next, how outcomes are counted, the request headers, and `-aggregate-only`.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! skipped with a message, unless FASTLY_EXPORTER_REQUIRE_PROMETHEUS=1 (set by CI) makes that
 //! a failure.
 
-mod support;
+use crate::support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

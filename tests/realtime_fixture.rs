@@ -1,7 +1,7 @@
 //! Issue 3's acceptance scenario: the real binary against a fake API serving the real-time
 //! fixture once; every `testspace_testsystem_` series must equal the Go exporter's.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

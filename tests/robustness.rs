@@ -2,7 +2,7 @@
 //! scrapes, oversized requests, SIGTERM mid-poll and mid-scrape, self metrics kept off the
 //! per-target scrapes, and label values that need escaping or are not valid UTF-8.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};

@@ -3,7 +3,7 @@
 //! reading, clients that leave while their requests wait, and HTTP/1.0 keep-alive. Floods and
 //! memory run against the release binary (`make test` builds it first).
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

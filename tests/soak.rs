@@ -5,7 +5,7 @@
 //!
 //! Run: `cargo test --release --test soak -- --ignored --nocapture` (or `make soak`).
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -7,7 +7,7 @@
 //! without it the same run loses data. Then: a down time longer than the history, bad state
 //! files, and services that changed while the exporter was down.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

@@ -11,7 +11,7 @@
 //! part is skipped with a message, unless FASTLY_EXPORTER_REQUIRE_CHROMIUM=1 (set by CI) makes
 //! that a failure.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

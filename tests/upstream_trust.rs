@@ -2,7 +2,7 @@
 //! when the operator says so, as Go does), the API token confined to the configured origins,
 //! and DNS trouble on one host never delaying another.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -10,7 +10,7 @@
 //! promtool comparisons are skipped with a message, unless FASTLY_EXPORTER_REQUIRE_PROMETHEUS=1
 //! (set by CI) makes that a failure. Our own side runs either way.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

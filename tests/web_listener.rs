@@ -2,7 +2,7 @@
 //! the real binary: TLS, basic auth (every path but `/healthz`), client certificates, extra
 //! headers, and certificates rotated in place or broken without a restart.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
