@@ -36,11 +36,16 @@ fn lga_requests(m: &Scrape, id: &str, name: &str) -> Option<f64> {
     m.get(&format!(r#"fastly_rt_requests_total{{datacenter="LGA",service_id="{id}",service_name="{name}"}}"#))
 }
 
-/// True once `id` has ingested the fixture completely: its rows are merged and its
-/// `last_successful_response` (set just after the merge) is exported.
+/// True once `id` has ingested the fixture completely: its rows are merged, its
+/// `last_successful_response` (set just after the merge) is exported, and the poll is counted
+/// in `realtime_api_requests_total{result="success"}` (counted last, after the poll returns: a
+/// scrape can fall between the merge and the count, and that series would be missing).
 fn settled(m: &Scrape, id: &str) -> bool {
     m.find("fastly_rt_requests_total", &[("service_id", id), ("datacenter", "LGA")]) == [57.0]
         && !m.find("fastly_rt_last_successful_response", &[("service_id", id)]).is_empty()
+        && m.find("fastly_rt_realtime_api_requests_total", &[("service_id", id), ("result", "success")])
+            .first()
+            .is_some_and(|n| *n >= 1.0)
 }
 
 /// Every sample carrying `service_id="id"`.
