@@ -21,16 +21,15 @@ pick_release_bins() {
   EXPORTER_BIN=$(newest "$STATIC_DIR/fastly-exporter" "$REPO/target/release/fastly-exporter")
   FAKE_BIN=$(newest "$REPO/target/release/fake-fastly" "$REPO/target/debug/fake-fastly")
 }
-pick_release_bins
 
-# Builds the release exporter and fake when either is missing (`make test` builds them first).
-# Picks them again first: the static ones may have been built since this file was sourced.
+# Sets EXPORTER_BIN and FAKE_BIN, building the release exporter and fake when either is
+# missing (`make test` builds them first). Picked when called, not when this file is sourced:
+# the static build may end in between.
 ensure_release_bins() {
   pick_release_bins
   if [ -z "$EXPORTER_BIN" ] || [ -z "$FAKE_BIN" ]; then
     (cd "$REPO" && cargo build --release --bins)
-    EXPORTER_BIN=$REPO/target/release/fastly-exporter
-    FAKE_BIN=$REPO/target/release/fake-fastly
+    pick_release_bins
   fi
 }
 

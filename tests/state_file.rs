@@ -198,13 +198,7 @@ fn settle_streams(fake: &FakeFastly, exp: &Exporter, r: &mut Rebuilt, ids: &[&st
 
 /// Whether the exporter has asked `stream` of `id` for a `ts` after `end`.
 fn asked_past(fake: &FakeFastly, stream: Stream, id: &str, end: u64) -> bool {
-    let path = match stream {
-        Stream::Realtime => "channel",
-        Stream::Origins => "origins",
-        Stream::Domains => "domains",
-    };
-    let prefix = format!("/v1/{path}/{id}/ts/");
-    fake.state().requests().iter().any(|r| r.path_and_query.starts_with(&prefix) && ts_of(r) > end)
+    support::polls(fake, stream, id).iter().any(|r| ts_of(r) > end)
 }
 
 /// SIGTERM, then waits for a clean exit.
@@ -622,7 +616,7 @@ fn inspector_streams_resume_with_their_origin_and_domain_rows() {
         let body = format!(r#"{{"product":{{"id":"{product}","object":"product"}},"has_access":true}}"#);
         fake.state().set_route(&format!("/entitled-products/{product}"), 200, body.into_bytes());
     }
-    let streams = [Stream::Realtime, Stream::Origins, Stream::Domains];
+    let streams = Stream::ALL;
     let dir = Dir::new("inspectors");
     let state = dir.file();
     let mut r = Rebuilt::default();

@@ -81,6 +81,20 @@ pub enum Stream {
     Domains = 2,
 }
 
+impl Stream {
+    /// Every stream, in index order.
+    pub const ALL: [Stream; 3] = [Stream::Realtime, Stream::Origins, Stream::Domains];
+
+    /// The stream's path segment: `/v1/{path}/{service}/ts/{ts}`.
+    pub fn path(self) -> &'static str {
+        match self {
+            Stream::Realtime => "channel",
+            Stream::Origins => "origins",
+            Stream::Domains => "domains",
+        }
+    }
+}
+
 /// Parameters of a generated stream. Shared by all services so memory does not scale
 /// with the service count.
 #[derive(Clone, Debug, PartialEq, Eq)]

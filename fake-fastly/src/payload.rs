@@ -461,7 +461,7 @@ mod tests {
 
     #[test]
     fn every_variant_is_valid_json() {
-        for stream in [Stream::Realtime, Stream::Origins, Stream::Domains] {
+        for stream in Stream::ALL {
             let pool = GenPool::build(stream, &GenSpec::default());
             for i in 0..VARIANTS {
                 let (prefix, tail) = pool.body(i, 1_700_000_000);

@@ -58,12 +58,8 @@ impl ModeRt {
 pub(super) fn parse_path(path: &str) -> Option<(Stream, &str, &str)> {
     let rest = path.strip_prefix("/v1/")?;
     let mut parts = rest.split('/');
-    let stream = match parts.next()? {
-        "channel" => Stream::Realtime,
-        "origins" => Stream::Origins,
-        "domains" => Stream::Domains,
-        _ => return None,
-    };
+    let segment = parts.next()?;
+    let stream = Stream::ALL.into_iter().find(|s| s.path() == segment)?;
     let id = parts.next()?;
     if parts.next()? != "ts" {
         return None;

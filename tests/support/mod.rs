@@ -489,10 +489,15 @@ impl Exporter {
     }
 }
 
+/// Requests the fake received for `stream` of service `id`, oldest first.
+pub fn polls(fake: &FakeFastly, stream: fake_fastly::Stream, id: &str) -> Vec<RecordedRequest> {
+    let prefix = format!("/v1/{}/{id}/ts/", stream.path());
+    fake.state().requests().into_iter().filter(|r| r.path_and_query.starts_with(&prefix)).collect()
+}
+
 /// Requests the fake received for the real-time stream of service `id`, oldest first.
 pub fn rt_polls(fake: &FakeFastly, id: &str) -> Vec<RecordedRequest> {
-    let prefix = format!("/v1/channel/{id}/ts/");
-    fake.state().requests().into_iter().filter(|r| r.path_and_query.starts_with(&prefix)).collect()
+    polls(fake, fake_fastly::Stream::Realtime, id)
 }
 
 /// The `ts` a real-time poll asked for.
