@@ -5,8 +5,9 @@
 //! parsing, merging) and spends the rest of the second in a long poll near the top of its
 //! stack; at 1,000 pollers their high-water marks were a third of the exporter's memory
 //! (34 MB at Scale A). [`StackTrim::release`] returns the pages below the caller's frame
-//! (with a margin) to the system between polls: they are zero-filled again when next
-//! touched, a few page faults per answer.
+//! (with a margin) to the system before a poller waits (no data, an error, a backoff): they
+//! are zero-filled again when next touched. Between answers that follow each other at once
+//! the pages stay: the next answer touches them again.
 
 use std::mem::MaybeUninit;
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::store::{Counters, Endpoint};
 
+use super::buffers::BufferPool;
 use super::connect::HttpConnector;
 use super::gate::{Gate, Turns};
 use super::resolver::{CachingResolver, SharedResolver};
@@ -36,6 +37,8 @@ pub struct Net {
     pub untrusted: Arc<UntrustedLog>,
     /// TLS handshakes in progress at once (see [`HANDSHAKES`]).
     pub handshakes: Arc<Gate>,
+    /// Read buffers lent to connections while they read an answer (`buffers.rs`).
+    pub buffers: Arc<BufferPool>,
 }
 
 /// At most this many TLS handshakes run at once. A handshake's allocations (certificate
@@ -45,12 +48,12 @@ pub struct Net {
 /// still connect a thousand pollers within seconds.
 pub const HANDSHAKES: usize = 16;
 
-/// ureq's read buffer, kept per pooled connection for its lifetime: the default 128 KiB would
-/// cost 128 MiB with a thousand pollers. 8 KiB holds any response head; bodies stream through
-/// it (measured: no CPU difference from 16 KiB, 8 MB less at 1,000).
+/// ureq's read buffer where ureq's own transports are used (a CONNECT proxy's tunnel); our
+/// connections borrow theirs while reading (`buffers.rs`). The default 128 KiB would stay
+/// with every pooled connection.
 pub const INPUT_BUFFER: usize = 8 * 1024;
 
-/// ureq's write buffer: a request is one short GET.
+/// ureq's write buffer there: a request is one short GET.
 pub const OUTPUT_BUFFER: usize = 1024;
 
 impl Net {
@@ -62,6 +65,7 @@ impl Net {
             resolver: Arc::new(CachingResolver::new()),
             untrusted: Arc::default(),
             handshakes: Arc::new(Gate::new(HANDSHAKES)),
+            buffers: Arc::default(),
         }
     }
 }
@@ -320,7 +324,7 @@ impl Client {
             .build();
         let agent = ureq::Agent::with_parts(
             config,
-            HttpConnector::new(net.tls.clone(), net.handshakes.clone(), turns.clone()),
+            HttpConnector::new(net.tls.clone(), net.handshakes.clone(), turns.clone(), net.buffers.clone()),
             SharedResolver(net.resolver.clone()),
         );
         let base = base.trim_end_matches('/').to_string();

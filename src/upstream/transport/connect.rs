@@ -25,10 +25,11 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use ureq::Timeout;
 use ureq::unversioned::transport::{
-    Buffers, ConnectProxyConnector, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, ShutdownHandle,
-    Transport, TransportAdapter,
+    Buffers, ConnectProxyConnector, ConnectionDetails, Connector, Either, NextTimeout, ShutdownHandle, Transport,
+    TransportAdapter,
 };
 
+use super::buffers::{BufferPool, LentBuffers};
 use super::gate::{Gate, Turns};
 use super::tls::Untrusted;
 
@@ -48,19 +49,26 @@ pub struct HttpConnector {
     tls: Arc<ClientConfig>,
     handshakes: Arc<Gate>,
     turns: Option<Arc<Turns>>,
+    buffers: Arc<BufferPool>,
 }
 
 impl HttpConnector {
     /// A connector whose TLS connections trust what `tls` trusts and handshake in turns of
     /// `handshakes`, and whose direct connections read each answer in a turn of `turns`, if
-    /// given (the client's own handle on the shared gate).
-    pub fn new(tls: Arc<ClientConfig>, handshakes: Arc<Gate>, turns: Option<Arc<Turns>>) -> HttpConnector {
-        HttpConnector { tls, handshakes, turns }
+    /// given (the client's own handle on the shared gate). Read buffers are lent from
+    /// `buffers` (see `buffers.rs`).
+    pub fn new(
+        tls: Arc<ClientConfig>,
+        handshakes: Arc<Gate>,
+        turns: Option<Arc<Turns>>,
+        buffers: Arc<BufferPool>,
+    ) -> HttpConnector {
+        HttpConnector { tls, handshakes, turns, buffers }
     }
 
     fn open(&self, details: &ConnectionDetails) -> Result<Connection, ureq::Error> {
         let started = Instant::now();
-        let buffers = || LazyBuffers::new(details.config.input_buffer_size(), details.config.output_buffer_size());
+        let buffers = || LentBuffers::new(self.buffers.clone());
         // ureq's CONNECT step decides whether a proxy applies (HTTPS_PROXY, NO_PROXY...) and
         // opens the tunnel, reaching the proxy itself through this connector.
         if let Some(tunnel) = ConnectProxyConnector::default().connect(details, None::<()>)? {
@@ -78,7 +86,7 @@ impl HttpConnector {
         }
         let stream = Arc::new(tcp_connect(details)?);
         (details.register_shutdown)(Arc::downgrade(&stream) as Weak<dyn ShutdownHandle>)?;
-        let direct = Direct::new(stream);
+        let direct = Direct::new(stream, self.buffers.clone());
         let turns = self.turns.clone();
         if !details.needs_tls() {
             return Ok(Connection::new(buffers(), Kind::Plain(direct), turns));
@@ -242,7 +250,7 @@ impl Socket {
 impl Read for Socket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Socket::Direct(d) => d.io(false, |mut s| s.read(buf)),
+            Socket::Direct(d) => d.read_ahead(buf),
             Socket::Chained(a) => a.read(buf),
         }
     }
@@ -273,11 +281,68 @@ pub struct Direct {
     set_at: Instant,
     /// The socket's receive and send timeouts as last set (`None`: none).
     applied: [Option<Duration>; 2],
+    /// Under TLS, bytes read from the socket before rustls asks for them (`ahead[at..end]`),
+    /// in a buffer lent while an answer is read ([`Direct::lend_ahead`]); empty otherwise.
+    ahead: Vec<u8>,
+    at: usize,
+    end: usize,
+    reading: bool,
+    pool: Arc<BufferPool>,
 }
 
 impl Direct {
-    fn new(stream: Arc<TcpStream>) -> Direct {
-        Direct { stream, timeout: NextTimeout::default(), set_at: Instant::now(), applied: [None, None] }
+    fn new(stream: Arc<TcpStream>, pool: Arc<BufferPool>) -> Direct {
+        Direct {
+            stream,
+            timeout: NextTimeout::default(),
+            set_at: Instant::now(),
+            applied: [None, None],
+            ahead: Vec::new(),
+            at: 0,
+            end: 0,
+            reading: false,
+            pool,
+        }
+    }
+
+    /// While an answer is read (`reading`, set from the read turn to the next request),
+    /// reads through a read-ahead buffer: one system call fills it, rustls's small reads are
+    /// served from it, and it goes back to the pool once drained.
+    fn read_ahead(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.at == self.end {
+            if self.reading && self.ahead.is_empty() {
+                self.ahead = self.pool.take();
+            }
+            if self.ahead.is_empty() || buf.len() >= self.ahead.len() {
+                return self.io(false, |mut s| s.read(buf));
+            }
+            let mut ahead = std::mem::take(&mut self.ahead);
+            let got = self.io(false, |mut s| s.read(&mut ahead));
+            self.ahead = ahead;
+            (self.at, self.end) = (0, got?);
+        }
+        let n = buf.len().min(self.end - self.at);
+        buf[..n].copy_from_slice(&self.ahead[self.at..self.at + n]);
+        self.at += n;
+        if self.at == self.end {
+            // Drained: back to the pool until the next read of this answer needs one.
+            self.give_back();
+        }
+        Ok(n)
+    }
+
+    /// Reads of this answer go through a read-ahead buffer (or, `false`, no longer do).
+    fn read_ahead_while(&mut self, reading: bool) {
+        self.reading = reading;
+        self.give_back();
+    }
+
+    /// Gives the read-ahead buffer back unless it still holds unread bytes.
+    fn give_back(&mut self) {
+        if self.at == self.end && !self.ahead.is_empty() {
+            self.pool.give(std::mem::take(&mut self.ahead));
+            (self.at, self.end) = (0, 0);
+        }
     }
 
     fn set_timeout(&mut self, timeout: NextTimeout) {
@@ -326,6 +391,10 @@ impl Direct {
     /// (end of stream, a reset or stray bytes all mean no). One non-blocking peek.
     fn is_open(&mut self) -> bool {
         use std::os::fd::AsRawFd;
+        if self.at < self.end {
+            // Read ahead and never asked for: stray bytes, as below.
+            return false;
+        }
         let mut one = 0u8;
         // SAFETY: a valid socket descriptor and a one-byte buffer that outlives the call.
         let n = unsafe {
@@ -338,7 +407,7 @@ impl Direct {
 /// An open connection as a ureq transport.
 pub struct Connection {
     /// ureq's buffers (unused for [`Kind::Proxied`], whose transport has its own).
-    buffers: LazyBuffers,
+    buffers: LentBuffers,
     kind: Kind,
     /// Answers are read in turns (see `gate.rs`): the client's handle.
     turns: Option<Arc<Turns>>,
@@ -360,7 +429,7 @@ pub enum Kind {
 }
 
 impl Connection {
-    fn new(buffers: LazyBuffers, kind: Kind, turns: Option<Arc<Turns>>) -> Connection {
+    fn new(buffers: LentBuffers, kind: Kind, turns: Option<Arc<Turns>>) -> Connection {
         Connection { buffers, kind, turns, awaiting: false }
     }
 
@@ -370,25 +439,30 @@ impl Connection {
         let Some(turns) = &self.turns else {
             return Ok(());
         };
-        let direct = match &mut self.kind {
+        let (direct, tls) = match &mut self.kind {
             Kind::Tls(stream) => match &mut stream.sock {
                 Socket::Direct(d) => {
                     // rustls shrinks its record buffer (16 KB after an answer) back to 4 KB
                     // at the start of a read when it holds nothing; a read that finds no data
                     // yet does just that before we wait.
                     let _ = stream.conn.read_tls(&mut NothingYet);
-                    d
+                    (d, true)
                 }
                 Socket::Chained(_) => return Ok(()),
             },
-            Kind::Plain(d) => d,
+            Kind::Plain(d) => (d, false),
             Kind::Proxied(_) => return Ok(()),
         };
         let mut one = [0u8; 1];
         direct.io(false, |s| s.peek(&mut one))?;
         let timeout = direct.timeout.for_read();
         let left = timeout.not_zero().map(|budget| budget.saturating_sub(direct.set_at.elapsed()));
-        turns.take(left).map_err(|_| ureq::Error::Timeout(timeout.reason))
+        turns.take(left).map_err(|_| ureq::Error::Timeout(timeout.reason))?;
+        // Our turn: under TLS, the answer is read ahead of rustls in a lent buffer.
+        if tls {
+            direct.read_ahead_while(true);
+        }
+        Ok(())
     }
 }
 
@@ -438,6 +512,11 @@ impl Transport for Connection {
         // A new request: whatever turn this client held for the last answer is over.
         if let Some(turns) = &self.turns {
             turns.release();
+        }
+        // The last answer has been read: its buffers go back until the next one arrives.
+        self.buffers.give_back();
+        if let Kind::Tls(StreamOwned { sock: Socket::Direct(d), .. }) = &mut self.kind {
+            d.read_ahead_while(false);
         }
         self.awaiting = true;
         match &mut self.kind {

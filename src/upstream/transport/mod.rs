@@ -1,6 +1,7 @@
 //! The HTTP client of both Fastly APIs: ureq with one shared TLS configuration and DNS cache,
 //! the token confined to the configured origins, typed errors.
 
+pub mod buffers;
 pub mod client;
 pub mod connect;
 pub mod gate;

@@ -16,8 +16,7 @@
 //! - addresses that stop resolving are still used, for up to [`STALE_FOR`], so an outage of
 //!   the resolver does not take down connections to a host that has not moved.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use ureq::Error;
@@ -80,7 +79,9 @@ impl Failure {
 #[derive(Default)]
 pub struct CachingResolver {
     inner: DefaultResolver,
-    entries: Mutex<HashMap<String, Arc<Entry>>>,
+    /// `(scheme, authority)` → its entry. A handful of hosts at most (the two API origins, a
+    /// proxy), so a list; read-locked on every request, written once per host.
+    entries: RwLock<Vec<(String, String, Arc<Entry>)>>,
     ttl: Option<Duration>,
     #[cfg(debug_assertions)]
     debug_delay: Option<(String, Duration)>,
@@ -113,9 +114,21 @@ impl CachingResolver {
         CachingResolver::default()
     }
 
-    fn entry(&self, key: &str) -> Arc<Entry> {
-        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(key.to_string()).or_default().clone()
+    /// The entry of `scheme://authority`, found without allocating (every request asks).
+    fn entry(&self, scheme: &str, authority: &str) -> Arc<Entry> {
+        let find = |list: &[(String, String, Arc<Entry>)]| {
+            list.iter().find(|(s, a, _)| s == scheme && a == authority).map(|(_, _, e)| e.clone())
+        };
+        if let Some(e) = find(&self.entries.read().unwrap_or_else(|p| p.into_inner())) {
+            return e;
+        }
+        let mut list = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = find(&list) {
+            return e;
+        }
+        let e = Arc::<Entry>::default();
+        list.push((scheme.to_string(), authority.to_string(), e.clone()));
+        e
     }
 
     fn lookup(&self, uri: &Uri, config: &Config, timeout: NextTimeout) -> Result<ResolvedSocketAddrs, Error> {
@@ -137,13 +150,12 @@ fn lock(entry: &Entry) -> MutexGuard<'_, State> {
 
 impl Resolver for CachingResolver {
     fn resolve(&self, uri: &Uri, config: &Config, timeout: NextTimeout) -> Result<ResolvedSocketAddrs, Error> {
-        let key = match (uri.scheme_str(), uri.authority()) {
-            (Some(s), Some(a)) => format!("{s}://{a}"),
+        let entry = match (uri.scheme_str(), uri.authority()) {
+            (Some(s), Some(a)) => self.entry(s, a.as_str()),
             _ => return self.inner.resolve(uri, config, timeout),
         };
         let ttl = self.ttl.unwrap_or(TTL);
         let deadline = (!timeout.after.is_not_happening()).then(|| Instant::now() + *timeout.after);
-        let entry = self.entry(&key);
         let mut st = lock(&entry);
         loop {
             let now = Instant::now();

@@ -1,0 +1,228 @@
+//! Read buffers lent to a connection only while it reads an answer.
+//!
+//! ureq's own buffers ([`LazyBuffers`](ureq::unversioned::transport::LazyBuffers)) stay with
+//! their connection for its life: at a thousand pooled poller connections an 8 KiB read
+//! buffer was 8 MB of RSS, and being small it took a system call per 8 KiB of every answer
+//! (ten per real-time answer). A poller's connection reads for a moment once a second and
+//! then waits in a long poll holding nothing worth keeping, so here the large buffers are
+//! lent from one process-wide [`BufferPool`] when an answer starts arriving and given back
+//! before the next request goes out, when nothing unread is left in them. The few connections
+//! reading at the same moment share a handful of buffers, large enough that an answer takes a
+//! couple of reads instead of ten.
+//!
+//! The same pool lends the read-ahead buffer of a TLS socket (`connect.rs`): rustls asks the
+//! socket for about 4 KiB at a time, one system call each, unless the bytes are already here.
+
+use std::sync::{Arc, Mutex};
+
+use ureq::unversioned::transport::Buffers;
+
+/// Size of a lent buffer: an average real-time answer (55 KB) in two reads.
+pub const LENT: usize = 32 * 1024;
+
+/// Lent buffers kept for the next borrower; more than this in use at once are freed on
+/// return. A poller holds its two (input and, under TLS, read-ahead) from its read turn to
+/// its next request, through parsing and merging: at most one per read turn and one per set
+/// of parse buffers (`realtime::work::SLOTS` each, 32) read or parse at once, 128 buffers
+/// (4 MB); the rest is room for the service-list and account clients.
+const KEEP: usize = 160;
+
+/// The request buffer each connection keeps: a request is one short GET.
+const OUTPUT: usize = 1024;
+
+/// Answers' response heads may be this large before ureq refuses them; the input buffer
+/// grows to hold one (a lent buffer already does).
+const MAX_HEAD: usize = 16 * 1024;
+
+/// Free buffers of [`LENT`] bytes, shared by every connection of the process.
+#[derive(Debug, Default)]
+pub struct BufferPool {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+impl BufferPool {
+    /// A buffer of [`LENT`] bytes (contents unspecified).
+    pub fn take(&self) -> Vec<u8> {
+        let kept = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        kept.unwrap_or_else(|| vec![0; LENT])
+    }
+
+    /// Gives `buf` back (freed when [`KEEP`] are already waiting, or when it is not one of
+    /// ours).
+    pub fn give(&self, buf: Vec<u8>) {
+        if buf.len() != LENT {
+            return;
+        }
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        if free.len() < KEEP {
+            free.push(buf);
+        }
+    }
+
+    /// Buffers waiting to be lent (tests).
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        self.free.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// A connection's buffers for ureq: its own small request buffer, and an input buffer lent
+/// from the pool while there is something to read.
+#[derive(Debug)]
+pub struct LentBuffers {
+    pool: Arc<BufferPool>,
+    output: Vec<u8>,
+    /// Empty (no allocation) between answers.
+    input: Vec<u8>,
+    filled: usize,
+    consumed: usize,
+    /// Whether the last consume took anything (ureq's "can use input" rule, as in its own
+    /// buffers: a partial head or chunk needs more bytes before it can be used).
+    progress: bool,
+}
+
+impl LentBuffers {
+    /// Buffers that borrow from `pool`.
+    pub fn new(pool: Arc<BufferPool>) -> LentBuffers {
+        LentBuffers { pool, output: Vec::new(), input: Vec::new(), filled: 0, consumed: 0, progress: false }
+    }
+
+    /// Gives the input buffer back if nothing unread is left in it. Called before a request
+    /// goes out, when the last answer has been read whole.
+    pub fn give_back(&mut self) {
+        if self.consumed == self.filled && !self.input.is_empty() {
+            self.pool.give(std::mem::take(&mut self.input));
+            self.filled = 0;
+            self.consumed = 0;
+        }
+    }
+
+    /// Room to append to, borrowing or growing the input buffer as needed.
+    fn room(&mut self) -> &mut [u8] {
+        if self.consumed == self.filled {
+            (self.consumed, self.filled) = (0, 0);
+        }
+        if self.input.is_empty() {
+            self.input = self.pool.take();
+        }
+        if self.filled == self.input.len() && self.consumed > 0 {
+            self.input.copy_within(self.consumed..self.filled, 0);
+            self.filled -= self.consumed;
+            self.consumed = 0;
+        }
+        if self.filled == self.input.len() {
+            // Full of one unfinished head (larger than a lent buffer only past ureq's
+            // limit): grow, and let ureq's header-size check refuse it.
+            let grown = (self.input.len() * 2).clamp(LENT, MAX_HEAD.max(LENT) * 2);
+            if grown > self.input.len() {
+                self.input.resize(grown, 0);
+            }
+        }
+        &mut self.input[self.filled..]
+    }
+}
+
+impl Drop for LentBuffers {
+    fn drop(&mut self) {
+        if !self.input.is_empty() {
+            self.pool.give(std::mem::take(&mut self.input));
+        }
+    }
+}
+
+impl Buffers for LentBuffers {
+    fn output(&mut self) -> &mut [u8] {
+        if self.output.len() < OUTPUT {
+            self.output.resize(OUTPUT, 0);
+        }
+        &mut self.output
+    }
+
+    fn input(&self) -> &[u8] {
+        &self.input[self.consumed..self.filled]
+    }
+
+    fn input_append_buf(&mut self) -> &mut [u8] {
+        self.room()
+    }
+
+    fn input_appended(&mut self, amount: usize) {
+        self.filled = (self.filled + amount).min(self.input.len());
+    }
+
+    fn input_consume(&mut self, amount: usize) {
+        self.progress = amount > 0;
+        self.consumed = (self.consumed + amount).min(self.filled);
+        // Everything read has been taken: the buffer goes back at once, so only connections
+        // in the middle of a read hold one.
+        self.give_back();
+    }
+
+    fn tmp_and_output(&mut self) -> (&mut [u8], &mut [u8]) {
+        // Only request bodies use this; the exporter sends none. Room in the input buffer,
+        // as ureq's own buffers give.
+        if self.output.len() < OUTPUT {
+            self.output.resize(OUTPUT, 0);
+        }
+        self.room();
+        (&mut self.input[self.filled..], &mut self.output)
+    }
+
+    fn can_use_input(&self) -> bool {
+        self.filled > self.consumed && self.progress
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_is_lent_while_unread_and_given_back_before_the_next_request() {
+        let pool = Arc::new(BufferPool::default());
+        let mut b = LentBuffers::new(pool.clone());
+        assert!(b.input().is_empty());
+        let room = b.input_append_buf();
+        assert_eq!(room.len(), LENT);
+        room[..5].copy_from_slice(b"HTTP/");
+        b.input_appended(5);
+        assert_eq!(b.input(), b"HTTP/");
+        b.input_consume(3);
+        assert!(b.can_use_input());
+        // Unread bytes stay with the connection.
+        b.give_back();
+        assert_eq!(b.input(), b"P/");
+        assert_eq!(pool.kept(), 0);
+        b.input_consume(2);
+        assert!(!b.can_use_input());
+        b.give_back();
+        assert_eq!(pool.kept(), 1);
+        assert!(b.input().is_empty());
+        // The next answer borrows it again; dropping the connection returns it.
+        b.input_append_buf();
+        assert_eq!(pool.kept(), 0);
+        drop(b);
+        assert_eq!(pool.kept(), 1);
+    }
+
+    #[test]
+    fn a_full_buffer_shifts_unread_bytes_down_then_grows_for_one_long_head() {
+        let pool = Arc::new(BufferPool::default());
+        let mut b = LentBuffers::new(pool.clone());
+        let n = b.input_append_buf().len();
+        b.input_appended(n);
+        b.input_consume(n - 10);
+        // Ten unread bytes move to the front, leaving the rest as room.
+        assert_eq!(b.input_append_buf().len(), LENT - 10);
+        assert_eq!(b.input().len(), 10);
+        b.input_appended(LENT - 10);
+        b.input_consume(0);
+        // Full with nothing consumed: one head longer than a buffer; it grows.
+        assert!(b.input_append_buf().len() >= LENT);
+        assert_eq!(b.input().len(), LENT);
+        // A grown buffer is not kept by the pool.
+        b.input_consume(LENT);
+        b.give_back();
+        assert_eq!(pool.kept(), 0);
+    }
+}
