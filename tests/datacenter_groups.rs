@@ -214,9 +214,13 @@ fn grouped_series_are_the_per_pop_series_summed_in_all_three_streams() {
     let fake = fake(&["svc"], held_streams(60), list);
     let per_pop = start_against(&fake, TOKEN, &[]);
     let grouped = start_against(&fake, TOKEN, &["-datacenter-group"]);
+    // The census runs once a second: every stream's count must have caught up with its rows
+    // (each stream's answer brings all of its rows at once), not only the last stream's.
     let loaded = |m: &Scrape| {
         STREAMS.iter().all(|(p, _, _)| m.samples.iter().any(|(n, _, _)| n.starts_with(p)))
-            && m.get(r#"fastly_exporter_series{stream="domains"}"#).is_some_and(|v| v > 0.0)
+            && ["realtime", "origins", "domains"]
+                .iter()
+                .all(|s| m.get(&format!("fastly_exporter_series{{stream=\"{s}\"}}")).is_some_and(|v| v > 0.0))
     };
     let pm = per_pop.wait_settled("per-POP data in all streams", T, |m| {
         loaded(m) && m.label_values("fastly_rt_requests_total", "datacenter").len() == 60
