@@ -129,8 +129,7 @@ struct State {
     subject: String,
     /// `/v1/<stream>/<service>/ts/`, the request path without the `ts` (built once).
     path: String,
-    /// The request path of the current poll, rewritten in place each poll (empty again after
-    /// a panic: it is lent to the poll).
+    /// The request path of the current poll: `path` and the `ts`, rewritten in place.
     url: String,
     ts: u64,
     backoff: Backoff,
@@ -139,10 +138,9 @@ struct State {
 
 fn run(spec: PollerSpec, stop: Stopped<'_>) {
     let seed = spec.service.id.bytes().fold(spec.stream as u64 + 1, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
-    let url = format!("/v1/{}/{}/ts/", spec.stream.path(), escape_path(&spec.service.id));
     let mut st = State {
         subject: format!("service {}: {} poll", spec.service.id, spec.stream.name()),
-        path: url,
+        path: format!("/v1/{}/{}/ts/", spec.stream.path(), escape_path(&spec.service.id)),
         url: String::new(),
         ts: spec.service.table(spec.stream).next_ts(),
         backoff: Backoff::new(spec.stream, seed ^ spec.clock.unix_secs()),
@@ -185,24 +183,20 @@ fn run(spec: PollerSpec, stop: Stopped<'_>) {
 #[inline(never)]
 fn poll_once(spec: &PollerSpec, stop: Stopped<'_>, st: &mut State) -> Duration {
     let svc = &spec.service;
-    let subject = std::mem::take(&mut st.subject);
-    let mut url = std::mem::take(&mut st.url);
-    url.clear();
-    url.push_str(&st.path);
+    st.url.clear();
+    st.url.push_str(&st.path);
     {
         use std::fmt::Write as _;
-        let _ = write!(url, "{}", st.ts);
+        let _ = write!(st.url, "{}", st.ts);
     }
     #[cfg(debug_assertions)]
     debug_fault(svc);
     let started = Instant::now();
     // Headers first (the long wait), then borrow buffers only to read, parse and merge.
-    let pending = spec.client.call(&url);
+    let pending = spec.client.call(&st.url);
     let mut work = spec.work.take();
     let reply = pending.and_then(|p| p.read_into(spec.max_body, &mut work.body));
-    let (outcome, result, failure) = judge(spec, stop, st, &mut work, reply, &subject, &url, started);
-    st.subject = subject;
-    st.url = url;
+    let (outcome, result, failure) = judge(spec, stop, st, &mut work, reply, started);
     drop(work);
     if spec.stream == Stream::Realtime && !stop.now() {
         svc.count_result(result);
@@ -218,7 +212,6 @@ type Judged = (Outcome, PollResult, Option<Failure>);
 
 /// Classifies a reply, merging its data when it is a good one. Failures are logged once per
 /// state change under a stable description; the status page also gets the API's own message.
-#[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn judge(
     spec: &PollerSpec,
@@ -226,8 +219,6 @@ fn judge(
     st: &mut State,
     work: &mut Work,
     reply: Result<Reply, ApiError>,
-    subject: &str,
-    url: &str,
     started: Instant,
 ) -> Judged {
     match reply {
@@ -235,8 +226,8 @@ fn judge(
         Err(_) if stop.now() => (Outcome::Transport, PollResult::Error, None),
         Err(e) => {
             let message = chain(&e);
-            log::debug!("{subject}: GET {url}: {message}");
-            st.log.fail_as(subject, &message, e.is_untrusted());
+            log::debug!("{}: GET {}: {message}", st.subject, st.url);
+            st.log.fail_as(&st.subject, &message, e.is_untrusted());
             let outcome = match e {
                 ApiError::TooLarge(_) => Outcome::TooLarge,
                 _ => Outcome::Transport,
@@ -244,9 +235,10 @@ fn judge(
             (outcome, PollResult::Error, Some(Failure { status: None, message }))
         }
         Ok(r) => {
+            let (subject, url) = (&st.subject, &st.url);
             log::debug!("{subject}: GET {url} -> {} ({} bytes, {:?})", r.status, work.body.len(), started.elapsed());
             let (outcome, result, what) = match r.status {
-                200 => return handle_ok(spec, stop, st, work, subject),
+                200 => return handle_ok(spec, stop, st, work),
                 401 | 403 => {
                     (Outcome::Unauthorized, PollResult::Error, format!("HTTP {} (token may be invalid)", r.status))
                 }
@@ -256,7 +248,7 @@ fn judge(
                 }
                 s => (Outcome::Status, PollResult::Unknown, format!("HTTP {s}")),
             };
-            st.log.fail(subject, &what);
+            st.log.fail(&st.subject, &what);
             let message = with_api_message(what, &work.body);
             (outcome, result, Some(Failure { status: Some(r.status), message }))
         }
@@ -266,14 +258,14 @@ fn judge(
 /// A 200: parse the whole body, then merge it and record the new position under the table
 /// lock unless stopped.
 #[inline(never)]
-fn handle_ok(spec: &PollerSpec, stop: Stopped<'_>, st: &mut State, work: &mut Work, subject: &str) -> Judged {
+fn handle_ok(spec: &PollerSpec, stop: Stopped<'_>, st: &mut State, work: &mut Work) -> Judged {
     let Work { body, batch, scratch, places } = work;
     if let Err(e) = parse_tolerant(body, spec.stream, spec.mode, batch) {
         let message = chain(&e);
-        st.log.fail(subject, &message);
+        st.log.fail(&st.subject, &message);
         return (Outcome::Transport, PollResult::Error, Some(Failure { status: Some(200), message }));
     }
-    st.log.ok(subject);
+    st.log.ok(&st.subject);
     if !batch.skipped.is_empty() {
         spec.invalid.report(spec.stream, &spec.service.id, batch, &spec.counters);
     }
@@ -309,7 +301,7 @@ fn handle_ok(spec: &PollerSpec, stop: Stopped<'_>, st: &mut State, work: &mut Wo
             && (next.unwrap_or(st.ts) >= until || no_data)
         {
             caught_up = table.caught_up();
-            log::debug!("{subject}: caught up at ts {}", next.unwrap_or(st.ts));
+            log::debug!("{}: caught up at ts {}", st.subject, next.unwrap_or(st.ts));
         }
     }
     if caught_up {

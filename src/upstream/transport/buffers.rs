@@ -5,10 +5,12 @@
 //! buffer was 8 MB of RSS, and being small it took a system call per 8 KiB of every answer
 //! (ten per real-time answer). A poller's connection reads for a moment once a second and
 //! then waits in a long poll holding nothing worth keeping, so here the large buffers are
-//! lent from one process-wide [`BufferPool`] when an answer starts arriving and given back
-//! before the next request goes out, when nothing unread is left in them. The few connections
-//! reading at the same moment share a handful of buffers, large enough that an answer takes a
-//! couple of reads instead of ten.
+//! lent from one process-wide [`BufferPool`] when bytes arrive and given back as soon as
+//! ureq has consumed everything read into them. Only connections in the middle of a read hold
+//! one, so the few reading at the same moment share a handful of buffers, large enough that
+//! an answer takes a couple of reads instead of ten. (Giving them back only before the next
+//! request was tried: preempted pollers then held them through parsing and merging, and a
+//! burst at 1,000 services kept a buffer per poller.)
 //!
 //! The same pool lends the read-ahead buffer of a TLS socket (`connect.rs`): rustls asks the
 //! socket for about 4 KiB at a time, one system call each, unless the bytes are already here.
@@ -21,18 +23,14 @@ use ureq::unversioned::transport::Buffers;
 pub const LENT: usize = 32 * 1024;
 
 /// Lent buffers kept for the next borrower; more than this in use at once are freed on
-/// return. A poller holds its two (input and, under TLS, read-ahead) from its read turn to
-/// its next request, through parsing and merging: at most one per read turn and one per set
-/// of parse buffers (`realtime::work::SLOTS` each, 32) read or parse at once, 128 buffers
-/// (4 MB); the rest is room for the service-list and account clients.
+/// return. A poller holds its two (input and, under TLS, read-ahead) only while it reads,
+/// which it does in one of the `realtime::work::SLOTS` (32) read turns: 64 buffers (2 MB);
+/// the rest is room for the service-list and account clients and for pollers preempted in
+/// the middle of a read.
 const KEEP: usize = 160;
 
 /// The request buffer each connection keeps: a request is one short GET.
 const OUTPUT: usize = 1024;
-
-/// Answers' response heads may be this large before ureq refuses them; the input buffer
-/// grows to hold one (a lent buffer already does).
-const MAX_HEAD: usize = 16 * 1024;
 
 /// Free buffers of [`LENT`] bytes, shared by every connection of the process.
 #[derive(Debug, Default)]
@@ -87,8 +85,9 @@ impl LentBuffers {
         LentBuffers { pool, output: Vec::new(), input: Vec::new(), filled: 0, consumed: 0, progress: false }
     }
 
-    /// Gives the input buffer back if nothing unread is left in it. Called before a request
-    /// goes out, when the last answer has been read whole.
+    /// Gives the input buffer back if nothing unread is left in it: whenever ureq has consumed
+    /// all of it, and before a request goes out (a buffer borrowed for a read that brought
+    /// nothing).
     pub fn give_back(&mut self) {
         if self.consumed == self.filled && !self.input.is_empty() {
             self.pool.give(std::mem::take(&mut self.input));
@@ -110,15 +109,20 @@ impl LentBuffers {
             self.filled -= self.consumed;
             self.consumed = 0;
         }
-        if self.filled == self.input.len() {
-            // Full of one unfinished head (larger than a lent buffer only past ureq's
-            // limit): grow, and let ureq's header-size check refuse it.
-            let grown = (self.input.len() * 2).clamp(LENT, MAX_HEAD.max(LENT) * 2);
-            if grown > self.input.len() {
-                self.input.resize(grown, 0);
-            }
+        if self.filled == self.input.len() && self.input.len() < 2 * LENT {
+            // Full of unconsumed bytes ureq cannot use yet. Response heads are refused at
+            // 16 KiB, so this is defensive: grow once (a grown buffer is not pooled).
+            self.input.resize(2 * LENT, 0);
         }
         &mut self.input[self.filled..]
+    }
+
+    /// The request buffer, allocated on first use.
+    fn request_buf(&mut self) -> &mut Vec<u8> {
+        if self.output.len() < OUTPUT {
+            self.output.resize(OUTPUT, 0);
+        }
+        &mut self.output
     }
 }
 
@@ -132,10 +136,7 @@ impl Drop for LentBuffers {
 
 impl Buffers for LentBuffers {
     fn output(&mut self) -> &mut [u8] {
-        if self.output.len() < OUTPUT {
-            self.output.resize(OUTPUT, 0);
-        }
-        &mut self.output
+        self.request_buf()
     }
 
     fn input(&self) -> &[u8] {
@@ -161,9 +162,7 @@ impl Buffers for LentBuffers {
     fn tmp_and_output(&mut self) -> (&mut [u8], &mut [u8]) {
         // Only request bodies use this; the exporter sends none. Room in the input buffer,
         // as ureq's own buffers give.
-        if self.output.len() < OUTPUT {
-            self.output.resize(OUTPUT, 0);
-        }
+        self.request_buf();
         self.room();
         (&mut self.input[self.filled..], &mut self.output)
     }

@@ -29,7 +29,7 @@ use ureq::unversioned::transport::{
     TransportAdapter,
 };
 
-use super::buffers::{BufferPool, LentBuffers};
+use super::buffers::{BufferPool, LENT, LentBuffers};
 use super::gate::{Gate, Turns};
 use super::tls::Untrusted;
 
@@ -282,10 +282,11 @@ pub struct Direct {
     /// The socket's receive and send timeouts as last set (`None`: none).
     applied: [Option<Duration>; 2],
     /// Under TLS, bytes read from the socket before rustls asks for them (`ahead[at..end]`),
-    /// in a buffer lent while an answer is read ([`Direct::lend_ahead`]); empty otherwise.
+    /// in a buffer lent while an answer is read ([`Direct::read_ahead`]); empty otherwise.
     ahead: Vec<u8>,
     at: usize,
     end: usize,
+    /// Between the read turn and the next request ([`Direct::read_ahead_while`]).
     reading: bool,
     pool: Arc<BufferPool>,
 }
@@ -310,11 +311,11 @@ impl Direct {
     /// served from it, and it goes back to the pool once drained.
     fn read_ahead(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.at == self.end {
-            if self.reading && self.ahead.is_empty() {
-                self.ahead = self.pool.take();
-            }
-            if self.ahead.is_empty() || buf.len() >= self.ahead.len() {
+            if !self.reading || buf.len() >= LENT {
                 return self.io(false, |mut s| s.read(buf));
+            }
+            if self.ahead.is_empty() {
+                self.ahead = self.pool.take();
             }
             let mut ahead = std::mem::take(&mut self.ahead);
             let got = self.io(false, |mut s| s.read(&mut ahead));
