@@ -6,6 +6,13 @@ use std::process::ExitCode;
 use fastly_exporter::app;
 use fastly_exporter::config::{self, Command};
 
+/// The static (musl) build: the C library's malloc behind a small per-thread cache for the
+/// pollers (`util::thread_cache`). The glibc build keeps glibc's allocator, tuned by
+/// `app::tune_allocator`.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+#[global_allocator]
+static ALLOCATOR: app::Allocator = app::Allocator;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cfg = match config::load(&args, &|k| std::env::var(k).ok()) {

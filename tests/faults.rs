@@ -8,7 +8,7 @@ use crate::support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use fake_fastly::{Fault, FaultSpec, Reply, Stream};
+use fake_fastly::{Fault, FaultSpec, Reply, Stream, TlsIdentity};
 use support::expo::Scrape;
 use support::inproc::{self, InProcess, ManualClock};
 use support::truth::{self, Family, check_monotonic, monotonic_series, rt_families};
@@ -27,21 +27,61 @@ fn svc(id: &str) -> FakeService {
     FakeService::new(id, format!("name of {id}"), 1)
 }
 
-/// A fake with `ids` and a `Faulty` real-time stream (no other product).
-fn faulty_fake(ids: &[&str], spec: FaultSpec) -> FakeFastly {
+/// A fake with `ids` and a `Faulty` real-time stream (no other product), over TLS when given
+/// an identity.
+fn faulty_fake_over(ids: &[&str], spec: FaultSpec, tls: Option<TlsIdentity>) -> FakeFastly {
     FakeFastly::start(FakeConfig {
         token: Some(TOKEN.into()),
         services: ids.iter().map(|id| svc(id)).collect(),
         realtime: StreamMode::Faulty(spec),
         origins: StreamMode::NotFound,
         domains: StreamMode::NotFound,
+        tls,
         ..FakeConfig::default()
     })
     .expect("fake starts")
 }
 
+/// A plain-HTTP fake with `ids` and a `Faulty` real-time stream.
+fn faulty_fake(ids: &[&str], spec: FaultSpec) -> FakeFastly {
+    faulty_fake_over(ids, spec, None)
+}
+
 fn start(fake: &FakeFastly) -> Exporter {
     start_against(fake, TOKEN, &["-rt-max-body", MAX_BODY])
+}
+
+/// Which exporter the ground-truth test runs, and how it reaches the fake.
+#[derive(Clone, Copy)]
+enum Build {
+    /// The test build (debug, the C library's allocator as it is) over plain HTTP.
+    DebugPlain,
+    /// The release binary that ships (the static one when `make test` built it, with its
+    /// per-thread allocator cache, `util::thread_cache`) over TLS, whose record buffers that
+    /// cache reuses while an answer is read.
+    ReleaseTls,
+}
+
+/// The fake and the exporter for `build`; the CA file, if any, lives as long as the test.
+fn faulty_pair(ids: &[&str], spec: FaultSpec, build: Build) -> (FakeFastly, Exporter) {
+    match build {
+        Build::DebugPlain => {
+            let fake = faulty_fake(ids, spec);
+            let exp = start(&fake);
+            (fake, exp)
+        }
+        Build::ReleaseTls => {
+            let id = TlsIdentity::generate("faults test CA", &["127.0.0.1"]).expect("certificates");
+            let ca = support::temp_path("faults-ca.pem");
+            std::fs::write(&ca, &id.ca_pem).expect("CA file");
+            let fake = faulty_fake_over(ids, spec, Some(id));
+            let url = fake.url();
+            let args = ["-token", TOKEN, "-api-endpoint", &url, "-rt-endpoint", &url, "-rt-max-body", MAX_BODY];
+            let ca = ca.to_str().expect("a UTF-8 temporary path");
+            let exp = Exporter::start_bin(&support::release_bin(), &args, &[("SSL_CERT_FILE", ca)], None);
+            (fake, exp)
+        }
+    }
 }
 
 /// Every fault kind the main test draws from (401/403 have their own test: each costs a 120 s
@@ -151,10 +191,20 @@ fn failing_lines(log: &str) -> usize {
 
 #[test]
 fn counters_equal_the_ground_truth_under_random_faults() {
+    ground_truth_under_random_faults(Build::DebugPlain);
+}
+
+/// The same with the binary that ships, over TLS: the static build puts its own allocator
+/// cache in front of musl's malloc, and TLS is where that cache reuses the most.
+#[test]
+fn release_build_over_tls_equals_the_ground_truth_under_random_faults() {
+    ground_truth_under_random_faults(Build::ReleaseTls);
+}
+
+fn ground_truth_under_random_faults(build: Build) {
     let ids = ["faultA", "faultB", "faultC"];
     // Phase 1: every poll is reset, for a while. Failures are logged once, not per poll.
-    let fake = faulty_fake(&ids, FaultSpec::new(1.0, vec![Fault::Reset]));
-    let mut exp = start(&fake);
+    let (fake, mut exp) = faulty_pair(&ids, FaultSpec::new(1.0, vec![Fault::Reset]), build);
     wait_until(
         "at least 6 failed polls per service",
         Duration::from_secs(60),

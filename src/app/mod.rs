@@ -79,6 +79,9 @@ pub fn build_info() -> BuildInfo {
 /// An error and its causes on one line, as every log line of the exporter prints them (for
 /// `main`, which logs the errors that end it).
 pub use crate::util::errors::chain as error_chain;
+/// The binary's global allocator: the C library's malloc behind a small per-thread cache that
+/// the pollers turn on (`util::thread_cache`).
+pub use crate::util::thread_cache::ThreadCache as Allocator;
 
 /// Why the exporter could not start.
 #[derive(Debug)]

@@ -16,5 +16,6 @@ pub mod rlimit;
 pub mod slots;
 pub mod stack;
 pub mod statelog;
+pub mod thread_cache;
 pub mod threads;
 pub mod url;

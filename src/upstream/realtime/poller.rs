@@ -147,6 +147,9 @@ fn run(spec: PollerSpec, stop: Stopped<'_>) {
         log: StateLog::default(),
     };
     let trim = crate::util::stack::StackTrim::here();
+    // The small blocks of each answer are reused by this thread instead of going through the
+    // C library's lock every time (util::thread_cache); dropped at the end, it gives them back.
+    let _cache = crate::util::thread_cache::enable();
     while !stop.now() {
         let delay = match crate::util::panics::catch(|| poll_once(&spec, stop, &mut st)) {
             Ok(d) => d,

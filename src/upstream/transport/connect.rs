@@ -475,6 +475,7 @@ impl Drop for Connection {
         if let Some(turns) = &self.turns {
             turns.release();
         }
+        crate::util::thread_cache::reading(false);
     }
 }
 
@@ -514,8 +515,10 @@ impl Transport for Connection {
         if let Some(turns) = &self.turns {
             turns.release();
         }
-        // The last answer has been read: its buffers go back until the next one arrives.
+        // The last answer has been read: its buffers go back until the next one arrives, and
+        // so do the record buffers the allocator kept for this thread while it read.
         self.buffers.give_back();
+        crate::util::thread_cache::reading(false);
         if let Kind::Tls(StreamOwned { sock: Socket::Direct(d), .. }) = &mut self.kind {
             d.read_ahead_while(false);
         }
@@ -548,6 +551,8 @@ impl Transport for Connection {
         }
         if std::mem::take(&mut self.awaiting) {
             self.take_turn()?;
+            // An answer is coming in: rustls's record buffers are reused until it is read.
+            crate::util::thread_cache::reading(true);
         }
         let input = self.buffers.input_append_buf();
         let amount = match &mut self.kind {
