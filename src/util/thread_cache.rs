@@ -217,6 +217,12 @@ pub fn cached_bytes() -> usize {
         .unwrap_or(0)
 }
 
+/// A cached block of class `c` from the calling thread's cache, or null.
+#[inline(always)]
+fn cached(c: usize) -> *mut u8 {
+    CACHE.try_with(|t| t.pop(c)).unwrap_or(ptr::null_mut())
+}
+
 // SAFETY: every block handed out is either `System`'s for the same layout, a cached small block
 // of the caller's class (which `System` allocated at least as large, 16-aligned), or a kept
 // medium block of exactly the caller's size (also 16-aligned: `System` uses malloc for it).
@@ -224,12 +230,9 @@ unsafe impl GlobalAlloc for ThreadCache {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if let Some(c) = class(layout.size(), layout.align()) {
-            let p = CACHE.try_with(|t| t.pop(c)).unwrap_or(ptr::null_mut());
-            if p.is_null() {
-                // SAFETY: a valid, non-zero layout.
-                return unsafe { System.alloc(class_layout(c)) };
-            }
-            return p;
+            let p = cached(c);
+            // SAFETY: a valid, non-zero layout.
+            return if p.is_null() { unsafe { System.alloc(class_layout(c)) } } else { p };
         }
         if is_medium(layout) {
             let p = CACHE.try_with(|t| t.take_medium(layout.size())).unwrap_or(ptr::null_mut());
@@ -244,7 +247,7 @@ unsafe impl GlobalAlloc for ThreadCache {
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if let Some(c) = class(layout.size(), layout.align()) {
-            let p = CACHE.try_with(|t| t.pop(c)).unwrap_or(ptr::null_mut());
+            let p = cached(c);
             if p.is_null() {
                 // SAFETY: a valid, non-zero layout.
                 return unsafe { System.alloc_zeroed(class_layout(c)) };
