@@ -4,9 +4,8 @@
 //! Why: musl's malloc, the one the static binary ships, serialises every call on one
 //! process-wide lock, and gives a freed 16 KiB block's pages back to the system at once. A
 //! poller asks it for the same blocks on every answer: a few dozen small ones (ureq's request,
-//! header values and URL, log and status strings) and, under TLS, rustls's record buffers (it
-//! copies every record's plaintext into a fresh 16 KiB vector and regrows its 4 KiB read buffer
-//! by doubling). With a thousand pollers woken at the same second boundary on two cores, the
+//! header values and URL, log and status strings) and, under TLS, rustls's plaintext vectors
+//! (it copies every record's plaintext into a fresh one of up to 16 KiB). With a thousand pollers woken at the same second boundary on two cores, the
 //! lock's wake-ups and the unmapping (page faults, TLB shootdowns) were a large part of the
 //! static build's CPU per answer, and most of its gap to the glibc build (whose per-thread
 //! arenas avoid both). The glibc build keeps glibc's allocator as it is: measured with this
@@ -27,7 +26,7 @@
 //! global allocator may not use one that registers a destructor); a thread that did not opt in
 //! keeps nothing; the guard returned by [`enable`] gives everything back when the thread is
 //! done (also when it unwinds). So the memory held is at most `THREAD_BYTES` per live poller,
-//! plus 76 KiB per poller in the middle of reading an answer (`work::SLOTS` turns at a time).
+//! plus 16 KiB per poller in the middle of reading an answer (`work::SLOTS` turns at a time).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -42,10 +41,12 @@ const CLASSES: usize = SMALL_MAX / GRAIN;
 pub const PER_CLASS: u32 = 8;
 /// Small-block bytes one thread keeps in all (1,000 pollers: at most 8 MB).
 pub const THREAD_BYTES: usize = 8 * 1024;
-/// The medium blocks kept while an answer is read, one slot each: two of 16 KiB, as rustls
-/// decrypts the records already in its buffer before they are read, so two plaintext
-/// vectors are often alive at once.
-pub const MEDIUM: [usize; 5] = [4096, 8192, 16384, 16384, 32768];
+/// The medium blocks kept while an answer is read, one slot each: a full record's plaintext.
+/// rustls decrypts one record at a time for us (`transport::tls_stream`), and its vector is
+/// freed before the next one is made, so one slot serves every full record of an answer.
+/// (With rustls' buffered reader, slots for two plaintexts and its 4–32 KiB read buffer were
+/// needed; measured with uprobes, one 16 KiB slot now leaves one call per answer to musl.)
+pub const MEDIUM: [usize; 1] = [16384];
 
 /// The global allocator: the C library's malloc behind the per-thread cache.
 pub struct ThreadCache;
@@ -373,15 +374,13 @@ mod tests {
             reading(true);
             let p = unsafe { a.alloc(l) };
             let q = unsafe { a.alloc(l) };
-            let r = unsafe { a.alloc(l) };
             unsafe { a.dealloc(p, l) };
+            // As many as the slots of that size: the second goes back.
             unsafe { a.dealloc(q, l) };
-            // As many as the slots of that size: the third goes back.
-            unsafe { a.dealloc(r, l) };
-            assert_eq!(cached_bytes(), 2 * 16384);
-            let q2 = unsafe { a.alloc(l) };
-            assert!(q2 == p || q2 == q);
-            unsafe { a.dealloc(q2, l) };
+            assert_eq!(cached_bytes(), 16384);
+            let p2 = unsafe { a.alloc(l) };
+            assert_eq!(p2, p);
+            unsafe { a.dealloc(p2, l) };
             // The kept block serves the next request of that exact size, not another size.
             let other = unsafe { a.alloc(layout(16000)) };
             assert_ne!(other, p);

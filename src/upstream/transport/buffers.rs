@@ -12,8 +12,8 @@
 //! request was tried: preempted pollers then held them through parsing and merging, and a
 //! burst at 1,000 services kept a buffer per poller.)
 //!
-//! The same pool lends the read-ahead buffer of a TLS socket (`connect.rs`): rustls asks the
-//! socket for about 4 KiB at a time, one system call each, unless the bytes are already here.
+//! The same pool lends a TLS connection its receive buffer (`tls_stream.rs`): the socket is
+//! read into it and rustls decrypts the records where they lie.
 
 use std::sync::{Arc, Mutex};
 
@@ -23,7 +23,7 @@ use ureq::unversioned::transport::Buffers;
 pub const LENT: usize = 32 * 1024;
 
 /// Lent buffers kept for the next borrower; more than this in use at once are freed on
-/// return. A poller holds its two (input and, under TLS, read-ahead) only while it reads,
+/// return. A poller holds its two (input and, under TLS, received records) only while it reads,
 /// which it does in one of the `realtime::work::SLOTS` (32) read turns: 64 buffers (2 MB);
 /// the rest is room for the service-list and account clients and for pollers preempted in
 /// the middle of a read.

@@ -21,17 +21,19 @@ use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rustls::ClientConfig;
+use rustls::client::UnbufferedClientConnection;
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use ureq::Timeout;
 use ureq::unversioned::transport::{
     Buffers, ConnectProxyConnector, ConnectionDetails, Connector, Either, NextTimeout, ShutdownHandle, Transport,
     TransportAdapter,
 };
 
-use super::buffers::{BufferPool, LENT, LentBuffers};
+use super::buffers::{BufferPool, LentBuffers};
 use super::gate::{Gate, Turns};
 use super::tls::Untrusted;
+use super::tls_stream::TlsStream;
 
 /// Stack of the thread that opens a connection: certificate path building and signature
 /// checks are the deepest code a connection runs, and pollers ran them on stacks of this size
@@ -86,7 +88,7 @@ impl HttpConnector {
         }
         let stream = Arc::new(tcp_connect(details)?);
         (details.register_shutdown)(Arc::downgrade(&stream) as Weak<dyn ShutdownHandle>)?;
-        let direct = Direct::new(stream, self.buffers.clone());
+        let direct = Direct::new(stream);
         let turns = self.turns.clone();
         if !details.needs_tls() {
             return Ok(Connection::new(buffers(), Kind::Plain(direct), turns));
@@ -103,7 +105,7 @@ impl HttpConnector {
         details: &ConnectionDetails,
         mut sock: Socket,
         started: Instant,
-    ) -> Result<StreamOwned<ClientConnection, Socket>, ureq::Error> {
+    ) -> Result<TlsStream<Socket>, ureq::Error> {
         let authority = details.uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
         let host = details.uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
         let name = ServerName::try_from(host.to_string()).map_err(|_| ureq::Error::Tls("invalid server name"))?;
@@ -116,13 +118,10 @@ impl HttpConnector {
         if self.turns.is_some() {
             crate::util::faults::hit("handshake");
         }
-        let conn = ClientConnection::new(self.tls.clone(), name).map_err(ureq::Error::Rustls).and_then(
-            |mut conn| match conn.complete_io(&mut sock) {
-                Ok(_) => Ok(conn),
-                Err(e) => Err(handshake_error(e, authority)),
-            },
-        )?;
-        Ok(StreamOwned { conn, sock })
+        let conn = UnbufferedClientConnection::new(self.tls.clone(), name).map_err(ureq::Error::Rustls)?;
+        let mut stream = TlsStream::new(conn, sock, self.buffers.clone());
+        stream.handshake().map_err(|e| handshake_error(e, authority))?;
+        Ok(stream)
     }
 }
 
@@ -250,7 +249,7 @@ impl Socket {
 impl Read for Socket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Socket::Direct(d) => d.read_ahead(buf),
+            Socket::Direct(d) => d.io(false, |mut s| s.read(buf)),
             Socket::Chained(a) => a.read(buf),
         }
     }
@@ -281,69 +280,11 @@ pub struct Direct {
     set_at: Instant,
     /// The socket's receive and send timeouts as last set (`None`: none).
     applied: [Option<Duration>; 2],
-    /// Under TLS, bytes read from the socket before rustls asks for them (`ahead[at..end]`),
-    /// in a buffer lent while an answer is read ([`Direct::read_ahead`]); empty otherwise.
-    ahead: Vec<u8>,
-    at: usize,
-    end: usize,
-    /// Between the read turn and the next request ([`Direct::read_ahead_while`]).
-    reading: bool,
-    pool: Arc<BufferPool>,
 }
 
 impl Direct {
-    fn new(stream: Arc<TcpStream>, pool: Arc<BufferPool>) -> Direct {
-        Direct {
-            stream,
-            timeout: NextTimeout::default(),
-            set_at: Instant::now(),
-            applied: [None, None],
-            ahead: Vec::new(),
-            at: 0,
-            end: 0,
-            reading: false,
-            pool,
-        }
-    }
-
-    /// While an answer is read (`reading`, set from the read turn to the next request),
-    /// reads through a read-ahead buffer: one system call fills it, rustls's small reads are
-    /// served from it, and it goes back to the pool once drained.
-    fn read_ahead(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.at == self.end {
-            if !self.reading || buf.len() >= LENT {
-                return self.io(false, |mut s| s.read(buf));
-            }
-            if self.ahead.is_empty() {
-                self.ahead = self.pool.take();
-            }
-            let mut ahead = std::mem::take(&mut self.ahead);
-            let got = self.io(false, |mut s| s.read(&mut ahead));
-            self.ahead = ahead;
-            (self.at, self.end) = (0, got?);
-        }
-        let n = buf.len().min(self.end - self.at);
-        buf[..n].copy_from_slice(&self.ahead[self.at..self.at + n]);
-        self.at += n;
-        if self.at == self.end {
-            // Drained: back to the pool until the next read of this answer needs one.
-            self.give_back();
-        }
-        Ok(n)
-    }
-
-    /// Reads of this answer go through a read-ahead buffer (or, `false`, no longer do).
-    fn read_ahead_while(&mut self, reading: bool) {
-        self.reading = reading;
-        self.give_back();
-    }
-
-    /// Gives the read-ahead buffer back unless it still holds unread bytes.
-    fn give_back(&mut self) {
-        if self.at == self.end && !self.ahead.is_empty() {
-            self.pool.give(std::mem::take(&mut self.ahead));
-            (self.at, self.end) = (0, 0);
-        }
+    fn new(stream: Arc<TcpStream>) -> Direct {
+        Direct { stream, timeout: NextTimeout::default(), set_at: Instant::now(), applied: [None, None] }
     }
 
     fn set_timeout(&mut self, timeout: NextTimeout) {
@@ -392,10 +333,6 @@ impl Direct {
     /// (end of stream, a reset or stray bytes all mean no). One non-blocking peek.
     fn is_open(&mut self) -> bool {
         use std::os::fd::AsRawFd;
-        if self.at < self.end {
-            // Read ahead and never asked for: stray bytes, as below.
-            return false;
-        }
         let mut one = 0u8;
         // SAFETY: a valid socket descriptor and a one-byte buffer that outlives the call.
         let n = unsafe {
@@ -422,7 +359,7 @@ pub struct Connection {
 #[allow(clippy::large_enum_variant)]
 pub enum Kind {
     /// TLS, on our own socket or through a proxy tunnel.
-    Tls(StreamOwned<ClientConnection, Socket>),
+    Tls(TlsStream<Socket>),
     /// Plain HTTP on our own socket.
     Plain(Direct),
     /// Plain HTTP through a proxy: ureq's tunnel transport as it is.
@@ -440,29 +377,25 @@ impl Connection {
         let Some(turns) = &self.turns else {
             return Ok(());
         };
-        let (direct, tls) = match &mut self.kind {
-            Kind::Tls(stream) => match &mut stream.sock {
-                Socket::Direct(d) => {
-                    // rustls shrinks its record buffer (16 KB after an answer) back to 4 KB
-                    // at the start of a read when it holds nothing; a read that finds no data
-                    // yet does just that before we wait.
-                    let _ = stream.conn.read_tls(&mut NothingYet);
-                    (d, true)
+        let (direct, buffered) = match &mut self.kind {
+            Kind::Tls(stream) => {
+                let buffered = stream.has_buffered();
+                match &mut stream.sock {
+                    Socket::Direct(d) => (d, buffered),
+                    Socket::Chained(_) => return Ok(()),
                 }
-                Socket::Chained(_) => return Ok(()),
-            },
+            }
             Kind::Plain(d) => (d, false),
             Kind::Proxied(_) => return Ok(()),
         };
-        let mut one = [0u8; 1];
-        direct.io(false, |s| s.peek(&mut one))?;
+        // Bytes of the answer already received: no need to wait for the socket.
+        if !buffered {
+            let mut one = [0u8; 1];
+            direct.io(false, |s| s.peek(&mut one))?;
+        }
         let timeout = direct.timeout.for_read();
         let left = timeout.not_zero().map(|budget| budget.saturating_sub(direct.set_at.elapsed()));
         turns.take(left).map_err(|_| ureq::Error::Timeout(timeout.reason))?;
-        // Our turn: under TLS, the answer is read ahead of rustls in a lent buffer.
-        if tls {
-            direct.read_ahead_while(true);
-        }
         Ok(())
     }
 }
@@ -479,19 +412,10 @@ impl Drop for Connection {
     }
 }
 
-/// A reader with no data yet (`WouldBlock`, which rustls does not take for end of stream).
-struct NothingYet;
-
-impl Read for NothingYet {
-    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-        Err(io::ErrorKind::WouldBlock.into())
-    }
-}
-
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
-            Kind::Tls(stream) => match stream.sock {
+            Kind::Tls(stream) => match &stream.sock {
                 Socket::Direct(_) => "tls",
                 Socket::Chained(_) => "tls through a proxy",
             },
@@ -519,8 +443,8 @@ impl Transport for Connection {
         // so do the record buffers the allocator kept for this thread while it read.
         self.buffers.give_back();
         crate::util::thread_cache::reading(false);
-        if let Kind::Tls(StreamOwned { sock: Socket::Direct(d), .. }) = &mut self.kind {
-            d.read_ahead_while(false);
+        if let Kind::Tls(stream) = &mut self.kind {
+            stream.release();
         }
         self.awaiting = true;
         match &mut self.kind {
@@ -566,7 +490,7 @@ impl Transport for Connection {
 
     fn is_open(&mut self) -> bool {
         match &mut self.kind {
-            Kind::Tls(stream) => stream.sock.is_open(),
+            Kind::Tls(stream) => stream.is_open(Socket::is_open),
             Kind::Plain(socket) => socket.is_open(),
             Kind::Proxied(t) => t.is_open(),
         }

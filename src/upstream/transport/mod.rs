@@ -7,3 +7,4 @@ pub mod connect;
 pub mod gate;
 pub mod resolver;
 pub mod tls;
+pub mod tls_stream;
