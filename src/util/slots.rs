@@ -107,11 +107,18 @@ impl Slots {
 }
 
 impl Drop for Slot {
+    /// Wakes a waiter only if there is one: std's condvar makes a system call for every
+    /// notification, and most slots (read turns at each second's burst aside) are given back
+    /// with nobody waiting. A caller that starts waiting after this looks at `held` first,
+    /// under the same lock, so it cannot miss the slot.
     fn drop(&mut self) {
         let mut st = self.slots.lock();
         st.held -= 1;
+        let waiting = st.waiting > 0;
         drop(st);
-        self.slots.freed.notify_one();
+        if waiting {
+            self.slots.freed.notify_one();
+        }
     }
 }
 

@@ -35,7 +35,8 @@ pub struct Work {
 /// The buffer sets, shared by every poller through an `Arc` handle.
 #[derive(Default)]
 pub struct WorkPool {
-    free: Mutex<(Vec<Work>, usize)>,
+    /// Free sets, sets made so far, pollers waiting for one.
+    free: Mutex<(Vec<Work>, usize, usize)>,
     ready: Condvar,
 }
 
@@ -79,7 +80,9 @@ impl WorkPool {
                 g.1 += 1;
                 return Lease { work: Some(Work::default()), pool: self.clone() };
             }
+            g.2 += 1;
             g = self.ready.wait(g).unwrap_or_else(|p| p.into_inner());
+            g.2 -= 1;
         }
     }
 
@@ -92,7 +95,14 @@ impl WorkPool {
         // A panic mid-merge can leave a half-built record here; the next user starts clean.
         w.scratch.reset();
         w.places.clear();
-        self.free.lock().unwrap_or_else(|p| p.into_inner()).0.push(w);
-        self.ready.notify_one();
+        let mut g = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        g.0.push(w);
+        // Only when someone waits (std's condvar makes a system call per notification); a
+        // poller that starts waiting later finds the set on the list first, under the lock.
+        let waiting = g.2 > 0;
+        drop(g);
+        if waiting {
+            self.ready.notify_one();
+        }
     }
 }
