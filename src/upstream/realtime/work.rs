@@ -90,7 +90,7 @@ impl WorkPool {
         if w.body.capacity() > KEEP_LIMIT {
             w = Work::default();
         }
-        w.body.clear();
+        // Not cleared: the next answer is read over these bytes (`Pending::read_into`).
         w.batch.clear();
         // A panic mid-merge can leave a half-built record here; the next user starts clean.
         w.scratch.reset();

@@ -10,7 +10,7 @@
 //! anywhere else is refused before anything is sent, and redirects are never followed.
 
 use std::fmt;
-use std::io::Read;
+use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -270,14 +270,42 @@ impl Pending {
         if self.turns.is_some() {
             crate::util::faults::hit("read_turn");
         }
-        body.clear();
         let mut reader = self.resp.body_mut().as_reader().take(max_body.saturating_add(1));
-        match reader.read_to_end(body) {
-            Ok(_) if body.len() as u64 > max_body => Err(ApiError::TooLarge(max_body)),
-            Ok(_) => Ok(std::mem::take(&mut self.reply)),
+        match read_over(&mut reader, body) {
+            Ok(()) if body.len() as u64 > max_body => Err(ApiError::TooLarge(max_body)),
+            Ok(()) => Ok(std::mem::take(&mut self.reply)),
             Err(e) => Err(ApiError::Body(e)),
         }
     }
+}
+
+/// Reads `reader` to its end into `body`, replacing what it held, like `clear` and then
+/// `read_to_end` but without zeroing the body's memory again for every answer.
+///
+/// `read_to_end` reads into a vector's spare capacity, which safe code must zero first, and
+/// it does so on every call: a poller reusing a 56 KB body buffer zeroed 56 KB per answer
+/// (3 % of the ingest CPU in a profile). Here the bytes the last answer left (`body`'s
+/// length) are overwritten in place, and only growth beyond them is zeroed.
+fn read_over(reader: &mut impl Read, body: &mut Vec<u8>) -> io::Result<()> {
+    /// Growth per step when the old length is reached; a read takes what ureq has buffered.
+    const STEP: usize = 16 * 1024;
+    let mut filled = 0;
+    loop {
+        if filled == body.len() {
+            body.resize(filled + STEP, 0);
+        }
+        match reader.read(&mut body[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                body.truncate(filled);
+                return Err(e);
+            }
+        }
+    }
+    body.truncate(filled);
+    Ok(())
 }
 
 /// A configured HTTP client bound to one base URL and the token.
@@ -483,6 +511,36 @@ fn classify(e: ureq::Error) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hands out its bytes a few at a time, then fails if told to.
+    struct Trickle<'a>(&'a [u8], usize, bool);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() && self.2 {
+                return Err(io::ErrorKind::ConnectionReset.into());
+            }
+            let n = self.0.len().min(buf.len()).min(self.1);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_body_read_over_an_older_one_holds_exactly_the_new_bytes() {
+        let long: Vec<u8> = (0..70_000u32).map(|i| (i % 253) as u8).collect();
+        let mut body = vec![0xAA; 50_000];
+        // Shorter than what the buffer held, longer, empty, in odd read sizes.
+        for (len, step) in [(1_000, 7), (70_000, 4_099), (20_000, 65_536), (0, 1), (50_001, 16_384)] {
+            read_over(&mut Trickle(&long[..len], step, false), &mut body).expect("read");
+            assert_eq!(body, &long[..len], "{len} in reads of {step}");
+        }
+        // An error keeps what came before it, and only that.
+        let err = read_over(&mut Trickle(&long[..30_000], 5_000, true), &mut body).expect_err("reset");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+        assert_eq!(body, &long[..30_000]);
+    }
 
     #[test]
     fn endpoints() {
