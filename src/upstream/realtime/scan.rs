@@ -67,7 +67,13 @@ fn eight_digits(w: u64) -> u64 {
 const NONE: u16 = u16::MAX;
 
 /// How many fields of the learned order are tried before a key is scanned and looked up.
-const GUESSES: usize = 3;
+/// The API omits fields that are zero, so the key that comes is often a few places further
+/// along the order than the last one: with ~40 % of fields absent, six tries find ~99 %.
+const GUESSES: usize = 6;
+
+/// How far along the learned order a looked-up key is searched for before the order is
+/// changed (see [`Scan::learn`]).
+const LEARN_WALK: usize = 32;
 
 /// Deepest nesting of a skipped value (the schema's own is 7; serde_json allows 128).
 const MAX_SKIP_DEPTH: u32 = 32;
@@ -543,7 +549,7 @@ impl<'a> Scan<'a, '_> {
                         let key = self.key()?;
                         let f = def.field_bytes(key);
                         if let Some(f) = f {
-                            self.batch.key_order[last] = f;
+                            self.learn(last, f);
                         }
                         f
                     }
@@ -595,6 +601,26 @@ impl<'a> Scan<'a, '_> {
             next = *order.get(usize::from(next))?;
         }
         None
+    }
+
+    /// Learns that `f` came right after `last`, unless `f` is further along the learned order
+    /// already: then the fields between were only absent this time (zeros are omitted), and
+    /// the nearer successor is the one to keep. So the order converges on the API's own, the
+    /// nearest successor of each field ever seen, instead of flipping to whichever field
+    /// happened to follow last.
+    fn learn(&mut self, last: usize, f: u16) {
+        let order = &mut self.batch.key_order;
+        let mut next = order[last];
+        for _ in 0..LEARN_WALK {
+            if next == f {
+                return;
+            }
+            match order.get(usize::from(next)) {
+                Some(&n) => next = n,
+                None => break,
+            }
+        }
+        order[last] = f;
     }
 
     /// `{"<integer>": count, ...}` of a map field.
