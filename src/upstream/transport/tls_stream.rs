@@ -152,15 +152,11 @@ impl<S: Read + Write> TlsStream<S> {
                 Step::Read(put)
             }
             ConnectionState::EncodeTlsData(mut encode) => {
-                let at = self.outgoing.len();
-                let written = grow_until_fits(&mut self.outgoing, at, 512, |buf| match encode.encode(buf) {
-                    Ok(n) => Ok(Ok(n)),
-                    Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
-                        Ok(Err(required_size))
-                    }
-                    Err(e) => Err(io::Error::other(e.to_string())),
-                })?;
-                self.outgoing.truncate(at + written);
+                let needed = |e: &EncodeError| match e {
+                    EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => Some(*required_size),
+                    _ => None,
+                };
+                append_sized(&mut self.outgoing, 512, |buf| encode.encode(buf), needed)?;
                 Step::Again
             }
             ConnectionState::TransmitTlsData(transmit) => {
@@ -172,18 +168,13 @@ impl<S: Read + Write> TlsStream<S> {
                 if data.is_empty() {
                     Step::Writable
                 } else {
-                    let at = self.outgoing.len();
                     // TLS adds at most 29 bytes to each record of up to 16 KB.
                     let guess = data.len() + 64 * (data.len() / 16384 + 1);
-                    let written =
-                        grow_until_fits(&mut self.outgoing, at, guess, |buf| match traffic.encrypt(data, buf) {
-                            Ok(n) => Ok(Ok(n)),
-                            Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => {
-                                Ok(Err(required_size))
-                            }
-                            Err(e) => Err(io::Error::other(e.to_string())),
-                        })?;
-                    self.outgoing.truncate(at + written);
+                    let needed = |e: &EncryptError| match e {
+                        EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => Some(*required_size),
+                        _ => None,
+                    };
+                    append_sized(&mut self.outgoing, guess, |buf| traffic.encrypt(data, buf), needed)?;
                     send(&mut self.sock, &mut self.outgoing)?;
                     Step::Wrote
                 }
@@ -321,21 +312,32 @@ fn send<S: Write>(sock: &mut S, buf: &mut Vec<u8>) -> io::Result<()> {
     Ok(())
 }
 
-/// Runs `write` on `buf[at..]`, first `guess` bytes long, then as long as it says it needs
-/// (`Ok(Err(required))`), and returns what it wrote.
-fn grow_until_fits(
+/// Appends what `write` puts in the room it is given: `guess` bytes first, then as many as
+/// it says it needs (`needed` reads that from its error). Other errors become `io::Error`s.
+fn append_sized<E: std::fmt::Display>(
     buf: &mut Vec<u8>,
-    at: usize,
     guess: usize,
-    mut write: impl FnMut(&mut [u8]) -> io::Result<Result<usize, usize>>,
-) -> io::Result<usize> {
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, E>,
+    needed: impl Fn(&E) -> Option<usize>,
+) -> io::Result<()> {
+    let at = buf.len();
     buf.resize(at + guess, 0);
     for _ in 0..2 {
-        match write(&mut buf[at..])? {
-            Ok(n) => return Ok(n),
-            Err(required) => buf.resize(at + required, 0),
+        match write(&mut buf[at..]) {
+            Ok(n) => {
+                buf.truncate(at + n);
+                return Ok(());
+            }
+            Err(e) => match needed(&e) {
+                Some(required) => buf.resize(at + required, 0),
+                None => {
+                    buf.truncate(at);
+                    return Err(io::Error::other(format!("TLS: {e}")));
+                }
+            },
         }
     }
+    buf.truncate(at);
     Err(io::Error::other("TLS: the output buffer kept growing"))
 }
 
