@@ -29,6 +29,10 @@ pub const LENT: usize = 32 * 1024;
 /// the middle of a read.
 const KEEP: usize = 160;
 
+/// The most ureq's input buffer holds: full of unconsumed bytes ureq cannot use yet, it grows
+/// once. Response heads are refused at 16 KiB, so that is defensive.
+const INPUT_MAX: usize = 2 * LENT;
+
 /// The request buffer each connection keeps: a request is one short GET.
 const OUTPUT: usize = 1024;
 
@@ -64,16 +68,100 @@ impl BufferPool {
     }
 }
 
+/// Received bytes in a buffer lent from the pool only while it holds some: `buf[start..filled]`
+/// is what has been received and not consumed yet. ureq's input ([`LentBuffers`]) and the TLS
+/// records of a connection (`tls_stream.rs`) are both kept in one.
+#[derive(Debug)]
+pub struct LentWindow {
+    pool: Arc<BufferPool>,
+    /// Empty (no allocation) while nothing is held.
+    buf: Vec<u8>,
+    start: usize,
+    filled: usize,
+}
+
+impl LentWindow {
+    /// A window that borrows from `pool`; it holds no buffer yet.
+    pub fn new(pool: Arc<BufferPool>) -> LentWindow {
+        LentWindow { pool, buf: Vec::new(), start: 0, filled: 0 }
+    }
+
+    /// The bytes received and not consumed.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.filled]
+    }
+
+    /// The same, to be worked on in place (rustls decrypts there).
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.filled]
+    }
+
+    /// Nothing received is left unconsumed.
+    pub fn is_empty(&self) -> bool {
+        self.start == self.filled
+    }
+
+    /// The first `n` bytes of [`data`](Self::data) are done with.
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.filled);
+        if self.start == self.filled {
+            (self.start, self.filled) = (0, 0);
+        }
+    }
+
+    /// `n` bytes were written at the start of [`room`](Self::room).
+    pub fn appended(&mut self, n: usize) {
+        self.filled = (self.filled + n).min(self.buf.len());
+    }
+
+    /// Room to receive into: borrows a buffer if none is held; when it is full, moves the
+    /// unconsumed bytes to its front, or, with none consumed, doubles it up to `max` bytes (a
+    /// grown buffer is not pooled again). Empty when `max` bytes are held unconsumed.
+    pub fn room(&mut self, max: usize) -> &mut [u8] {
+        if self.buf.is_empty() {
+            self.buf = self.pool.take();
+        }
+        if self.filled == self.buf.len() && self.start > 0 {
+            self.buf.copy_within(self.start..self.filled, 0);
+            (self.start, self.filled) = (0, self.filled - self.start);
+        }
+        if self.filled == self.buf.len() && self.buf.len() < max {
+            self.buf.resize((self.buf.len() * 2).min(max), 0);
+        }
+        &mut self.buf[self.filled..]
+    }
+
+    /// Gives the buffer back if nothing unconsumed is left in it.
+    pub fn give_back(&mut self) {
+        if self.is_empty() && !self.buf.is_empty() {
+            self.pool.give(std::mem::take(&mut self.buf));
+            (self.start, self.filled) = (0, 0);
+        }
+    }
+
+    /// Whether a buffer is held (tests).
+    #[cfg(test)]
+    pub fn holds_buffer(&self) -> bool {
+        !self.buf.is_empty()
+    }
+}
+
+impl Drop for LentWindow {
+    /// Dropped while holding a buffer (an error in the middle of an answer, a stopped
+    /// poller): the buffer goes back for the next borrower.
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            self.pool.give(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
 /// A connection's buffers for ureq: its own small request buffer, and an input buffer lent
 /// from the pool while there is something to read.
 #[derive(Debug)]
 pub struct LentBuffers {
-    pool: Arc<BufferPool>,
     output: Vec<u8>,
-    /// Empty (no allocation) between answers.
-    input: Vec<u8>,
-    filled: usize,
-    consumed: usize,
+    input: LentWindow,
     /// Whether the last consume took anything (ureq's "can use input" rule, as in its own
     /// buffers: a partial head or chunk needs more bytes before it can be used).
     progress: bool,
@@ -82,39 +170,14 @@ pub struct LentBuffers {
 impl LentBuffers {
     /// Buffers that borrow from `pool`.
     pub fn new(pool: Arc<BufferPool>) -> LentBuffers {
-        LentBuffers { pool, output: Vec::new(), input: Vec::new(), filled: 0, consumed: 0, progress: false }
+        LentBuffers { output: Vec::new(), input: LentWindow::new(pool), progress: false }
     }
 
     /// Gives the input buffer back if nothing unread is left in it: whenever ureq has consumed
     /// all of it, and before a request goes out (a buffer borrowed for a read that brought
     /// nothing).
     pub fn give_back(&mut self) {
-        if self.consumed == self.filled && !self.input.is_empty() {
-            self.pool.give(std::mem::take(&mut self.input));
-            self.filled = 0;
-            self.consumed = 0;
-        }
-    }
-
-    /// Room to append to, borrowing or growing the input buffer as needed.
-    fn room(&mut self) -> &mut [u8] {
-        if self.consumed == self.filled {
-            (self.consumed, self.filled) = (0, 0);
-        }
-        if self.input.is_empty() {
-            self.input = self.pool.take();
-        }
-        if self.filled == self.input.len() && self.consumed > 0 {
-            self.input.copy_within(self.consumed..self.filled, 0);
-            self.filled -= self.consumed;
-            self.consumed = 0;
-        }
-        if self.filled == self.input.len() && self.input.len() < 2 * LENT {
-            // Full of unconsumed bytes ureq cannot use yet. Response heads are refused at
-            // 16 KiB, so this is defensive: grow once (a grown buffer is not pooled).
-            self.input.resize(2 * LENT, 0);
-        }
-        &mut self.input[self.filled..]
+        self.input.give_back();
     }
 
     /// The request buffer, allocated on first use.
@@ -126,34 +189,26 @@ impl LentBuffers {
     }
 }
 
-impl Drop for LentBuffers {
-    fn drop(&mut self) {
-        if !self.input.is_empty() {
-            self.pool.give(std::mem::take(&mut self.input));
-        }
-    }
-}
-
 impl Buffers for LentBuffers {
     fn output(&mut self) -> &mut [u8] {
         self.request_buf()
     }
 
     fn input(&self) -> &[u8] {
-        &self.input[self.consumed..self.filled]
+        self.input.data()
     }
 
     fn input_append_buf(&mut self) -> &mut [u8] {
-        self.room()
+        self.input.room(INPUT_MAX)
     }
 
     fn input_appended(&mut self, amount: usize) {
-        self.filled = (self.filled + amount).min(self.input.len());
+        self.input.appended(amount);
     }
 
     fn input_consume(&mut self, amount: usize) {
         self.progress = amount > 0;
-        self.consumed = (self.consumed + amount).min(self.filled);
+        self.input.consume(amount);
         // Everything read has been taken: the buffer goes back at once, so only connections
         // in the middle of a read hold one.
         self.give_back();
@@ -163,12 +218,11 @@ impl Buffers for LentBuffers {
         // Only request bodies use this; the exporter sends none. Room in the input buffer,
         // as ureq's own buffers give.
         self.request_buf();
-        self.room();
-        (&mut self.input[self.filled..], &mut self.output)
+        (self.input.room(INPUT_MAX), &mut self.output)
     }
 
     fn can_use_input(&self) -> bool {
-        self.filled > self.consumed && self.progress
+        !self.input.is_empty() && self.progress
     }
 }
 

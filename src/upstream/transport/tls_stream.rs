@@ -24,7 +24,7 @@ use std::sync::Arc;
 use rustls::client::UnbufferedClientConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus};
 
-use super::buffers::{BufferPool, LENT};
+use super::buffers::{BufferPool, LENT, LentWindow};
 
 /// Most bytes held for one record or handshake message that is not complete yet. A record is
 /// at most 16 KB plus its overhead; a handshake message (a certificate chain) up to the 64 KB
@@ -36,17 +36,13 @@ pub struct TlsStream<S> {
     conn: UnbufferedClientConnection,
     /// What carries the TLS records.
     pub sock: S,
-    /// Received bytes not processed yet: `incoming[start..filled]`. Lent from `pool` while
-    /// bytes are expected or held; empty otherwise.
-    incoming: Vec<u8>,
-    start: usize,
-    filled: usize,
+    /// Received bytes not processed yet, in a buffer lent while bytes are expected or held.
+    incoming: LentWindow,
     /// Plaintext already decrypted that the caller has not taken yet: `spill[spill_at..]`.
     spill: Vec<u8>,
     spill_at: usize,
     /// TLS records to send (handshake messages, an encrypted request, alerts).
     outgoing: Vec<u8>,
-    pool: Arc<BufferPool>,
     /// The peer's close_notify was seen: the end of its data.
     closed: bool,
 }
@@ -75,13 +71,10 @@ impl<S: Read + Write> TlsStream<S> {
         TlsStream {
             conn,
             sock,
-            incoming: Vec::new(),
-            start: 0,
-            filled: 0,
+            incoming: LentWindow::new(pool),
             spill: Vec::new(),
             spill_at: 0,
             outgoing: Vec::new(),
-            pool,
             closed: false,
         }
     }
@@ -112,16 +105,13 @@ impl<S: Read + Write> TlsStream<S> {
 
     /// Received bytes or plaintext are waiting here (the socket may be empty while they are).
     pub fn has_buffered(&self) -> bool {
-        self.start < self.filled || self.spill_at < self.spill.len()
+        !self.incoming.is_empty() || self.spill_at < self.spill.len()
     }
 
     /// Gives the receive buffer back to the pool when it holds nothing (after an answer has
     /// been read, before the next request).
     pub fn release(&mut self) {
-        if self.start == self.filled && !self.incoming.is_empty() {
-            self.pool.give(std::mem::take(&mut self.incoming));
-            (self.start, self.filled) = (0, 0);
-        }
+        self.incoming.give_back();
     }
 
     /// Whether an idle connection can take another request: nothing is left over, the peer
@@ -134,8 +124,7 @@ impl<S: Read + Write> TlsStream<S> {
     /// `out` (what does not fit, to `spill`); `data`, if any, is encrypted and sent once the
     /// connection can send application data.
     fn step(&mut self, out: &mut [u8], data: &[u8]) -> io::Result<Step> {
-        let UnbufferedStatus { discard, state } =
-            self.conn.process_tls_records(&mut self.incoming[self.start..self.filled]);
+        let UnbufferedStatus { discard, state } = self.conn.process_tls_records(self.incoming.data_mut());
         let step = match state.map_err(tls_error)? {
             ConnectionState::ReadTraffic(mut traffic) => {
                 let mut put = 0;
@@ -186,34 +175,22 @@ impl<S: Read + Write> TlsStream<S> {
             }
             _ => return Err(io::Error::other("TLS: a connection state a client does not expect")),
         };
-        self.start += discard;
-        if self.start == self.filled {
-            (self.start, self.filled) = (0, 0);
-        }
+        self.incoming.consume(discard);
         Ok(step)
     }
 
-    /// Reads more of the socket into the receive buffer (taking it from the pool, moving
-    /// unprocessed bytes to its front, or growing it for a long message). 0: end of stream.
+    /// Reads more of the socket into the receive buffer (see [`LentWindow::room`]; up to
+    /// [`MAX_INCOMING`] for a long message). 0: end of stream.
     fn fill(&mut self) -> io::Result<usize> {
-        if self.incoming.is_empty() {
-            self.incoming = self.pool.take();
+        let room = self.incoming.room(MAX_INCOMING);
+        if room.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("TLS: a record or handshake message longer than {MAX_INCOMING} bytes"),
+            ));
         }
-        if self.filled == self.incoming.len() {
-            if self.start > 0 {
-                self.incoming.copy_within(self.start..self.filled, 0);
-                (self.start, self.filled) = (0, self.filled - self.start);
-            } else if self.incoming.len() < MAX_INCOMING {
-                self.incoming.resize((self.incoming.len() * 2).min(MAX_INCOMING), 0);
-            } else {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("TLS: a record or handshake message longer than {MAX_INCOMING} bytes"),
-                ));
-            }
-        }
-        let n = self.sock.read(&mut self.incoming[self.filled..])?;
-        self.filled += n;
+        let n = self.sock.read(room)?;
+        self.incoming.appended(n);
         Ok(n)
     }
 
@@ -286,16 +263,6 @@ impl<S: Read + Write> Write for TlsStream<S> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.sock.flush()
-    }
-}
-
-impl<S> Drop for TlsStream<S> {
-    /// A connection dropped in the middle of an answer (an error, a stopped poller) gives its
-    /// receive buffer back for the next one.
-    fn drop(&mut self) {
-        if !self.incoming.is_empty() {
-            self.pool.give(std::mem::take(&mut self.incoming));
-        }
     }
 }
 
@@ -430,14 +397,13 @@ mod tests {
             assert_eq!(got, pattern(100_000 + round), "round {round}");
             assert!(
                 !c.has_buffered(),
-                "round {round}: {}..{} of the buffer, {}/{} spilled",
-                c.start,
-                c.filled,
+                "round {round}: {} received, {}/{} spilled",
+                c.incoming.data().len(),
                 c.spill_at,
                 c.spill.len()
             );
             c.release();
-            assert!(c.incoming.is_empty(), "the receive buffer went back to the pool");
+            assert!(!c.incoming.holds_buffer(), "the receive buffer went back to the pool");
         }
         c.write_all(b"BYE!").expect("bye");
         // The clean end: `Ok(0)`, and again.
