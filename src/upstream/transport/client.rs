@@ -400,7 +400,11 @@ impl Client {
             }
         }
         let full = if url.starts_with('/') {
-            format!("{}{url}", self.base)
+            // Sized once: `format!` grows its string twice for a poll's URL.
+            let mut full = String::with_capacity(self.base.len() + url.len());
+            full.push_str(&self.base);
+            full.push_str(url);
+            full
         } else {
             let target = Origin::of(url);
             if target.is_none() || target != self.origin {

@@ -124,7 +124,11 @@ impl<S: Read + Write> TlsStream<S> {
     /// `out` (what does not fit, to `spill`); `data`, if any, is encrypted and sent once the
     /// connection can send application data.
     fn step(&mut self, out: &mut [u8], data: &[u8]) -> io::Result<Step> {
-        let UnbufferedStatus { discard, state } = self.conn.process_tls_records(self.incoming.data_mut());
+        // rustls copies each record's plaintext into a vector of its exact length; the
+        // allocator cache serves it the block the last record's vector left.
+        let (conn, incoming) = (&mut self.conn, &mut self.incoming);
+        let UnbufferedStatus { discard, state } =
+            crate::util::thread_cache::records(move || conn.process_tls_records(incoming.data_mut()));
         let step = match state.map_err(tls_error)? {
             ConnectionState::ReadTraffic(mut traffic) => {
                 let mut put = 0;
