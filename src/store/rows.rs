@@ -58,6 +58,8 @@ pub struct Scratch {
     dense: Vec<f64>,
     present: Vec<bool>,
     touched: Vec<u16>,
+    /// One bit per field: seen in the record being applied (see [`apply_once`]).
+    seen: Vec<u64>,
     /// Row of each record of the batch, resolved before any value changes.
     rows: Vec<u32>,
     /// The values of each record's row just before the record was applied, record after
@@ -88,6 +90,7 @@ impl Scratch {
         self.dense.fill(0.0);
         self.present.fill(false);
         self.touched.clear();
+        self.seen.fill(0);
         self.rows.clear();
         self.undo.clear();
         self.gauges.clear();
@@ -226,6 +229,7 @@ impl StreamTable {
         if scratch.dense.len() != def.fields.len() {
             scratch.dense = vec![0.0; def.fields.len()];
             scratch.present = vec![false; def.fields.len()];
+            scratch.seen = vec![0; def.fields.len().div_ceil(64)];
         }
         scratch.rows.clear();
         scratch.undo.clear();
@@ -263,8 +267,8 @@ impl StreamTable {
             }
         }
         let grouped = places.is_some_and(Places::grouped);
-        let Scratch { dense, present, touched, rows: indices, undo, gauges } = scratch;
-        let mut record = RecordScratch { dense, present, touched };
+        let Scratch { dense, present, touched, seen, rows: indices, undo, gauges } = scratch;
+        let mut record = RecordScratch { dense, present, touched, seen };
         let rows = &mut self.rows;
         let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             for (i, rec) in batch.records().enumerate() {
@@ -276,8 +280,9 @@ impl StreamTable {
                 }
                 let values = &mut rows[row as usize].values;
                 undo.extend_from_slice(values);
+                let saved = &undo[undo.len() - values.len()..];
                 let sink = if grouped { Some((&mut *gauges, row)) } else { None };
-                apply_record(def, values, &rec, &mut record, sink);
+                apply_record(def, values, saved, &rec, &mut record, sink);
             }
             if grouped {
                 combine_gauges(def, rows, gauges);
@@ -438,6 +443,7 @@ struct RecordScratch<'a> {
     dense: &'a mut Vec<f64>,
     present: &'a mut Vec<bool>,
     touched: &'a mut Vec<u16>,
+    seen: &'a mut Vec<u64>,
 }
 
 /// Test-only fault injection, compiled into debug builds only:
@@ -465,14 +471,77 @@ mod debug_fault {
 
 /// Applies one record to one row, in the order the Go exporter does per datacenter. With a
 /// gauge sink (a row several POPs feed), gauge values are collected for [`combine_gauges`]
-/// instead of set.
+/// instead of set. `saved` is the row as it was before (the undo journal's copy).
 fn apply_record(
     def: &StreamDef,
     row: &mut [f64],
+    saved: &[f64],
     rec: &RecordView<'_>,
     s: &mut RecordScratch<'_>,
     mut gauges: Option<(&mut Vec<GaugeObs>, u32)>,
 ) {
+    let once = apply_once(def, row, rec, s);
+    // `dense` now holds the record's numbers (what the record ops read); `seen`, which of them
+    // came; back to all clear once the record ops have run.
+    let clear = |s: &mut RecordScratch<'_>| {
+        for e in rec.entries {
+            if let Some(d) = s.dense.get_mut(e.field as usize) {
+                *d = 0.0;
+            }
+        }
+        s.seen.fill(0);
+    };
+    if !once {
+        clear(s);
+        row.copy_from_slice(saved);
+        apply_general(def, row, rec, s);
+    }
+    record_ops(def, row, s, &mut gauges);
+    if once {
+        clear(s);
+    } else {
+        for &f in s.touched.iter() {
+            s.dense[f as usize] = 0.0;
+            s.present[f as usize] = false;
+        }
+        s.touched.clear();
+    }
+}
+
+/// The record's values into their targets in one pass, when each number field comes at most
+/// once, as in every answer the API writes; false (the row and `dense` partly written) at the
+/// first field that comes twice, for [`apply_general`]. Each target slot gets its additions
+/// in the order the general path makes them: map fields (histogram buckets) and number fields
+/// feed different slots, and number fields come in the order of their first appearance.
+#[inline(always)]
+fn apply_once(def: &StreamDef, row: &mut [f64], rec: &RecordView<'_>, s: &mut RecordScratch<'_>) -> bool {
+    for e in rec.entries {
+        let f = e.field as usize;
+        match def.field_kinds[f] {
+            FieldKind::Number => {
+                let (word, bit) = (f / 64, 1u64 << (f % 64));
+                if s.seen[word] & bit != 0 {
+                    return false;
+                }
+                s.seen[word] |= bit;
+                let v = e.value;
+                s.dense[f] = v;
+                // NaN marks a field present but invalid (see `Batch::push_invalid`): it adds
+                // nothing.
+                if !v.is_nan() {
+                    add_number(def, row, f, v);
+                }
+            }
+            FieldKind::Map => add_map(def, row, f, e.key, e.value),
+        }
+    }
+    true
+}
+
+/// The general case: a field that comes twice counts only with its last value (as a JSON
+/// object's duplicate key does in serde), so values go to `dense` first and to their targets
+/// after.
+fn apply_general(def: &StreamDef, row: &mut [f64], rec: &RecordView<'_>, s: &mut RecordScratch<'_>) {
     for e in rec.entries {
         let f = e.field as usize;
         match def.field_kinds[f] {
@@ -483,34 +552,46 @@ fn apply_record(
                 }
                 s.dense[f] = e.value;
             }
-            FieldKind::Map => {
-                for t in &def.targets[f] {
-                    if let Target::ObserveMap { first, sum, scale, bounds } = t {
-                        let at = e.key * scale;
-                        row[first + bucket_index(bounds, at)] += e.value;
-                        row[*sum] += e.value * at;
-                    }
-                }
-            }
+            FieldKind::Map => add_map(def, row, f, e.key, e.value),
         }
     }
     for &f in s.touched.iter() {
         let v = s.dense[f as usize];
-        // NaN marks a field present but invalid (see `Batch::push_invalid`): it adds nothing.
-        if v.is_nan() {
-            continue;
-        }
-        for t in &def.targets[f as usize] {
-            match *t {
-                Target::Add { slot, scale } => row[slot] += v * scale,
-                Target::Observe { bucket, sum, at } => {
-                    row[bucket] += v;
-                    row[sum] += v * at;
-                }
-                Target::ObserveMap { .. } => {}
-            }
+        if !v.is_nan() {
+            add_number(def, row, f as usize, v);
         }
     }
+}
+
+/// A number field's value into its targets.
+#[inline(always)]
+fn add_number(def: &StreamDef, row: &mut [f64], f: usize, v: f64) {
+    for t in &def.targets[f] {
+        match *t {
+            Target::Add { slot, scale } => row[slot] += v * scale,
+            Target::Observe { bucket, sum, at } => {
+                row[bucket] += v;
+                row[sum] += v * at;
+            }
+            Target::ObserveMap { .. } => {}
+        }
+    }
+}
+
+/// One `"<key>": count` entry of a map field into its histogram.
+#[inline(always)]
+fn add_map(def: &StreamDef, row: &mut [f64], f: usize, key: f64, count: f64) {
+    for t in &def.targets[f] {
+        if let Target::ObserveMap { first, sum, scale, bounds } = t {
+            let at = key * scale;
+            row[first + bucket_index(bounds, at)] += count;
+            row[*sum] += count * at;
+        }
+    }
+}
+
+/// The operations that read several fields of the record (or run when one is absent).
+fn record_ops(def: &StreamDef, row: &mut [f64], s: &RecordScratch<'_>, gauges: &mut Option<(&mut Vec<GaugeObs>, u32)>) {
     for (i, op) in def.record_ops.iter().enumerate() {
         match op {
             RecordOp::Set { slot, field, weight } => {
@@ -538,9 +619,4 @@ fn apply_record(
             }
         }
     }
-    for &f in s.touched.iter() {
-        s.dense[f as usize] = 0.0;
-        s.present[f as usize] = false;
-    }
-    s.touched.clear();
 }

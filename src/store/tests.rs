@@ -260,3 +260,52 @@ fn invalid_weights_count_as_none() {
     t.merge(&ctx, &b, &mut Scratch::default());
     assert!((t.rows()[0].values[ratio] - 0.5).abs() < 1e-12, "{}", t.rows()[0].values[ratio]);
 }
+
+/// A key that comes twice in one record counts once, with its last value (as serde reads a
+/// JSON object's duplicate key), even after the record's other values were already added by
+/// the one-pass path: the row is restored and the record applied again the general way.
+#[test]
+fn a_key_twice_in_a_record_counts_its_last_value_only() {
+    let def = catalog().stream(Stream::Realtime);
+    let mh = field(Stream::Realtime, "miss_histogram");
+    let http3 = field(Stream::Realtime, "http3");
+    let apply = |with_duplicates: bool| {
+        let mut t = StreamTable::default();
+        let mut s = Scratch::default();
+        let ctx = MergeContext { def, entity_label: None, names: &Interner::default(), now: 1, places: None };
+        let mut b = Batch::default();
+        record(&mut b, "X", &[("requests", 1.0), ("http2", 1.0)]);
+        let dc = b.add_name("X");
+        let none = b.add_name("");
+        b.begin_record(dc, none);
+        if with_duplicates {
+            b.push(field(Stream::Realtime, "requests"), 3.0);
+            b.push(field(Stream::Realtime, "http2"), 1.0);
+            b.push_invalid(http3, crate::store::Invalid::Negative);
+            b.push_keyed(mh, 5.0, 2.0);
+            b.push(field(Stream::Realtime, "requests"), 10.0);
+            b.push(field(Stream::Realtime, "object_size_1k"), 4.0);
+            b.push(http3, 2.0);
+        } else {
+            b.push(field(Stream::Realtime, "requests"), 10.0);
+            b.push(field(Stream::Realtime, "http2"), 1.0);
+            b.push(http3, 2.0);
+            b.push_keyed(mh, 5.0, 2.0);
+            b.push(field(Stream::Realtime, "object_size_1k"), 4.0);
+        }
+        b.end_record();
+        t.merge(&ctx, &b, &mut s);
+        // The scratch is left clean: a record without http2 and http3 reads them as absent.
+        let mut b = Batch::default();
+        record(&mut b, "X", &[("requests", 5.0)]);
+        t.merge(&ctx, &b, &mut s);
+        t.rows()[0].values.iter().map(|v| v.to_bits()).collect::<Vec<u64>>()
+    };
+    let got = apply(true);
+    assert_eq!(got, apply(false));
+    let v = |name: &str, series: usize| f64::from_bits(got[slot(Stream::Realtime, name, series)]);
+    assert_eq!(v("requests_total", 0), 16.0);
+    // HTTP/1 = requests - http2 - http3 per record: 0, then 10 - 1 - 2, then 5.
+    assert_eq!(v("http_total", 0), 12.0);
+    assert_eq!(v("http_total", 2), 2.0);
+}
