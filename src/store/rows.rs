@@ -56,9 +56,8 @@ pub struct MergeContext<'a> {
 #[derive(Debug, Default)]
 pub struct Scratch {
     dense: Vec<f64>,
-    present: Vec<bool>,
     touched: Vec<u16>,
-    /// One bit per field: seen in the record being applied (see [`apply_once`]).
+    /// One bit per field: seen in the record being applied (both paths, see [`apply_record`]).
     seen: Vec<u64>,
     /// Row of each record of the batch, resolved before any value changes.
     rows: Vec<u32>,
@@ -88,7 +87,6 @@ impl Scratch {
     /// Forgets everything, including state a panic left behind mid-record.
     pub fn reset(&mut self) {
         self.dense.fill(0.0);
-        self.present.fill(false);
         self.touched.clear();
         self.seen.fill(0);
         self.rows.clear();
@@ -228,7 +226,6 @@ impl StreamTable {
         let def = ctx.def;
         if scratch.dense.len() != def.fields.len() {
             scratch.dense = vec![0.0; def.fields.len()];
-            scratch.present = vec![false; def.fields.len()];
             scratch.seen = vec![0; def.fields.len().div_ceil(64)];
         }
         scratch.rows.clear();
@@ -267,8 +264,8 @@ impl StreamTable {
             }
         }
         let grouped = places.is_some_and(Places::grouped);
-        let Scratch { dense, present, touched, seen, rows: indices, undo, gauges } = scratch;
-        let mut record = RecordScratch { dense, present, touched, seen };
+        let Scratch { dense, touched, seen, rows: indices, undo, gauges } = scratch;
+        let mut record = RecordScratch { dense, touched, seen };
         let rows = &mut self.rows;
         let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             for (i, rec) in batch.records().enumerate() {
@@ -441,7 +438,6 @@ fn new_row(names: &Interner, entity_label: Option<&str>, dc: &str, entity: &str,
 /// The per-record parts of [`Scratch`].
 struct RecordScratch<'a> {
     dense: &'a mut Vec<f64>,
-    present: &'a mut Vec<bool>,
     touched: &'a mut Vec<u16>,
     seen: &'a mut Vec<u64>,
 }
@@ -481,31 +477,25 @@ fn apply_record(
     mut gauges: Option<(&mut Vec<GaugeObs>, u32)>,
 ) {
     let once = apply_once(def, row, rec, s);
-    // `dense` now holds the record's numbers (what the record ops read); `seen`, which of them
-    // came; back to all clear once the record ops have run.
-    let clear = |s: &mut RecordScratch<'_>| {
-        for e in rec.entries {
-            if let Some(d) = s.dense.get_mut(e.field as usize) {
-                *d = 0.0;
-            }
-        }
-        s.seen.fill(0);
-    };
     if !once {
-        clear(s);
+        clear(rec, s);
         row.copy_from_slice(saved);
         apply_general(def, row, rec, s);
     }
     record_ops(def, row, s, &mut gauges);
-    if once {
-        clear(s);
-    } else {
-        for &f in s.touched.iter() {
-            s.dense[f as usize] = 0.0;
-            s.present[f as usize] = false;
+    clear(rec, s);
+}
+
+/// Back to all clear after either path: every field either wrote to `dense`, `seen` or
+/// `touched` is one of the record's entries.
+fn clear(rec: &RecordView<'_>, s: &mut RecordScratch<'_>) {
+    for e in rec.entries {
+        if let Some(d) = s.dense.get_mut(e.field as usize) {
+            *d = 0.0;
         }
-        s.touched.clear();
     }
+    s.seen.fill(0);
+    s.touched.clear();
 }
 
 /// The record's values into their targets in one pass, when each number field comes at most
@@ -519,11 +509,9 @@ fn apply_once(def: &StreamDef, row: &mut [f64], rec: &RecordView<'_>, s: &mut Re
         let f = e.field as usize;
         match def.field_kinds[f] {
             FieldKind::Number => {
-                let (word, bit) = (f / 64, 1u64 << (f % 64));
-                if s.seen[word] & bit != 0 {
+                if mark_seen(s.seen, f) {
                     return false;
                 }
-                s.seen[word] |= bit;
                 let v = e.value;
                 s.dense[f] = v;
                 // NaN marks a field present but invalid (see `Batch::push_invalid`): it adds
@@ -546,8 +534,7 @@ fn apply_general(def: &StreamDef, row: &mut [f64], rec: &RecordView<'_>, s: &mut
         let f = e.field as usize;
         match def.field_kinds[f] {
             FieldKind::Number => {
-                if !s.present[f] {
-                    s.present[f] = true;
+                if !mark_seen(s.seen, f) {
                     s.touched.push(e.field);
                 }
                 s.dense[f] = e.value;
@@ -561,6 +548,15 @@ fn apply_general(def: &StreamDef, row: &mut [f64], rec: &RecordView<'_>, s: &mut
             add_number(def, row, f as usize, v);
         }
     }
+}
+
+/// Marks field `f` seen in the record; whether it was already.
+#[inline(always)]
+fn mark_seen(seen: &mut [u64], f: usize) -> bool {
+    let (word, bit) = (f / 64, 1u64 << (f % 64));
+    let was = seen[word] & bit != 0;
+    seen[word] |= bit;
+    was
 }
 
 /// A number field's value into its targets.
