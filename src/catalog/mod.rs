@@ -32,7 +32,6 @@ mod spec;
 pub use ids::{AccountFamily, ExporterFamily, ServiceFamily};
 pub use selection::{Selected, Selection};
 
-pub(crate) use spec::same_bytes;
 pub use spec::{
     Catalog, Family, FieldKind, Kind, RecordOp, Scope, Series, Source, Stream, StreamDef, Target, apply_field_types,
     bucket_index, parse_catalog,

@@ -255,10 +255,9 @@ pub struct FieldIndex {
 }
 
 /// `a == b` in eight-byte words, inline: the slice comparison is a call to the C library's
-/// `bcmp`, a byte loop in musl (the static binary). Shared by the field index and the fast
-/// reader of real-time answers (`upstream::realtime::scan`).
+/// `bcmp`, a byte loop in musl (the static binary).
 #[inline(always)]
-pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;

@@ -15,7 +15,9 @@
 //! ten up to 10^22, both exact in `f64`, so the quotient is the one serde_json's division
 //! gives). The tests compare both parsers on the fixtures and on mutated bodies.
 
-use crate::catalog::{FieldKind, Stream, StreamDef, catalog, same_bytes};
+use std::sync::OnceLock;
+
+use crate::catalog::{FieldKind, Stream, StreamDef, catalog};
 use crate::store::Batch;
 
 use super::parse::{AGGREGATE_DC, Mode};
@@ -63,6 +65,102 @@ fn eight_digits(w: u64) -> u64 {
     (v.wrapping_mul(10000) + (v >> 32)) & 0xFFFF_FFFF
 }
 
+/// A field's key as the API writes it before the value, `name":` (after the opening quote),
+/// in little-endian words, and what the value is: what the guesses compare the body against.
+/// The last word is the pattern's last eight bytes, so it overlaps the one before unless the
+/// length is a multiple of eight; a pattern shorter than eight bytes is one masked word. A
+/// mismatch, the usual outcome of a guess, shows in the first or the last word, so most cost
+/// two loads and compares, with no length or name to fetch from the catalog first.
+struct Key {
+    words: Box<[u64]>,
+    /// Bytes the last word repeats of the one before (0..8), or, for a one-word pattern, the
+    /// padding that `mask` clears.
+    pad: u8,
+    mask: u64,
+    kind: KeyKind,
+}
+
+/// What a field's value is, as the scan reads it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    /// A count (`u64` in the API's field list): a fractional value is left to serde.
+    Count,
+    /// Any non-negative number.
+    Number,
+    /// `{"<integer>": count, ...}`.
+    Map,
+}
+
+impl Key {
+    fn new(name: &str, kind: FieldKind, integral: bool) -> Key {
+        let mut pattern = name.as_bytes().to_vec();
+        pattern.extend_from_slice(b"\":");
+        let n = pattern.len();
+        let word = |at: usize| {
+            let mut w = [0u8; 8];
+            let end = n.min(at + 8);
+            w[..end - at].copy_from_slice(&pattern[at..end]);
+            u64::from_le_bytes(w)
+        };
+        let (words, pad, mask) = if n <= 8 {
+            (vec![word(0)], (8 - n) as u8, u64::MAX >> (8 * (8 - n)))
+        } else {
+            let mut words: Vec<u64> = (0..n / 8).map(|i| word(i * 8)).collect();
+            let pad = (8 - n % 8) % 8;
+            if pad != 0 {
+                words.push(word(n - 8));
+            }
+            (words, pad as u8, u64::MAX)
+        };
+        let kind = match (kind, integral) {
+            (FieldKind::Map, _) => KeyKind::Map,
+            (FieldKind::Number, true) => KeyKind::Count,
+            (FieldKind::Number, false) => KeyKind::Number,
+        };
+        Key { words: words.into_boxed_slice(), pad, mask, kind }
+    }
+
+    /// Whether `b` holds this key's pattern at `at`. Needs eight bytes from `at` even for a
+    /// shorter pattern: near the end of the body a guess then misses, and the key is read and
+    /// looked up instead, which is only slower.
+    #[inline(always)]
+    fn is_at(&self, b: &[u8], at: usize) -> bool {
+        let load = |i: usize| b.get(i..i + 8).map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
+        let Some((&first, rest)) = self.words.split_first() else { return false };
+        if load(at).is_none_or(|w| w & self.mask != first) {
+            return false;
+        }
+        let Some((&last, middle)) = rest.split_last() else { return true };
+        let end = at + rest.len() * 8 - usize::from(self.pad);
+        if load(end).is_none_or(|w| w != last) {
+            return false;
+        }
+        middle.iter().enumerate().all(|(i, &w)| load(at + 8 + i * 8) == Some(w))
+    }
+}
+
+/// The key table of `stream`, built from the catalog once.
+fn keys(stream: Stream) -> &'static [Key] {
+    static KEYS: [OnceLock<Box<[Key]>>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    KEYS[stream as usize].get_or_init(|| {
+        let def = catalog().stream(stream);
+        (def.fields.iter().zip(&def.field_kinds).enumerate())
+            .map(|(f, (name, kind))| Key::new(name, *kind, def.integral.get(f).copied().unwrap_or(false)))
+            .collect()
+    })
+}
+
+/// `v as f64`, through `i64` when it fits: x86-64 converts a signed integer in one
+/// instruction and an unsigned one in a branchy sequence of several. Both round the same
+/// integer the same way, so the value is identical.
+#[inline(always)]
+fn to_f64(v: u64) -> f64 {
+    match i64::try_from(v) {
+        Ok(i) => i as f64,
+        Err(_) => v as f64,
+    }
+}
+
 /// No field (in `Batch::key_order`).
 const NONE: u16 = u16::MAX;
 
@@ -87,7 +185,8 @@ pub fn parse_fast(body: &[u8], stream: Stream, mode: Mode, batch: &mut Batch) ->
     if batch.key_order.len() != def.fields.len() + 1 {
         batch.key_order = vec![NONE; def.fields.len() + 1];
     }
-    let mut s = Scan { b: body, i: 0, def: catalog().stream(stream), stream, mode, batch, fraction: false };
+    let keys = keys(stream);
+    let mut s = Scan { b: body, i: 0, def, keys, stream, mode, batch, fraction: false };
     s.envelope()?;
     s.ws();
     if s.i == body.len() { Ok(()) } else { Err(Unsupported) }
@@ -97,6 +196,7 @@ struct Scan<'a, 'b> {
     b: &'a [u8],
     i: usize,
     def: &'static StreamDef,
+    keys: &'static [Key],
     stream: Stream,
     mode: Mode,
     batch: &'b mut Batch,
@@ -364,12 +464,12 @@ impl<'a> Scan<'a, '_> {
             }
             exp += if negative { -e } else { e };
         } else if exp == 0 {
-            return Ok(sig as f64);
+            return Ok(to_f64(sig));
         }
         self.fraction = true;
         match usize::try_from(exp.unsigned_abs()).ok().and_then(|e| POW10.get(e)) {
-            Some(pow) if exp >= 0 => Ok(sig as f64 * pow),
-            Some(pow) => Ok(sig as f64 / pow),
+            Some(pow) if exp >= 0 => Ok(to_f64(sig) * pow),
+            Some(pow) => Ok(to_f64(sig) / pow),
             None => Err(Unsupported),
         }
     }
@@ -397,7 +497,13 @@ impl<'a> Scan<'a, '_> {
                 if !self.open(b'{', b'}')? {
                     loop {
                         self.key()?;
-                        self.skip(depth + 1)?;
+                        // Most skipped members are numbers (the other mode's stats): read
+                        // here, without a call and a dispatch for each.
+                        if self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
+                            self.skip_number()?;
+                        } else {
+                            self.skip(depth + 1)?;
+                        }
                         if !self.more(b'}')? {
                             break;
                         }
@@ -426,6 +532,7 @@ impl<'a> Scan<'a, '_> {
     }
 
     /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`, not evaluated (as serde_json skips).
+    #[inline(always)]
     fn skip_number(&mut self) -> R<()> {
         let b = self.b;
         if b.get(self.i) == Some(&b'-') {
@@ -557,16 +664,13 @@ impl<'a> Scan<'a, '_> {
                 if let Some(f) = field {
                     last = usize::from(f);
                 }
-                match field {
+                match field.map(|f| (f, self.keys[usize::from(f)].kind)) {
                     None => self.skip(6)?,
-                    Some(f) => match def.field_kinds[f as usize] {
-                        FieldKind::Number => {
-                            let integral = def.integral.get(f as usize).copied().unwrap_or(false);
-                            let v = self.value(integral)?;
-                            self.batch.push(f, v);
-                        }
-                        FieldKind::Map => self.counts(f)?,
-                    },
+                    Some((f, KeyKind::Map)) => self.counts(f)?,
+                    Some((f, kind)) => {
+                        let v = self.value(kind == KeyKind::Count)?;
+                        self.batch.push(f, v);
+                    }
                 }
                 if !self.more(b'}')? {
                     break;
@@ -588,14 +692,12 @@ impl<'a> Scan<'a, '_> {
             return None;
         }
         let order = &self.batch.key_order;
+        let at = self.i + 1;
         let mut next = *order.get(last)?;
         for _ in 0..GUESSES {
-            let name = self.def.fields.get(usize::from(next))?.as_bytes();
-            let at = self.i + 1;
-            if b.get(at..at + name.len()).is_some_and(|k| same_bytes(k, name))
-                && b.get(at + name.len()..at + name.len() + 2) == Some(b"\":")
-            {
-                self.i = at + name.len() + 2;
+            let key = self.keys.get(usize::from(next))?;
+            if key.is_at(b, at) {
+                self.i = at + key.words.len() * 8 - usize::from(key.pad);
                 return Some(next);
             }
             next = *order.get(usize::from(next))?;
@@ -925,6 +1027,35 @@ mod tests {
         }
         // Many mutations keep the body valid: the comparison is exercised, not only the bail-out.
         assert!(taken * 5 > total, "the fast path took only {taken} of {total} mutated bodies");
+    }
+
+    /// Every key of every stream, of every length (one masked word, whole words, an
+    /// overlapping last word): found where it is written, its length consumed, and missed when
+    /// any one byte of it differs or the body ends within the eight bytes a guess loads.
+    #[test]
+    fn a_key_pattern_matches_its_own_bytes_only() {
+        let mut lengths = std::collections::BTreeSet::new();
+        for stream in [Stream::Realtime, Stream::Origin, Stream::Domain] {
+            let def = catalog().stream(stream);
+            for (f, key) in keys(stream).iter().enumerate() {
+                let pattern = format!("{}\":", def.fields[f]);
+                let n = pattern.len();
+                lengths.insert(n);
+                assert_eq!(key.words.len() * 8 - usize::from(key.pad), n, "{pattern}");
+                let body = format!("\"{pattern}12345678}}");
+                assert!(key.is_at(body.as_bytes(), 1), "{pattern}");
+                for i in 0..n {
+                    let mut wrong = body.clone().into_bytes();
+                    wrong[1 + i] ^= 0x01;
+                    assert!(!key.is_at(&wrong, 1), "{pattern} with byte {i} changed");
+                }
+                let short = format!("\"{pattern}");
+                assert_eq!(key.is_at(short.as_bytes(), 1), n >= 8, "{pattern} at the end of the body");
+            }
+        }
+        // The shapes the table distinguishes all occur in the catalog.
+        assert!(lengths.iter().any(|n| *n < 8) && lengths.iter().any(|n| n % 8 == 0 && *n > 8), "{lengths:?}");
+        assert!(lengths.iter().any(|n| n % 8 != 0 && *n > 16), "{lengths:?}");
     }
 
     #[test]
