@@ -150,17 +150,6 @@ fn keys(stream: Stream) -> &'static [Key] {
     })
 }
 
-/// `v as f64`, through `i64` when it fits: x86-64 converts a signed integer in one
-/// instruction and an unsigned one in a branchy sequence of several. Both round the same
-/// integer the same way, so the value is identical.
-#[inline(always)]
-fn to_f64(v: u64) -> f64 {
-    match i64::try_from(v) {
-        Ok(i) => i as f64,
-        Err(_) => v as f64,
-    }
-}
-
 /// No field (in `Batch::key_order`).
 const NONE: u16 = u16::MAX;
 
@@ -464,12 +453,12 @@ impl<'a> Scan<'a, '_> {
             }
             exp += if negative { -e } else { e };
         } else if exp == 0 {
-            return Ok(to_f64(sig));
+            return Ok(sig as f64);
         }
         self.fraction = true;
         match usize::try_from(exp.unsigned_abs()).ok().and_then(|e| POW10.get(e)) {
-            Some(pow) if exp >= 0 => Ok(to_f64(sig) * pow),
-            Some(pow) => Ok(to_f64(sig) / pow),
+            Some(pow) if exp >= 0 => Ok(sig as f64 * pow),
+            Some(pow) => Ok(sig as f64 / pow),
             None => Err(Unsupported),
         }
     }
