@@ -423,6 +423,27 @@ impl<'a> Scan<'a, '_> {
         Ok(fold(0, &self.b[start..end]))
     }
 
+    /// The usual member value, read in one piece: up to seven digits right here and the `,`
+    /// or `}` right after them, both consumed; whether it was `}` comes back with the value.
+    /// Anything else (a longer number, a fraction, whitespace, a leading zero) is `None`,
+    /// nothing consumed, for [`Scan::value`] and [`Scan::more`] to read as before. Such a
+    /// number is an exact integer, so both kinds of field take it as it is.
+    #[inline(always)]
+    fn short_integer(&mut self) -> Option<(f64, bool)> {
+        let w = u64::from_le_bytes(*self.b.get(self.i..)?.first_chunk::<8>()?);
+        let len = digit_run(w);
+        if len == 0 || len == 8 || (len > 1 && w as u8 == b'0') {
+            return None;
+        }
+        let closed = match (w >> (8 * len)) as u8 {
+            b',' => false,
+            b'}' => true,
+            _ => return None,
+        };
+        self.i += len + 1;
+        Some((significand(eight_digits(w << (8 * (8 - len)))), closed))
+    }
+
     /// A non-negative integer without fraction or exponent (`Timestamp`, `recorded`).
     fn integer(&mut self) -> R<u64> {
         self.ws();
@@ -686,6 +707,13 @@ impl<'a> Scan<'a, '_> {
                     None => self.skip(6)?,
                     Some((f, KeyKind::Map)) => self.counts(f)?,
                     Some((f, kind)) => {
+                        if let Some((v, closed)) = self.short_integer() {
+                            self.batch.push(f, v);
+                            if closed {
+                                break;
+                            }
+                            continue;
+                        }
                         let v = self.value(kind == KeyKind::Count)?;
                         self.batch.push(f, v);
                     }
