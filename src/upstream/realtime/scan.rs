@@ -537,7 +537,14 @@ impl<'a> Scan<'a, '_> {
                     loop {
                         self.key()?;
                         // Most skipped members are numbers (the other mode's stats): read
-                        // here, without a call and a dispatch for each.
+                        // here, without a call and a dispatch for each, most of them in one
+                        // piece with the separator after them.
+                        if let Some((_, closed)) = self.short_integer() {
+                            if closed {
+                                break;
+                            }
+                            continue;
+                        }
                         if self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
                             self.skip_number()?;
                         } else {
