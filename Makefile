@@ -83,6 +83,19 @@ demo: release
 ## at 100, 300 and 1,000 services, Scale A also with the glibc build; prints a table, also
 ## written to bench-out/last.txt. Select with BENCH_ONLY=A-tls,A (micro A-tls A A-tls-glibc
 ## A-glibc B-tls B Bagg-tls Bagg A1) or `make bench BENCH_ARGS="A-tls --datacenters 20"`.
+## Instructions per real-time body (10 DCs, ~55 KB) to parse and to merge, both datacenter
+## modes, counted by callgrind (needs valgrind): unlike timings on a shared machine they do
+## not move from one minute to the next. Each count is (run of 300 - run of 100) / 200.
+.PHONY: instructions
+instructions:
+	$(CARGO) bench --bench scale --no-run
+	@bin=$$(ls -t target/release/deps/scale-* | grep -v '\.d$$' | head -1); \
+	for w in parse parse-agg merge merge-agg; do \
+	  ir() { valgrind --tool=callgrind --callgrind-out-file=/dev/null $$bin --count $$w $$1 2>&1 | sed -n 's/.*refs: *//p' | tr -d ,; }; \
+	  a=$$(ir 100); b=$$(ir 300); \
+	  echo "$$w: $$(( (b - a) / 200 )) instructions per body"; \
+	done
+
 .PHONY: bench
 bench:
 	ulimit -n 65536 2>/dev/null || ulimit -n 20000 2>/dev/null || echo "bench: cannot raise the open-file limit"; \

@@ -128,6 +128,9 @@ const LARGE_SERIES: usize = 5_000_000;
 
 struct Settings {
     only: Vec<String>,
+    /// `--count WORK N`: run one piece of the micro bench exactly N times and nothing else,
+    /// for an instruction counter (`make instructions`).
+    count: Option<(Work, usize)>,
     datacenters: usize,
     window: u64,
     settle: u64,
@@ -147,6 +150,7 @@ fn parse_settings() -> Res<Settings> {
         }
     };
     let mut s = Settings {
+        count: None,
         only: std::env::var("BENCH_ONLY")
             .unwrap_or_default()
             .split([',', ' '])
@@ -168,9 +172,17 @@ fn parse_settings() -> Res<Settings> {
             "--datacenters" => s.datacenters = num(args.next())? as usize,
             "--window" => s.window = num(args.next())?,
             "--settle" => s.settle = num(args.next())?,
+            "--count" => {
+                let work = args.next().unwrap_or_default();
+                let work = Work::ALL
+                    .into_iter()
+                    .find(|w| w.name() == work)
+                    .ok_or_else(|| format!("--count: unknown work {work:?} (parse, parse-agg, merge, merge-agg)"))?;
+                s.count = Some((work, num(args.next())? as usize));
+            }
             "-h" | "--help" => {
                 println!(
-                    "usage: cargo bench --bench scale -- [micro] [A-tls] [A] [A-tls-glibc] [A-glibc] [B-tls] [B] [Bagg-tls] [Bagg] [A1] [G-tls] [G-tls-glibc] [C-tls] [C-tls-glibc] \
+                    "usage: cargo bench --bench scale -- [--count parse|parse-agg|merge|merge-agg N] [micro] [A-tls] [A] [A-tls-glibc] [A-glibc] [B-tls] [B] [Bagg-tls] [Bagg] [A1] [G-tls] [G-tls-glibc] [C-tls] [C-tls-glibc] \
                      [--datacenters N] [--window S] [--settle S]\n(or BENCH_ONLY=A-tls,A BENCH_DATACENTERS \
                      BENCH_WINDOW BENCH_SETTLE)"
                 );
@@ -208,6 +220,10 @@ fn main() {
         // A second signal exits at once; the first one stops the run cleanly.
         let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&STOP));
         let _ = signal_hook::flag::register(sig, Arc::clone(&STOP));
+    }
+    if let Some((work, n)) = settings.count {
+        run_counted(work, n, settings.datacenters);
+        return;
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out_dir = root.join("bench-out");
@@ -346,6 +362,68 @@ fn per_call(min: Duration, mut f: impl FnMut(usize)) -> f64 {
         }
     }
     t.elapsed().as_secs_f64() / n as f64
+}
+
+/// One piece of the micro bench, for `--count`.
+#[derive(Clone, Copy)]
+enum Work {
+    Parse,
+    ParseAggregate,
+    Merge,
+    MergeAggregate,
+}
+
+impl Work {
+    const ALL: [Work; 4] = [Work::Parse, Work::ParseAggregate, Work::Merge, Work::MergeAggregate];
+
+    fn name(self) -> &'static str {
+        match self {
+            Work::Parse => "parse",
+            Work::ParseAggregate => "parse-agg",
+            Work::Merge => "merge",
+            Work::MergeAggregate => "merge-agg",
+        }
+    }
+}
+
+/// Runs `work` on the micro bench's bodies `n` times and nothing else. An instruction counter
+/// run at two values of `n` gives the instructions per body from the difference (the setup,
+/// the same both times, cancels out). Timings on a shared 2-core machine swing by a third
+/// from minute to minute; instruction counts do not.
+fn run_counted(work: Work, n: usize, datacenters: usize) {
+    let spec = GenSpec { datacenters, entities: 2, seed: 1 };
+    let bodies = sample_bodies(FakeStream::Realtime, &spec);
+    let mode = match work {
+        Work::Parse | Work::Merge => Mode::PerDatacenter,
+        Work::ParseAggregate | Work::MergeAggregate => Mode::Aggregate,
+    };
+    let mut batch = Batch::default();
+    match work {
+        Work::Parse | Work::ParseAggregate => {
+            for i in 0..n {
+                parse_response(&bodies[i % bodies.len()], Stream::Realtime, mode, &mut batch)
+                    .expect("sample body parses");
+            }
+        }
+        Work::Merge | Work::MergeAggregate => {
+            let parsed: Vec<Batch> = bodies
+                .iter()
+                .map(|body| {
+                    let mut b = Batch::default();
+                    parse_response(body, Stream::Realtime, mode, &mut b).expect("sample body parses");
+                    b
+                })
+                .collect();
+            let def = catalog().stream(Stream::Realtime);
+            let names = Interner::default();
+            let ctx = MergeContext { def, entity_label: None, names: &names, now: 1, places: None };
+            let (mut table, mut scratch) = (StreamTable::default(), Scratch::default());
+            for i in 0..n {
+                table.merge(&ctx, &parsed[i % parsed.len()], &mut scratch);
+            }
+        }
+    }
+    std::hint::black_box(&batch);
 }
 
 fn micro(datacenters: usize) -> String {
