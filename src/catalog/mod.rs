@@ -33,8 +33,8 @@ pub use ids::{AccountFamily, ExporterFamily, ServiceFamily};
 pub use selection::{Selected, Selection};
 
 pub use spec::{
-    Catalog, Family, FieldKind, Kind, RecordOp, Scope, Series, Source, Stream, StreamDef, Target, apply_field_types,
-    bucket_index, parse_catalog,
+    Catalog, Family, FieldKind, Kind, NOT_DIRECT, RecordOp, Scope, Series, Source, Stream, StreamDef, Target,
+    apply_field_types, bucket_index, parse_catalog,
 };
 
 use std::sync::OnceLock;

@@ -198,6 +198,11 @@ pub struct StreamDef {
     pub field_kinds: Vec<FieldKind>,
     /// What each field feeds.
     pub targets: Vec<Vec<Target>>,
+    /// For each field, the one slot it adds to unscaled when that is all it feeds (most
+    /// counters: `row[slot] += value`), or [`NOT_DIRECT`]: the merge then goes through
+    /// `targets`. Derived from `targets` by [`StreamDef::wire_direct`]; a field beyond its end
+    /// is not direct.
+    pub direct: Vec<u32>,
     /// Operations run once per record.
     pub record_ops: Vec<RecordOp>,
     /// Length of a row's value array.
@@ -208,7 +213,22 @@ pub struct StreamDef {
     index: FieldIndex,
 }
 
+/// In [`StreamDef::direct`]: the field's targets are read one by one.
+pub const NOT_DIRECT: u32 = u32::MAX;
+
 impl StreamDef {
+    /// Derives [`StreamDef::direct`] from the targets (after the last one is wired).
+    pub fn wire_direct(&mut self) {
+        self.direct = (self.targets.iter().zip(&self.field_kinds))
+            .map(|(targets, kind)| match (kind, targets.as_slice()) {
+                (FieldKind::Number, [Target::Add { slot, scale }]) if *scale == 1.0 => {
+                    u32::try_from(*slot).unwrap_or(NOT_DIRECT)
+                }
+                _ => NOT_DIRECT,
+            })
+            .collect();
+    }
+
     /// Field number of a JSON key, or `None` for keys no family reads (skipped by the parser).
     pub fn field(&self, key: &str) -> Option<u16> {
         self.field_bytes(key.as_bytes())
@@ -414,6 +434,9 @@ pub fn parse_catalog(text: &'static str) -> Result<Catalog, CatalogError> {
     if !missing.is_empty() {
         let line = text.lines().count();
         return Err(CatalogError { line, msg: format!("no line declares {}", missing.join(", ")) });
+    }
+    for def in &mut streams {
+        def.wire_direct();
     }
     Ok(Catalog { families, streams })
 }

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::catalog::{FieldKind, RecordOp, StreamDef, Target, bucket_index};
+use crate::catalog::{FieldKind, NOT_DIRECT, RecordOp, StreamDef, Target, bucket_index};
 use crate::util::exposition::push_label;
 
 use super::batch::{Batch, RecordView};
@@ -517,7 +517,10 @@ fn apply_once(def: &StreamDef, row: &mut [f64], rec: &RecordView<'_>, s: &mut Re
                 // NaN marks a field present but invalid (see `Batch::push_invalid`): it adds
                 // nothing.
                 if !v.is_nan() {
-                    add_number(def, row, f, v);
+                    match def.direct.get(f) {
+                        Some(&slot) if slot != NOT_DIRECT => row[slot as usize] += v,
+                        _ => add_number(def, row, f, v),
+                    }
                 }
             }
             FieldKind::Map => add_map(def, row, f, e.key, e.value),
