@@ -273,7 +273,19 @@ fn history_batches_once() -> bool {
     assert!(answers >= 2);
     let r = recorded_of(&old);
     assert!(r[0] + 9 >= now && r[0] + 7 <= now, "oldest {} at {now}", r[0]);
-    // What was written, and the ground truth of any range, agree with the bodies.
+    // What was written, and the ground truth of any range, agree with the bodies. An answer is
+    // booked by the responder thread once its last byte is written, which can be just after
+    // the client has read it: wait until every second of the answers above is booked (the
+    // latest, the five asked for, and the oldest ones).
+    let written = 1 + 5 + r.len() as u64;
+    let booked = || {
+        let s = fake.state().served(Stream::Realtime, "svc0000");
+        s.seconds() + s.redelivered
+    };
+    let t0 = Instant::now();
+    while booked() < written && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let served = fake.state().served(Stream::Realtime, "svc0000");
     assert_eq!(served.runs, vec![(r[0], next - 1)], "one run from the oldest second asked to the latest");
     let again = (r[0]..=r[r.len() - 1]).filter(|s| (next - 5..next).contains(s)).count() as u64;
