@@ -214,6 +214,16 @@ fn recorded_of(v: &serde_json::Value) -> Vec<u64> {
     v["Data"].as_array().unwrap().iter().map(|r| r["recorded"].as_u64().unwrap()).collect()
 }
 
+/// Waits (at most 5 s) until `done` holds. The fake books and tallies an answer on its
+/// responder thread once the last byte is written, which can be just after the client has
+/// read it; the caller's assertions then say what was expected.
+fn until_booked(done: impl Fn() -> bool) {
+    let t0 = Instant::now();
+    while !done() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Sleeps until just after the wall clock's next second begins.
 fn at_a_fresh_second() {
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_millis();
@@ -273,19 +283,13 @@ fn history_batches_once() -> bool {
     assert!(answers >= 2);
     let r = recorded_of(&old);
     assert!(r[0] + 9 >= now && r[0] + 7 <= now, "oldest {} at {now}", r[0]);
-    // What was written, and the ground truth of any range, agree with the bodies. An answer is
-    // booked by the responder thread once its last byte is written, which can be just after
-    // the client has read it: wait until every second of the answers above is booked (the
-    // latest, the five asked for, and the oldest ones).
-    let written = 1 + 5 + r.len() as u64;
-    let booked = || {
+    // What was written, and the ground truth of any range, agree with the bodies, once every
+    // second of the answers above is booked: the latest, those asked for, the oldest ones.
+    let written = (1 + seen.len() + r.len()) as u64;
+    until_booked(|| {
         let s = fake.state().served(Stream::Realtime, "svc0000");
-        s.seconds() + s.redelivered
-    };
-    let t0 = Instant::now();
-    while booked() < written && t0.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+        s.seconds() + s.redelivered >= written
+    });
     let served = fake.state().served(Stream::Realtime, "svc0000");
     assert_eq!(served.runs, vec![(r[0], next - 1)], "one run from the oldest second asked to the latest");
     let again = (r[0]..=r[r.len() - 1]).filter(|s| (next - 5..next).contains(s)).count() as u64;
@@ -489,17 +493,12 @@ fn faulty_clean_answers_are_deterministic_fast_and_tallied_once() {
     let v0: serde_json::Value = serde_json::from_slice(&first.body).unwrap();
     assert!(v0["Timestamp"].as_u64().unwrap() > 1_600_000_000, "ts 0 answers a recent second");
 
-    let t0 = Instant::now();
-    // A clean answer is tallied by the responder thread once its last byte is written, which
-    // can be just after the client has read it: wait for every tally of the polls above.
-    let tallied = || {
+    // Every tally of the polls above.
+    until_booked(|| {
         fake.state().delivered(Stream::Realtime, "svc0000").ts.len() == 2
             && fake.state().delivered(Stream::Realtime, "svc0000").redelivered == 1
             && !fake.state().delivered(Stream::Realtime, "svc0001").ts.is_empty()
-    };
-    while !tallied() && t0.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    });
     let d = fake.state().delivered(Stream::Realtime, "svc0000");
     assert_eq!(d.ts, [1_000, 1_001]);
     assert_eq!(d.redelivered, 1);
@@ -588,11 +587,7 @@ fn faulty_rate_changes_at_runtime_and_tally_survives_mode_switches() {
     fake.state().set_fault_rate(Stream::Realtime, 0.0);
     assert_eq!(split_answer(&raw_poll(&fake, "svc0000", 9).unwrap()).status, 200);
     fake.state().set_stream_mode(Stream::Realtime, StreamMode::NotFound);
-    // The tally is updated just after the last byte is written: the client may be faster.
-    let t0 = Instant::now();
-    while fake.state().delivered(Stream::Realtime, "svc0000").ts.is_empty() && t0.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    until_booked(|| !fake.state().delivered(Stream::Realtime, "svc0000").ts.is_empty());
     assert_eq!(fake.state().delivered(Stream::Realtime, "svc0000").ts, [9]);
 }
 
